@@ -1,0 +1,104 @@
+"""Building the sshfs command line: target, default options, user options.
+
+User options replace defaults with the same key (compared case-insensitively, as ssh
+does), so ``StrictHostKeyChecking=yes`` really turns host key checking on: ssh keeps
+the *first* value it sees for a key, so appending after a default would be ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import InvalidOptionError
+
+#: Options every mount gets unless the caller passes the same key.
+#: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;
+#: ``auto_unmount`` (Linux) makes fusermount3 remove the mount even if sshfs is SIGKILLed.
+DEFAULT_SSH_OPTIONS: tuple[str, ...] = (
+    "StrictHostKeyChecking=no",
+    "UserKnownHostsFile=/dev/null",
+    "LogLevel=ERROR",
+    "BatchMode=yes",
+)
+LINUX_FUSE_OPTIONS: tuple[str, ...] = ("auto_unmount",)
+
+
+@dataclass(frozen=True)
+class SshfsTarget:
+    """Where sshfs connects: ``user@host:remote_path`` on ``port``."""
+
+    host: str
+    port: int
+    user: str = ""
+    remote_path: str = "/"
+
+    @property
+    def spec(self) -> str:
+        """The ``[user@]host:path`` argument, with an IPv6 host in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{host}:{self.remote_path}"
+
+
+def option_key(option: str) -> str:
+    """The key of ``Key=value`` (or of a flag such as ``reconnect``), lower-cased."""
+    return option.split("=", 1)[0].strip().lower()
+
+
+def validate_option(option: str) -> str:
+    """Refuse options that are empty or could be read as a separate command-line flag."""
+    if not isinstance(option, str) or not option.strip():
+        raise InvalidOptionError(f"empty sshfs option {option!r}; pass options like 'reconnect' or 'Key=value'")
+    if option.lstrip().startswith("-"):
+        raise InvalidOptionError(
+            f"sshfs option {option!r} starts with '-'; pass the option itself (e.g. 'reconnect'), "
+            "each one is already given to sshfs as '-o OPTION'"
+        )
+    if "\n" in option or "\0" in option:
+        raise InvalidOptionError(f"sshfs option {option!r} contains a newline or NUL byte; remove it")
+    return option
+
+
+def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
+    """Defaults first, minus any whose key a user option also sets, then the user options."""
+    user = [validate_option(o) for o in user]
+    user_keys = {option_key(part) for o in user for part in o.split(",")}
+    return [d for d in defaults if option_key(d) not in user_keys] + user
+
+
+def default_options(identity_path: str | None, platform: str = sys.platform) -> list[str]:
+    """The default ``-o`` options for this platform, with the identity file if there is one."""
+    options = list(DEFAULT_SSH_OPTIONS)
+    if identity_path:
+        options.append(f"IdentityFile={identity_path}")
+    if platform.startswith("linux"):
+        options.extend(LINUX_FUSE_OPTIONS)
+    return options
+
+
+def build_argv(
+    target: SshfsTarget,
+    mountpoint: str,
+    options: Sequence[str],
+    *,
+    executable: str = "sshfs",
+) -> list[str]:
+    """The sshfs argv: foreground (``-f``) so sshfs stays our child, one ``-o`` per option."""
+    argv = [executable, target.spec, mountpoint, "-f"]
+    if target.port not in (0, 22):
+        argv += ["-p", str(target.port)]
+    for option in options:
+        argv += ["-o", option]
+    return argv
+
+
+def without_option(options: Sequence[str], key: str) -> list[str]:
+    """``options`` with every occurrence of ``key`` removed (also inside comma lists)."""
+    kept = []
+    for option in options:
+        parts = [p for p in option.split(",") if option_key(p) != key.lower()]
+        if parts:
+            kept.append(",".join(parts))
+    return kept

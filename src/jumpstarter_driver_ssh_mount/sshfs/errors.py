@@ -1,0 +1,78 @@
+"""The exception family of the mount core.
+
+Every error is one line: what went wrong, then what to do about it. Messages never
+contain key material; the identity is only ever named by the path sshfs was given.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class MountError(Exception):
+    """Base class of every error raised by the mount core."""
+
+
+class SshfsNotFoundError(MountError):
+    """The ``sshfs`` executable is not installed or not on ``PATH``."""
+
+    def __init__(self) -> None:
+        super().__init__(f"sshfs is not installed or not on PATH; install it: {install_hint('sshfs')}")
+
+
+class FuseUnavailableError(MountError):
+    """FUSE cannot be used here (no ``/dev/fuse``, no permission, no fusermount)."""
+
+
+class MountpointError(MountError):
+    """The local mountpoint cannot be used (a file, not empty, already mounted...)."""
+
+
+class RemotePathError(MountError):
+    """The device path to mount does not exist, is not a directory, or is not absolute."""
+
+
+class InvalidOptionError(MountError, ValueError):
+    """An sshfs ``-o`` option was refused, by us (flag injection) or by sshfs."""
+
+
+class ConnectError(MountError):
+    """The device's SSH server could not be reached."""
+
+
+class AuthenticationError(MountError):
+    """The device's SSH server refused the identity."""
+
+
+class HostKeyError(MountError):
+    """The device's host key did not match the known-hosts file."""
+
+
+class MountTimeoutError(MountError, TimeoutError):
+    """The filesystem did not appear within the allowed time."""
+
+
+class MountLostError(MountError):
+    """sshfs exited while the filesystem was supposed to be mounted."""
+
+
+class UnmountError(MountError):
+    """The filesystem could not be unmounted."""
+
+
+_INSTALL_HINTS = {
+    "sshfs": {
+        "linux": "Debian/Ubuntu: sudo apt-get install sshfs; Fedora/RHEL: sudo dnf install fuse-sshfs",
+        "darwin": "install macFUSE and SSHFS from https://macfuse.github.io/ (allow the kernel extension)",
+    },
+    "fuse": {
+        "linux": "Debian/Ubuntu: sudo apt-get install fuse3; Fedora/RHEL: sudo dnf install fuse3",
+        "darwin": "install macFUSE from https://macfuse.github.io/",
+    },
+}
+
+
+def install_hint(what: str, platform: str = sys.platform) -> str:
+    """How to install ``what`` ("sshfs" or "fuse") on ``platform``."""
+    hints = _INSTALL_HINTS[what]
+    return hints.get("darwin" if platform == "darwin" else "linux", hints["linux"])

@@ -1,0 +1,373 @@
+"""The non-blocking mount: ``start_mount`` returns a ready ``Mount``; ``unmount`` undoes it all.
+
+A ``Mount`` owns, and releases in reverse order: the sshfs process, the identity
+material, whatever the caller handed over in ``resources`` (e.g. a port forward), and
+the mountpoint directory if it made it. Every failure path releases the same things.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from .command import SshfsTarget, build_argv, default_options, merge_options, option_key, without_option
+from .diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
+from .errors import MountError, MountTimeoutError, RemotePathError, SshfsNotFoundError, UnmountError
+from .identity import IdentityFile
+from .mountinfo import MountTableWatcher, mounts_at
+from .mountpoint import Mountpoint
+from .process import ChildProcess
+from .unmount import holders, is_busy, run_unmount
+
+logger = logging.getLogger("jumpstarter_driver_ssh_mount")
+
+EXIT_GRACE = 5.0  # seconds sshfs gets to exit after its filesystem is unmounted
+
+
+class Mount:
+    """A mounted device filesystem. Unmount it with ``unmount()`` or by leaving ``with``."""
+
+    def __init__(
+        self,
+        *,
+        target: SshfsTarget,
+        mountpoint: Mountpoint,
+        process: ChildProcess,
+        resources: ExitStack,
+        via_portforward: bool,
+        options: Sequence[str],
+    ) -> None:
+        self._target = target
+        self._mountpoint = mountpoint
+        self._process = process
+        self._resources = resources
+        self._lock = threading.Lock()
+        self._closed = False
+        self.via_portforward = via_portforward
+        self.options: tuple[str, ...] = tuple(options)
+        self.mounted_at = time.time()
+
+    # -- what it is ---------------------------------------------------------------
+    @property
+    def mountpoint(self) -> Path:
+        """The local directory the device's ``remote_path`` is mounted on."""
+        return self._mountpoint.path
+
+    @property
+    def remote_path(self) -> str:
+        """The device directory that is mounted."""
+        return self._target.remote_path
+
+    @property
+    def host(self) -> str:
+        """The host sshfs connects to (the device, or the local end of the port forward)."""
+        return self._target.host
+
+    @property
+    def port(self) -> int:
+        """The port sshfs connects to."""
+        return self._target.port
+
+    @property
+    def user(self) -> str:
+        """The SSH user name ("" for ssh's default)."""
+        return self._target.user
+
+    @property
+    def direct(self) -> bool:
+        """True when sshfs connects straight to the device's address, not a port forward."""
+        return not self.via_portforward
+
+    @property
+    def pid(self) -> int:
+        """The sshfs process id."""
+        return self._process.pid
+
+    @property
+    def argv(self) -> list[str]:
+        """The sshfs command line (holds the identity's path, never the key)."""
+        return list(self._process.argv)
+
+    def __repr__(self) -> str:
+        via = "port forward" if self.via_portforward else "direct"
+        state = "mounted" if self.is_mounted() else "unmounted"
+        return f"<Mount {self._target.spec} on {self.mountpoint} via {via}, {state}>"
+
+    # -- using it -----------------------------------------------------------------
+    def is_mounted(self) -> bool:
+        """True while the filesystem is in the mount table and sshfs serves it."""
+        return not self._closed and self._process.poll() is None and bool(mounts_at(self.mountpoint))
+
+    def local_path(self, device_path: str | os.PathLike[str] = "") -> Path:
+        """Where ``device_path`` is visible locally.
+
+        ``device_path`` is absolute on the device (inside ``remote_path``) or relative to
+        ``remote_path``. Paths that leave the mount (``..``, another directory) raise ValueError.
+        """
+        path = os.fspath(device_path)
+        root = posixpath.normpath(self.remote_path)
+        full = posixpath.normpath(posixpath.join(root, path)) if path else root
+        if root == "/":
+            relative = full.lstrip("/")
+        elif full == root or full.startswith(root + "/"):
+            relative = full[len(root) :].lstrip("/")
+        else:
+            raise ValueError(f"{path!r} is outside the mounted device path {self.remote_path}")
+        if relative.split("/")[0] == "..":
+            raise ValueError(f"{path!r} escapes the mounted device path {self.remote_path}")
+        return self.mountpoint / relative if relative else self.mountpoint
+
+    def __truediv__(self, device_path: str) -> Path:
+        """``mount / "etc/os-release"`` is ``mount.local_path("etc/os-release")``."""
+        return self.local_path(device_path)
+
+    def stderr_tail(self, lines: int = 20) -> list[str]:
+        """The last lines sshfs (and ssh) wrote to stderr."""
+        text = self._process.stderr_text()
+        return [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until sshfs exits (it should not, until unmounted); returns its exit code.
+
+        Signals interrupt the wait as usual (Ctrl+C raises KeyboardInterrupt).
+        Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+        """
+        return self._process.wait(timeout)
+
+    # -- ending it ----------------------------------------------------------------
+    def unmount(self, lazy: bool = False) -> None:
+        """Unmount and release everything this mount holds. Idempotent.
+
+        A busy filesystem (open files, a process's cwd inside) is detached lazily with a
+        warning naming who keeps it busy. Raises ``UnmountError`` only if the filesystem is
+        still mounted after sshfs was stopped; everything else is released regardless.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started = time.monotonic()
+            error: UnmountError | None = None
+            try:
+                error = self._detach(lazy)
+                self._reap()
+            finally:
+                self._release()
+            if error is not None and mounts_at(self.mountpoint):
+                raise error
+            logger.info("unmounted %s in %.3fs", self.mountpoint, time.monotonic() - started)
+
+    def _detach(self, lazy: bool) -> UnmountError | None:
+        path = str(self.mountpoint)
+        if not mounts_at(path):
+            return None
+        result = run_unmount(path, lazy=lazy)
+        if result.returncode == 0 or not mounts_at(path):
+            return None
+        if is_busy(result) and not lazy:
+            busy = ", ".join(holders(path)) or "unknown processes"
+            logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
+            result = run_unmount(path, lazy=True)
+            if result.returncode == 0 or not mounts_at(path):
+                return None
+        return UnmountError(f"cannot unmount {path}: {last_line(result.stderr)}; try a lazy unmount (-l)")
+
+    def _reap(self) -> None:
+        try:
+            self._process.wait(EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            logger.warning("sshfs (pid %d) did not exit after unmount; stopping it", self.pid)
+            self._process.stop()
+
+    def _release(self) -> None:
+        try:
+            if self._process.poll() is None:
+                self._process.stop()
+        finally:
+            try:
+                self._process.close()
+                self._resources.close()
+            finally:
+                self._mountpoint.release()
+
+    def __enter__(self) -> Mount:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unmount()
+
+
+def start_mount(
+    target: SshfsTarget,
+    mountpoint: str | os.PathLike[str] | None = None,
+    *,
+    identity: str | None = None,
+    options: Sequence[str] = (),
+    timeout: float = 30.0,
+    resources: ExitStack | None = None,
+    via_portforward: bool = False,
+    mount_dir: str | os.PathLike[str] | None = None,
+) -> Mount:
+    """Mount ``target`` and return as soon as the filesystem is there.
+
+    ``mountpoint=None`` makes a private 0700 directory (in ``mount_dir`` or the temp dir)
+    that ``unmount`` removes again. ``identity`` is private key text, handed to ssh
+    without touching the disk where the platform allows. ``options`` become ``-o``
+    options; each replaces a default with the same key. ``resources`` is an ExitStack
+    the mount takes over and closes after sshfs is gone, on success and on failure.
+    """
+    with ExitStack() as undo:  # everything acquired here is released if mounting fails
+        if resources is not None:
+            undo.push(resources)
+        executable = shutil.which("sshfs")
+        if executable is None:
+            raise SshfsNotFoundError()
+        if not target.remote_path.startswith("/"):
+            raise RemotePathError(
+                f"remote path {target.remote_path!r} is not absolute; give a path starting with '/'"
+            )
+        merge_options((), options)  # validate before anything is created
+        place = Mountpoint.prepare(mountpoint, parent=mount_dir)
+        undo.callback(place.release)
+        identity_path = None
+        if identity and "identityfile" not in {option_key(o) for o in _parts(options)}:
+            identity_path = undo.enter_context(IdentityFile(identity)).path
+        merged = merge_options(default_options(identity_path), options)
+        process = _spawn_ready(target, place.path, merged, timeout, via_portforward, executable)
+        owned = undo.pop_all()
+    return Mount(
+        target=target,
+        mountpoint=place,
+        process=process,
+        resources=owned,
+        via_portforward=via_portforward,
+        options=merged,
+    )
+
+
+def _spawn_ready(
+    target: SshfsTarget,
+    mountpoint: Path,
+    options: list[str],
+    timeout: float,
+    via_portforward: bool,
+    executable: str,
+) -> ChildProcess:
+    """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``."""
+    via = "port forward" if via_portforward else "direct"
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        process = ChildProcess(build_argv(target, str(mountpoint), options, executable=executable))
+        try:
+            _wait_until_mounted(process, mountpoint, deadline, timeout)
+        except _ExitedEarly as exited:
+            stderr = process.stderr_text()
+            process.close()
+            if ALLOW_OTHER_REFUSED in stderr and any(option_key(o) == "allow_other" for o in _parts(options)):
+                logger.warning("FUSE refused allow_other (%s); mounting without it", last_line(stderr))
+                options = without_option(options, "allow_other")
+                continue
+            raise diagnose(stderr, exited.returncode, target, via=via) from None
+        except BaseException:
+            process.stop()
+            process.close()
+            raise
+        logger.info(
+            "mounted %s on %s via %s in %.3fs", target.spec, mountpoint, via, time.monotonic() - started
+        )
+        return process
+
+
+class _ExitedEarly(Exception):
+    def __init__(self, returncode: int) -> None:
+        self.returncode = returncode
+
+
+def _parts(options: Sequence[str]) -> list[str]:
+    return [part for option in options for part in option.split(",")]
+
+
+def _wait_until_mounted(process: ChildProcess, mountpoint: Path, deadline: float, timeout: float) -> None:
+    """Return once the mount is in the table *and* its root answers a ``stat``.
+
+    sshfs 3 mounts first and connects afterwards; FUSE holds requests until the SSH
+    session is up, so the first ``stat`` of the root returns exactly when the device's
+    filesystem is usable (or fails when sshfs gives up). The stat runs in a helper
+    thread so that an early sshfs exit or the deadline can end the wait.
+    """
+    probe: _RootProbe | None = None
+    with MountTableWatcher() as watcher:
+        if process.pidfd is not None:
+            watcher.watch_fd(process.pidfd)
+        try:
+            while True:
+                if probe is None and any(e.fstype.startswith("fuse") for e in mounts_at(mountpoint)):
+                    probe = _RootProbe(mountpoint)
+                    watcher.watch_fd(probe.fileno())
+                if probe is not None and probe.done():
+                    if probe.error is None:
+                        return
+                    try:  # the root fails when sshfs gives up: let it exit and say why
+                        process.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
+                    except subprocess.TimeoutExpired:
+                        raise MountError(
+                            f"{mountpoint} was mounted but its root cannot be read ({probe.error.strerror}); "
+                            "check the remote path's permissions on the device"
+                        ) from None
+                returncode = process.poll()
+                if returncode is not None:
+                    raise _ExitedEarly(returncode)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    stderr = last_line(process.stderr_text())
+                    detail = f"; sshfs said: {stderr}" if stderr else ""
+                    raise MountTimeoutError(
+                        f"{mountpoint} was not ready within {timeout:g}s{detail}; "
+                        "check that the device answers, or raise the timeout"
+                    )
+                watcher.wait(remaining)
+        finally:
+            if probe is not None:
+                probe.close()
+
+
+class _RootProbe:
+    """``stat`` the mount's root in a thread; its pipe becomes readable when done."""
+
+    def __init__(self, mountpoint: Path) -> None:
+        self.error: OSError | None = None
+        self._finished = threading.Event()
+        self._read, self._write = os.pipe()
+        threading.Thread(target=self._run, args=(mountpoint,), name="jmp-mount-probe", daemon=True).start()
+
+    def _run(self, mountpoint: Path) -> None:
+        try:
+            os.stat(mountpoint)
+        except OSError as exc:
+            self.error = exc
+        self._finished.set()
+        try:
+            os.write(self._write, b"x")
+        except OSError:
+            pass  # the waiter already gave up and closed its end
+        finally:
+            os.close(self._write)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def close(self) -> None:
+        """Close the waiter's end (the thread closes its own when the stat returns)."""
+        os.close(self._read)

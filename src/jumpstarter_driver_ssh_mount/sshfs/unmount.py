@@ -1,0 +1,75 @@
+"""Unmounting a FUSE filesystem, and finding out what keeps one busy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import UnmountError
+
+UNMOUNT_TIMEOUT = 30.0  # seconds; a normal FUSE unmount takes milliseconds
+
+
+def unmount_command(mountpoint: str, *, lazy: bool = False, platform: str = sys.platform) -> list[str]:
+    """``fusermount3``/``fusermount -u`` (``-z`` when lazy), else ``umount`` (``-l``; macOS ``-f``)."""
+    fusermount = shutil.which("fusermount3") or shutil.which("fusermount")
+    if fusermount:
+        return [fusermount, "-u", *(["-z"] if lazy else []), mountpoint]
+    flag = ["-f"] if platform == "darwin" else ["-l"]
+    return ["umount", *(flag if lazy else []), mountpoint]
+
+
+def run_unmount(mountpoint: str, *, lazy: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the unmount command; never raises for a non-zero exit (the caller decides)."""
+    cmd = unmount_command(mountpoint, lazy=lazy)
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=UNMOUNT_TIMEOUT, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError as exc:
+        raise UnmountError(f"cannot unmount {mountpoint}: {cmd[0]} not found; install fuse3") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise UnmountError(
+            f"unmounting {mountpoint} did not finish in {UNMOUNT_TIMEOUT:.0f}s; try a lazy unmount"
+        ) from exc
+
+
+def is_busy(result: subprocess.CompletedProcess[str]) -> bool:
+    """True when the unmount failed because something still uses the filesystem."""
+    return result.returncode != 0 and "busy" in (result.stderr or "").lower()
+
+
+def holders(mountpoint: str, *, limit: int = 5) -> list[str]:
+    """Processes whose cwd, root or open files lie inside ``mountpoint`` ("pid (name)").
+
+    Reads only ``/proc`` links, never the mount itself, so it is safe on a hung mount.
+    """
+    base = mountpoint.rstrip("/")
+    found: list[str] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or len(found) >= limit:
+            continue
+        links = [entry / "cwd", entry / "root"]
+        try:
+            links += list((entry / "fd").iterdir())
+        except OSError:
+            pass
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target == base or target.startswith(base + "/"):
+                try:
+                    name = (entry / "comm").read_text().strip()
+                except OSError:
+                    name = "?"
+                found.append(f"{entry.name} ({name})")
+                break
+    return found
