@@ -30,6 +30,8 @@ from .unmount import holders, is_busy, run_unmount
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
 EXIT_GRACE = 5.0  # seconds sshfs gets to exit after its filesystem is unmounted
+LAZY_EXIT_GRACE = 1.0  # after a lazy detach, for the last users of the filesystem to let go
+HELPER_GRACE = 2.0  # seconds ssh and fusermount3 get to exit after sshfs
 
 
 class Mount:
@@ -155,42 +157,42 @@ class Mount:
                 return
             self._closed = True
             started = time.monotonic()
-            error: UnmountError | None = None
+            grace = 0.0  # if detaching itself fails, stop sshfs at once (auto_unmount then detaches)
             try:
-                error = self._detach(lazy)
-                self._reap()
+                error, detached_lazily = self._detach(lazy)
+                grace = LAZY_EXIT_GRACE if detached_lazily else EXIT_GRACE
             finally:
-                self._release()
+                self._release(grace)
             if error is not None and mounts_at(self.mountpoint):
                 raise error
             logger.info("unmounted %s in %.3fs", self.mountpoint, time.monotonic() - started)
 
-    def _detach(self, lazy: bool) -> UnmountError | None:
+    def _detach(self, lazy: bool) -> tuple[UnmountError | None, bool]:
+        """Unmount; returns (error if still mounted, whether it was detached lazily)."""
         path = str(self.mountpoint)
         if not mounts_at(path):
-            return None
+            return None, False
         result = run_unmount(path, lazy=lazy)
         if result.returncode == 0 or not mounts_at(path):
-            return None
+            return None, lazy
         if is_busy(result) and not lazy:
             busy = ", ".join(holders(path)) or "unknown processes"
             logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
             result = run_unmount(path, lazy=True)
             if result.returncode == 0 or not mounts_at(path):
-                return None
-        return UnmountError(f"cannot unmount {path}: {last_line(result.stderr)}; try a lazy unmount (-l)")
+                return None, True
+        return UnmountError(f"cannot unmount {path}: {last_line(result.stderr)}; try a lazy unmount (-l)"), lazy
 
-    def _reap(self) -> None:
+    def _release(self, grace: float) -> None:
+        """Let sshfs exit (stop it after ``grace``), then release helpers, resources, directories."""
         try:
-            self._process.wait(EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            logger.warning("sshfs (pid %d) did not exit after unmount; stopping it", self.pid)
-            self._process.stop()
-
-    def _release(self) -> None:
-        try:
-            if self._process.poll() is None:
+            try:
+                self._process.wait(grace)
+            except subprocess.TimeoutExpired:
+                if grace:
+                    logger.warning("sshfs (pid %d) still running %gs after unmount; stopping it", self.pid, grace)
                 self._process.stop()
+            self._process.wait_helpers(HELPER_GRACE)
         finally:
             try:
                 self._process.close()
@@ -226,7 +228,7 @@ def start_mount(
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
-            undo.push(resources)
+            undo.callback(resources.close)  # closed, not handed our exception (async adapters wrap it)
         executable = shutil.which("sshfs")
         if executable is None:
             raise SshfsNotFoundError()
@@ -271,7 +273,7 @@ def _spawn_ready(
             _wait_until_mounted(process, mountpoint, deadline, timeout)
         except _ExitedEarly as exited:
             stderr = process.stderr_text()
-            process.close()
+            _clear_failed_mount(process, mountpoint)
             if ALLOW_OTHER_REFUSED in stderr and any(option_key(o) == "allow_other" for o in _parts(options)):
                 logger.warning("FUSE refused allow_other (%s); mounting without it", last_line(stderr))
                 options = without_option(options, "allow_other")
@@ -279,12 +281,20 @@ def _spawn_ready(
             raise diagnose(stderr, exited.returncode, target, via=via) from None
         except BaseException:
             process.stop()
-            process.close()
+            _clear_failed_mount(process, mountpoint)
             raise
         logger.info(
             "mounted %s on %s via %s in %.3fs", target.spec, mountpoint, via, time.monotonic() - started
         )
         return process
+
+
+def _clear_failed_mount(process: ChildProcess, mountpoint: Path) -> None:
+    """After sshfs exited without a usable mount: no helper, no mount table entry left."""
+    process.wait_helpers(HELPER_GRACE)  # fusermount3's auto_unmount removes the mount, then exits
+    if mounts_at(mountpoint):
+        run_unmount(str(mountpoint), lazy=True)
+    process.close()
 
 
 class _ExitedEarly(Exception):

@@ -1,8 +1,9 @@
 """Running sshfs as a child that cannot outlive us.
 
-* Linux ``PR_SET_PDEATHSIG``: when this process dies, even by ``kill -9``, the kernel
-  sends sshfs SIGTERM and sshfs unmounts on its way out. The signal is tied to the
-  *thread* that forked the child, so every child is forked from one long-lived thread.
+* Linux ``PR_SET_PDEATHSIG`` (via ``setpriv``): when this process dies, even by
+  ``kill -9``, the kernel sends sshfs SIGTERM and sshfs unmounts on its way out. The
+  signal is tied to the *thread* that forked the child, so every child is forked from
+  one long-lived thread.
 * Its own session (``start_new_session``): a Ctrl+C in the terminal reaches us, not
   sshfs, so teardown happens in order.
 * stderr goes to an anonymous file (no pipe to fill, no reader thread); ``stderr_text``
@@ -11,46 +12,29 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
+def die_with_parent_prefix() -> list[str]:
+    """A command prefix that makes the child get SIGTERM when this process dies.
 
-
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    return libc.prctl
-
-
-_PRCTL = _prctl()
-
-
-def _die_with(parent_pid: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks the kernel to SIGTERM the child when we die."""
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:  # we died between fork and prctl
-            os._exit(1)
-
-    return preexec
+    ``setpriv --pdeathsig`` (util-linux) sets ``PR_SET_PDEATHSIG`` and execs the command,
+    which keeps ``fork``-time Python code (``preexec_fn``) out of a threaded process:
+    with gRPC loaded, a ``preexec_fn`` child can crash before it ever runs sshfs.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 class _Spawner:
@@ -92,17 +76,15 @@ class ChildProcess:
     def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> None:
         self.argv = list(argv)
         self._stderr = tempfile.TemporaryFile(prefix="jmp-mount-stderr-")
-        parent = os.getpid()
         try:
             self.popen = _SPAWNER.spawn(
                 lambda: subprocess.Popen(
-                    self.argv,
+                    [*die_with_parent_prefix(), *self.argv],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=self._stderr,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=_die_with(parent),
                 )
             )
         except BaseException:
@@ -137,6 +119,29 @@ class ChildProcess:
                 self.popen.kill()
         return self.popen.wait()
 
+    def helpers(self) -> list[int]:
+        """Live processes sshfs started (ssh, fusermount3), found by our child's process group.
+
+        sshfs double-forks ssh and auto_unmount forks fusermount3, so they are not our
+        children once sshfs is gone, but they stay in the session we created for it.
+        """
+        return [pid for pid in _live_group_members(self.popen.pid) if pid != self.popen.pid]
+
+    def wait_helpers(self, timeout: float) -> None:
+        """Wait for the helpers to finish on their own; SIGTERM, then SIGKILL, stragglers by PID."""
+        deadline = time.monotonic() + timeout
+        while (left := self.helpers()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 1.0
+            while (left := self.helpers()) and time.monotonic() < deadline:
+                time.sleep(0.005)
+
     def stderr_text(self, limit: int = 64 * 1024) -> str:
         """What the child wrote to stderr so far (the last ``limit`` bytes)."""
         try:
@@ -152,3 +157,22 @@ class ChildProcess:
             os.close(self.pidfd)
             self.pidfd = None
         self._stderr.close()
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs of live (non-zombie) processes in process group ``pgid``, read from /proc."""
+    members = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return members
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state ppid pgrp ...
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members

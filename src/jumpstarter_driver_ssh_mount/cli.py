@@ -1,0 +1,52 @@
+"""``j mount``: the click command, thin glue over ``SSHMountClient``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from jumpstarter.client.decorators import driver_click_command
+
+from .sshfs import MountError
+
+if TYPE_CHECKING:
+    from .client import SSHMountClient
+
+
+def mount_command(client: SSHMountClient) -> click.Command:
+    """The ``mount`` command for ``client``, with upstream's arguments and flags."""
+
+    @driver_click_command(client)
+    @click.argument("mountpoint", type=click.Path())
+    @click.option("--umount", "-u", is_flag=True, help="Unmount instead of mount")
+    @click.option("--remote-path", "-r", default="/", show_default=True, help="Remote path to mount")
+    @click.option("--direct", is_flag=True, help="Use direct TCP address")
+    @click.option("--lazy", "-l", is_flag=True, help="Lazy unmount (detach filesystem now, clean up later)")
+    @click.option("--foreground", is_flag=True, help="Block on sshfs in foreground without spawning a subshell")
+    @click.option("--extra-args", "-o", multiple=True, help="Extra sshfs -o options (e.g. -o reconnect)")
+    def mount(
+        mountpoint: str,
+        umount: bool,
+        remote_path: str,
+        direct: bool,
+        lazy: bool,
+        foreground: bool,
+        extra_args: tuple[str, ...],
+    ) -> None:
+        """Mount or unmount remote filesystem via sshfs"""
+        try:
+            if umount:
+                client.umount(mountpoint, lazy=lazy)
+            else:
+                client.mount(
+                    mountpoint,
+                    remote_path=remote_path,
+                    direct=direct,
+                    foreground=foreground,
+                    extra_args=list(extra_args),
+                )
+        except MountError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return mount

@@ -1,0 +1,151 @@
+"""The client side: SSH driver credentials and a port forward in, a ready ``Mount`` out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import click
+from jumpstarter_driver_composite.client import CompositeClient
+from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
+
+from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
+
+from .sshfs import ConnectError, Mount, MountError, SshfsTarget, start_mount
+from .sshfs.unmount import run_unmount
+
+
+@dataclass(kw_only=True)
+class SSHMountClient(CompositeClient):
+    """Mount the device's filesystem locally with sshfs.
+
+    ``mounted()`` is the non-blocking core: it returns a ready ``Mount`` that is also a
+    context manager. ``mount()`` and ``umount()`` are the upstream-compatible blocking calls
+    behind ``j mount``.
+    """
+
+    def cli(self) -> click.Command:
+        from .cli import mount_command
+
+        return mount_command(self)
+
+    @property
+    def identity(self) -> str | None:
+        """The SSH driver's private key text (never logged)."""
+        return self.ssh.identity
+
+    @property
+    def username(self) -> str:
+        """The SSH driver's default user name."""
+        return self.ssh.username
+
+    def mounted(
+        self,
+        mountpoint: str | os.PathLike[str] | None = None,
+        *,
+        remote_path: str = "/",
+        direct: bool = False,
+        extra_args: Sequence[str] | None = None,
+        timeout: float = 30.0,
+        mount_dir: str | os.PathLike[str] | None = None,
+    ) -> Mount:
+        """Mount ``remote_path`` of the device and return as soon as it is usable.
+
+        The returned ``Mount`` is a context manager; without ``with``, call its
+        ``unmount()``. Either way it releases the sshfs process, the port forward, the
+        key material and a mountpoint directory it created.
+
+        :param mountpoint: local directory (must be empty; created if missing), or None for
+            a private 0700 directory in ``mount_dir`` (default: the temp dir).
+        :param direct: connect to the TCP driver's address instead of a port forward
+            (falls back to the port forward, with a warning, if the address is unavailable).
+        :param extra_args: sshfs ``-o`` options; each replaces a default with the same key.
+        :param timeout: seconds the filesystem may take to become ready.
+        :raises MountError: (a subclass naming the problem and the fix) on any failure,
+            after releasing everything.
+        """
+        with ExitStack() as resources:
+            host, port, via_portforward = self._endpoint(direct, resources)
+            return start_mount(
+                SshfsTarget(host=host, port=port, user=self.username, remote_path=remote_path),
+                mountpoint,
+                identity=self.identity,
+                options=list(extra_args or ()),
+                timeout=timeout,
+                resources=resources.pop_all(),
+                via_portforward=via_portforward,
+                mount_dir=mount_dir,
+            )
+
+    def _endpoint(self, direct: bool, resources: ExitStack) -> tuple[str, int, bool]:
+        """(host, port, via_portforward): the device's address, or a new local port forward."""
+        if direct:
+            try:
+                return (*parse_tcp_address(self.ssh.tcp.address()), False)
+            except (DriverError, ValueError) as exc:
+                self.logger.warning("direct address unavailable (%s); using the port forward", exc)
+        self._check_reachable()
+        host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
+        return host, port, True
+
+    def _check_reachable(self) -> None:
+        """Ask the exporter whether the device's sshd answers, before forwarding to it."""
+        try:
+            problem = self.call("check_reachable")
+        except DriverMethodNotImplemented:  # an exporter running another SSHMount version
+            return
+        if problem:
+            raise ConnectError(
+                f"the exporter cannot reach the device's sshd ({problem}); "
+                "is the device up and sshd listening on the TcpNetwork driver's host and port?"
+            )
+
+    def mount(
+        self,
+        mountpoint: str | os.PathLike[str],
+        *,
+        remote_path: str = "/",
+        direct: bool = False,
+        foreground: bool = False,
+        extra_args: Sequence[str] | None = None,
+    ) -> None:
+        """Mount, then block: in a subshell (default) or until Ctrl+C (``foreground=True``).
+
+        Everything is unmounted and released afterwards, and "Unmounted ..." is printed.
+        SIGTERM and SIGHUP end it like Ctrl+C. Raises ``MountError`` on failure, including
+        ``MountLostError`` when sshfs dies while it waits.
+        """
+        from .session import hold_foreground, run_subshell, signals_interrupt
+
+        with signals_interrupt():
+            with self.mounted(mountpoint, remote_path=remote_path, direct=direct, extra_args=extra_args) as m:
+                click.echo(f"Mounted {SshfsTarget(m.host, m.port, m.user, m.remote_path).spec} on {m.mountpoint}")
+                if foreground:
+                    hold_foreground(m)
+                else:
+                    run_subshell(m)
+            click.echo(f"Unmounted {m.mountpoint}")
+
+    def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
+        """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).
+
+        :raises MountError: if the unmount command fails, with its message.
+        """
+        path = os.path.realpath(os.fspath(mountpoint))
+        result = run_unmount(path, lazy=lazy)
+        if result.returncode != 0:
+            detail = (result.stderr or "").strip().splitlines()
+            hint = "" if lazy else "; if it is busy, retry with --lazy"
+            raise MountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
+        click.echo(f"Unmounted {path}")
+
+
+def parse_tcp_address(address: str) -> tuple[str, int]:
+    """``tcp://host:port`` (IPv6 in brackets) -> (host, port); ValueError if malformed."""
+    parsed = urlparse(address)
+    if parsed.scheme != "tcp" or not parsed.hostname or not parsed.port:
+        raise ValueError(f"not a tcp://host:port address: {address!r}")
+    return parsed.hostname, parsed.port

@@ -1,0 +1,112 @@
+"""Holding a mount open interactively: until Ctrl+C, or for the life of a subshell.
+
+Used by ``SSHMountClient.mount`` (the upstream-compatible blocking call) and ``j mount``.
+Knows nothing of Jumpstarter: it works on any ``Mount``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import click
+
+from .sshfs import Mount, MountLostError
+
+PROMPT_TAG = "(mount)"
+JUMPSTARTER_PROMPT_MARK = "➤"
+
+
+@contextmanager
+def signals_interrupt(*signums: signal.Signals) -> Iterator[None]:
+    """Turn ``signums`` (default SIGTERM, SIGHUP) into KeyboardInterrupt while inside.
+
+    Lets ``kill`` end a blocking call the way Ctrl+C does, so ``finally`` blocks run and
+    everything is cleaned up. Previous handlers come back on exit. Only the main thread
+    can install handlers; elsewhere this does nothing.
+    """
+    signums = signums or (signal.SIGTERM, signal.SIGHUP)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def hold_foreground(mount: Mount) -> None:
+    """Block until Ctrl+C (or SIGTERM/SIGHUP). Raises MountLostError if sshfs dies first."""
+    click.echo("Press Ctrl+C to unmount and exit.")
+    try:
+        with signals_interrupt():
+            returncode = mount.wait()
+    except KeyboardInterrupt:
+        click.echo("\nUnmounting...")
+        return
+    tail = "; ".join(mount.stderr_tail(3)) or "no message"
+    raise MountLostError(f"sshfs exited unexpectedly (code {returncode}): {tail}; the mount is gone")
+
+
+def run_subshell(mount: Mount) -> int:
+    """Run the user's shell, with a prompt that shows the mount, until it exits."""
+    click.echo("Type 'exit' to unmount and return.")
+    argv, env = subshell_command(os.environ.get("SHELL", "/bin/sh"), mount.remote_path, dict(os.environ))
+    try:
+        shell = subprocess.Popen(argv, env=env)
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"shell {argv[0]!r} not found; set SHELL to a valid shell") from exc
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    in_main = threading.current_thread() is threading.main_thread()
+    try:
+        with signals_interrupt():
+            if in_main:  # Ctrl+C belongs to the shell and its jobs, not to us
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return shell.wait()
+    except KeyboardInterrupt:
+        shell.send_signal(signal.SIGHUP)
+        try:
+            return shell.wait(5)
+        except subprocess.TimeoutExpired:
+            shell.kill()
+            return shell.wait()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous_sigint)
+
+
+def subshell_command(shell: str, remote_path: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment for a subshell whose prompt says a mount is active."""
+    name = os.path.basename(shell)
+    if name == "fish":
+        wrap = (
+            "functions -c fish_prompt __jmp_mount_prompt; "
+            f"function fish_prompt; set_color yellow; printf '%s' '{PROMPT_TAG} '; set_color normal; "
+            "__jmp_mount_prompt; end"
+        )
+        return [shell, "--init-command", wrap], env
+    default_prompt = "%# " if name == "zsh" else "\\$ "
+    env["PS1"] = tagged_prompt(env.get("PS1", default_prompt), remote_path)
+    if name.endswith("bash"):
+        return [shell, "--norc", "--noprofile", "-i"], env
+    if name == "zsh":
+        return [shell, "--no-rcs", "-i"], env
+    return [shell, "-i"], env
+
+
+def tagged_prompt(prompt: str, remote_path: str) -> str:
+    """``prompt`` marked as inside a mount (Jumpstarter's own prompt gets the tag before its arrow)."""
+    if JUMPSTARTER_PROMPT_MARK in prompt:
+        return prompt.replace(JUMPSTARTER_PROMPT_MARK, f"{PROMPT_TAG}{JUMPSTARTER_PROMPT_MARK}", 1)
+    return f"[sshfs:{remote_path}] {prompt}"

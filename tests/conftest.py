@@ -1,0 +1,113 @@
+"""Fixtures: a real sshd "device" on 127.0.0.1 and Jumpstarter serving SSHMount in-process."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from device import SshDevice
+from leftovers import live_processes_mentioning, sshfs_mounts
+
+pytest_plugins = ["pytester"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = [tool for tool in ("sshfs", "ssh-keygen") if shutil.which(tool) is None]
+    if not os.path.exists("/dev/fuse"):
+        missing.append("/dev/fuse")
+    if missing:
+        raise pytest.UsageError(f"these tests need {', '.join(missing)}; run `make test` (it installs them)")
+
+
+@pytest.fixture(scope="session")
+def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDevice]:
+    """A running sshd serving a directory of known device files."""
+    dev = SshDevice(tmp_path_factory.mktemp("device")).setup().start()
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture(scope="session")
+def mount_base() -> Iterator[Path]:
+    """A private directory for mountpoints, outside pytest's basetemp (never rm -rf'd).
+
+    At the end it must be empty: every mountpoint removed, nothing mounted.
+    """
+    base = Path(tempfile.mkdtemp(prefix="jmp-mount-tests-"))
+    yield base
+    left = sshfs_mounts(base)
+    entries = os.listdir(base)
+    if not left and not entries:
+        os.rmdir(base)
+    assert not left, f"mounts left behind: {left}"
+    assert not entries, f"mountpoints left behind in {base}: {entries}"
+    assert not live_processes_mentioning(str(base)), "sshfs processes left behind"
+
+
+@pytest.fixture
+def mountpoint(mount_base: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """An empty directory to mount on, removed with rmdir afterwards."""
+    name = re.sub(r"[^\w.-]", "_", request.node.name)[:40]
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=mount_base))
+    yield path
+    if path.exists():
+        os.rmdir(path)
+
+
+def make_driver(device: SshDevice, *, enable_address: bool = True, identity: str | None = None):
+    """The SSHMount driver tree for ``device``, as an exporter would build it."""
+    from jumpstarter_driver_network.driver import TcpNetwork
+    from jumpstarter_driver_ssh.driver import SSHWrapper
+
+    from jumpstarter_driver_ssh_mount.driver import SSHMount
+
+    tcp = TcpNetwork(host=device.host, port=device.port, enable_address=enable_address)
+    ssh = SSHWrapper(
+        default_username=device.user,
+        ssh_identity=device.identity() if identity is None else identity,
+        children={"tcp": tcp},
+    )
+    return SSHMount(children={"ssh": ssh})
+
+
+@pytest.fixture(scope="session")
+def client(device: SshDevice):
+    """An ``SSHMountClient`` for the device, served in-process by Jumpstarter."""
+    from jumpstarter.common.utils import serve
+
+    with serve(make_driver(device)) as c:
+        yield c
+
+
+def exporter_config(device: SshDevice, path: Path, *, identity_file: Path | None = None) -> Path:
+    """Write an exporter config for ``device`` in the upstream README's shape."""
+    path.write_text(
+        "apiVersion: jumpstarter.dev/v1alpha1\n"
+        "kind: ExporterConfig\n"
+        "metadata:\n  namespace: default\n  name: loopback\n"
+        "endpoint: \"\"\n"
+        "token: \"\"\n"
+        "export:\n"
+        "  ssh:\n"
+        "    type: jumpstarter_driver_ssh.driver.SSHWrapper\n"
+        "    config:\n"
+        f"      default_username: \"{device.user}\"\n"
+        f"      ssh_identity_file: \"{identity_file or device.client_key}\"\n"
+        "    children:\n"
+        "      tcp:\n"
+        "        type: jumpstarter_driver_network.driver.TcpNetwork\n"
+        "        config:\n"
+        f"          host: \"{device.host}\"\n"
+        f"          port: {device.port}\n"
+        "  mount:\n"
+        "    type: jumpstarter_driver_ssh_mount.driver.SSHMount\n"
+        "    children:\n"
+        "      ssh:\n"
+        "        ref: \"ssh\"\n"
+    )
+    return path

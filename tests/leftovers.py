@@ -1,0 +1,60 @@
+"""What a mount may leave behind, read from /proc: mounts, processes, key material, directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
+
+IDENTITY_MEMFD = "memfd:jmp-mount-identity"
+
+
+def live_processes_mentioning(text: str, names: tuple[str, ...] = ("sshfs", "ssh", "fusermount3")) -> list[str]:
+    """Live (non-zombie) processes named in ``names`` whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z" or not argv or not argv[0]:
+            continue
+        if os.path.basename(argv[0].decode(errors="replace")) in names and text.encode() in b" ".join(argv):
+            found.append(f"{entry.name}: {b' '.join(argv).decode(errors='replace')}")
+    return found
+
+
+def sshfs_mounts(under: str | os.PathLike[str] | None = None) -> list[str]:
+    base = None if under is None else os.fspath(under).rstrip("/") + "/"
+    return [
+        e.mountpoint
+        for e in read_mounts()
+        if e.fstype == "fuse.sshfs" and (base is None or (e.mountpoint + "/").startswith(base))
+    ]
+
+
+def identity_fds() -> list[str]:
+    """Our open in-memory identity files."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(IDENTITY_MEMFD):
+                found.append(fd)
+        except OSError:
+            continue
+    return found
+
+
+def leftovers(mountpoint: str | os.PathLike[str], *, dir_should_exist: bool) -> list[str]:
+    """Everything a finished mount at ``mountpoint`` left behind; empty when clean."""
+    path = os.fspath(mountpoint)
+    problems = [f"still mounted: {m}" for m in sshfs_mounts() if m == path]
+    problems += [f"process left: {p}" for p in live_processes_mentioning(path)]
+    problems += [f"identity fd left open: {fd}" for fd in identity_fds()]
+    if os.path.exists(path) != dir_should_exist:
+        problems.append(f"mountpoint directory {'missing' if dir_should_exist else 'left behind'}: {path}")
+    return problems
