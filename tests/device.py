@@ -54,12 +54,18 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 
 
 def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
+    """Direct children of ``pid``, whichever of its threads started them (from /proc)."""
+    children = []
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return []
-    return [int(p) for p in text.split()]
+    for task in tasks:
+        try:
+            children += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
 
 
 @dataclass

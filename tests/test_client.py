@@ -106,6 +106,6 @@ def test_upstream_exporter_yaml_loads(tmp_path: Path) -> None:
     from jumpstarter.config.exporter import ExporterConfigV1Alpha1
 
     example = Path(__file__).parent.parent / "examples" / "exporter.yaml"
-    config = ExporterConfigV1Alpha1.load_path(example)
+    config = ExporterConfigV1Alpha1.load_path(example)  # a Path, as load_path needs
     assert config.export["mount"].root.type == "jumpstarter_driver_ssh_mount.driver.SSHMount"
     assert config.export["mount"].root.children["ssh"].root.ref == "ssh"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+import anyio
 import click
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
@@ -124,10 +127,22 @@ class SSHMountClient(CompositeClient):
             with self.mounted(mountpoint, remote_path=remote_path, direct=direct, extra_args=extra_args) as m:
                 click.echo(f"Mounted {SshfsTarget(m.host, m.port, m.user, m.remote_path).spec} on {m.mountpoint}")
                 if foreground:
-                    hold_foreground(m)
+                    hold_foreground(m, self._interruptible_wait(m))
                 else:
                     run_subshell(m)
             click.echo(f"Unmounted {m.mountpoint}")
+
+    def _interruptible_wait(self, mount: Mount) -> Callable[[], int]:
+        """``mount.wait``, made to end when the event loop driving this client is cancelled.
+
+        ``j`` runs commands in a worker thread and turns SIGINT/SIGTERM into a cancellation
+        of its event loop; waiting *in* that loop lets the cancellation reach us, so the
+        mount is torn down in order instead of being abandoned at exit.
+        """
+        if threading.current_thread() is threading.main_thread():
+            return mount.wait
+        wait_in_loop = functools.partial(anyio.to_thread.run_sync, mount.wait, abandon_on_cancel=True)
+        return lambda: self.portal.call(wait_in_loop)
 
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).

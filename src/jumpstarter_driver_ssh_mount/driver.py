@@ -41,7 +41,9 @@ class SSHMount(Driver):
         Returns None when it connects, else the reason as text. A value, not an exception,
         so that an unreachable device is one line on the client, not a traceback here.
         """
-        tcp = self.children["ssh"].children.get("tcp")
+        ssh = self.children["ssh"]
+        ssh = getattr(ssh, "_proxy_target", None) or ssh  # `ref: ssh` is a composite Proxy
+        tcp = ssh.children.get("tcp")
         host, port = getattr(tcp, "host", None), getattr(tcp, "port", None)
         if not host or not port:
             return None  # not a TcpNetwork: nothing we know how to check

@@ -10,7 +10,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from types import FrameType
 
@@ -46,13 +47,18 @@ def signals_interrupt(*signums: signal.Signals) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def hold_foreground(mount: Mount) -> None:
-    """Block until Ctrl+C (or SIGTERM/SIGHUP). Raises MountLostError if sshfs dies first."""
+def hold_foreground(mount: Mount, wait: Callable[[], int] | None = None) -> None:
+    """Block until Ctrl+C (or SIGTERM/SIGHUP). Raises MountLostError if sshfs dies first.
+
+    ``wait`` blocks until sshfs exits and returns its code (default ``mount.wait``); it
+    may end early by raising KeyboardInterrupt or ``concurrent.futures.CancelledError``,
+    which is how a caller running in a worker thread passes on its event loop's signals.
+    """
     click.echo("Press Ctrl+C to unmount and exit.")
     try:
         with signals_interrupt():
-            returncode = mount.wait()
-    except KeyboardInterrupt:
+            returncode = (wait or mount.wait)()
+    except (KeyboardInterrupt, CancelledError):
         click.echo("\nUnmounting...")
         return
     tail = "; ".join(mount.stderr_tail(3)) or "no message"

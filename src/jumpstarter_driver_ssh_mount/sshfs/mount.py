@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -194,9 +195,13 @@ class Mount:
                 self._process.stop()
             self._process.wait_helpers(HELPER_GRACE)
         finally:
+            self._process.close()
             try:
-                self._process.close()
                 self._resources.close()
+            except CancelledError:  # a port forward whose event loop is shutting down
+                logger.debug("releasing %s's resources was cancelled", self.mountpoint)
+            except Exception as exc:
+                logger.warning("releasing %s's resources failed: %r", self.mountpoint, exc)
             finally:
                 self._mountpoint.release()
 

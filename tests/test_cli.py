@@ -1,0 +1,188 @@
+"""``j mount`` inside ``jmp shell --exporter-config``: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import exporter_config
+from device import SshDevice, child_pids
+from leftovers import leftovers, sshfs_mounts
+
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
+
+JMP = str(Path(sys.executable).with_name("jmp"))
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in child_pids(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def j_pid(shell: subprocess.Popen) -> int:
+    """The `j` process under `jmp shell`."""
+    for pid in descendants(shell.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"/j") or a == b"j" for a in argv[:2]) and b"mount" in argv:
+            return pid
+    raise AssertionError("no j process found")
+
+
+@pytest.fixture
+def exporter_yaml(device: SshDevice, tmp_path: Path) -> Path:
+    return exporter_config(device, tmp_path / "exporter.yaml")
+
+
+def j_mount(exporter_yaml: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        # jmp shell --exporter-config does not pass on its command's exit code: sh prints j's
+        [JMP, "shell", "--exporter-config", str(exporter_yaml), "--",
+         "sh", "-c", 'j mount "$@"; echo "j-exit=$?"', "sh", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal job
+        env={**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+
+
+def wait_mounted(shell: subprocess.Popen) -> str:
+    """Read j's first line: "Mounted ..." once the mount is ready (empty if j failed)."""
+    line = shell.stdout.readline()
+    assert line.startswith("Mounted "), (line, shell.poll())
+    return line
+
+
+def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int | None, str, str]:
+    """(j's exit code, or None if sh did not report it; stdout without that line; stderr)."""
+    out, err = proc.communicate(timeout=timeout)
+    match = re.search(r"^j-exit=(\d+)$", out, re.M)
+    out = re.sub(r"^j-exit=\d+\n?", "", out, flags=re.M)
+    return (int(match.group(1)) if match else None), out, err
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["port-forward", "direct"])
+def test_foreground_mount_then_ctrl_c(device: SshDevice, exporter_yaml: Path, mountpoint: Path, direct: bool) -> None:
+    args = [str(mountpoint), "-r", device.remote("/var/log"), "--foreground", *(["--direct"] if direct else [])]
+    shell = j_mount(exporter_yaml, *args)
+    try:
+        first = wait_mounted(shell)
+        assert (mountpoint / "messages").read_text() == (device.root / "var/log/messages").read_text()
+        os.killpg(shell.pid, signal.SIGINT)  # Ctrl+C in the terminal reaches the whole job
+        code, out, err = finish(shell)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    # jmp shell itself answers the group's SIGINT ("Cancelled by user", exit 1); j's part is in out
+    assert first.startswith(f"Mounted {device.user}@") and f"on {mountpoint}" in first
+    assert f"Unmounted {mountpoint}" in out
+    assert "Traceback" not in err
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("direct", [False, True], ids=["port-forward", "direct"])
+def test_signal_to_j_alone_cleans_up(
+    device: SshDevice, exporter_yaml: Path, mountpoint: Path, sig: signal.Signals, direct: bool
+) -> None:
+    args = [str(mountpoint), "-r", device.remote("/"), "--foreground", *(["--direct"] if direct else [])]
+    shell = j_mount(exporter_yaml, *args)
+    try:
+        wait_mounted(shell)
+        os.kill(j_pid(shell), sig)
+        code, out, err = finish(shell, timeout=20)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert code == 0, err
+    assert f"Unmounted {mountpoint}" in out, (out, err)
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_sshfs_dying_is_reported(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+    shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground")
+    try:
+        wait_mounted(shell)
+        sshfs = [p for p in descendants(shell.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "sshfs"]
+        assert len(sshfs) == 1
+        os.kill(sshfs[0], signal.SIGKILL)
+        code, out, err = finish(shell, timeout=20)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert code != 0
+    assert "sshfs exited unexpectedly" in err
+    assert "Unmounted" not in out
+    wait_until(lambda: not leftovers(mountpoint, dir_should_exist=True), timeout=10, what="cleanup")
+
+
+def test_bad_remote_path_is_one_line(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+    code, out, err = finish(j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/nope"), "--foreground"))
+    assert code != 0
+    assert "does not exist" in err
+    assert "Traceback" not in err
+    assert "Unmounted" not in out
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Path) -> None:
+    from device import free_port
+
+    down = SshDevice(device.base, port=free_port())
+    yaml = exporter_config(down, tmp_path / "down.yaml", identity_file=device.client_key)
+    code, out, err = finish(j_mount(yaml, str(mountpoint), "--foreground"))
+    assert code != 0
+    assert "cannot reach the device's sshd" in err
+    assert "Traceback" not in err, err[:3000]
+    assert len(err) < 1000, err
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_umount_of_an_orphan(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+    orphan = subprocess.Popen(
+        ["sshfs", f"{device.user}@{device.host}:{device.remote()}", str(mountpoint), "-f",
+         "-p", str(device.port), "-o", f"IdentityFile={device.client_key}",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: mounts_at(mountpoint), what="the orphan mount")
+        code, out, err = finish(j_mount(exporter_yaml, "--umount", str(mountpoint)))
+        assert code == 0, err
+        assert f"Unmounted {mountpoint}" in out
+        assert orphan.wait(10) == 0
+    finally:
+        if orphan.poll() is None:
+            orphan.terminate()
+            orphan.wait()
+    assert sshfs_mounts(mountpoint) == []
+
+
+def test_umount_of_nothing_is_a_clear_error(exporter_yaml: Path, mountpoint: Path) -> None:
+    code, out, err = finish(j_mount(exporter_yaml, "--umount", str(mountpoint)))
+    assert code != 0
+    assert f"unmounting {mountpoint} failed" in err
+    assert "Traceback" not in err
