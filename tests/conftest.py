@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from device import SshDevice
 from leftovers import live_processes_mentioning, sshfs_mounts
 
@@ -90,24 +91,24 @@ def exporter_config(device: SshDevice, path: Path, *, identity_file: Path | None
         "apiVersion: jumpstarter.dev/v1alpha1\n"
         "kind: ExporterConfig\n"
         "metadata:\n  namespace: default\n  name: loopback\n"
-        "endpoint: \"\"\n"
-        "token: \"\"\n"
+        'endpoint: ""\n'
+        'token: ""\n'
         "export:\n"
         "  ssh:\n"
         "    type: jumpstarter_driver_ssh.driver.SSHWrapper\n"
         "    config:\n"
-        f"      default_username: \"{device.user}\"\n"
-        f"      ssh_identity_file: \"{identity_file or device.client_key}\"\n"
+        f'      default_username: "{device.user}"\n'
+        f'      ssh_identity_file: "{identity_file or device.client_key}"\n'
         "    children:\n"
         "      tcp:\n"
         "        type: jumpstarter_driver_network.driver.TcpNetwork\n"
         "        config:\n"
-        f"          host: \"{device.host}\"\n"
+        f'          host: "{device.host}"\n'
         f"          port: {device.port}\n"
         "  mount:\n"
         "    type: jumpstarter_driver_ssh_mount.driver.SSHMount\n"
         "    children:\n"
         "      ssh:\n"
-        "        ref: \"ssh\"\n"
+        '        ref: "ssh"\n'
     )
     return path

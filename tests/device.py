@@ -5,6 +5,7 @@ Started and stopped by PID; its per-connection children are ended by PID too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -160,10 +161,8 @@ class SshDevice:
         self.process.terminate()
         self.process.wait(10)
         for pid in sessions:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         self.process = None
 
     def restart(self) -> None:

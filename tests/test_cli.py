@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import exporter_config
 from device import SshDevice, child_pids
-from leftovers import leftovers, sshfs_mounts
-
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
+from leftovers import leftovers, sshfs_mounts
 
 JMP = str(Path(sys.executable).with_name("jmp"))
 
@@ -52,17 +52,27 @@ def exporter_yaml(device: SshDevice, tmp_path: Path) -> Path:
     return exporter_config(device, tmp_path / "exporter.yaml")
 
 
-def j_mount(exporter_yaml: Path, *args: str) -> subprocess.Popen:
+def j_mount(exporter_yaml: Path, *args: str, stdin: int = subprocess.DEVNULL, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         # jmp shell --exporter-config does not pass on its command's exit code: sh prints j's
-        [JMP, "shell", "--exporter-config", str(exporter_yaml), "--",
-         "sh", "-c", 'j mount "$@"; echo "j-exit=$?"', "sh", *args],
-        stdin=subprocess.DEVNULL,
+        [
+            JMP,
+            "shell",
+            "--exporter-config",
+            str(exporter_yaml),
+            "--",
+            "sh",
+            "-c",
+            'j mount "$@"; echo "j-exit=$?"',
+            "sh",
+            *args,
+        ],
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a terminal job
-        env={**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env={**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env},
     )
 
 
@@ -75,7 +85,12 @@ def wait_mounted(shell: subprocess.Popen) -> str:
 
 def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int | None, str, str]:
     """(j's exit code, or None if sh did not report it; stdout without that line; stderr)."""
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"j did not finish in {timeout}s; stdout: {out!r}; stderr: {err[-2000:]!r}") from None
     match = re.search(r"^j-exit=(\d+)$", out, re.M)
     out = re.sub(r"^j-exit=\d+\n?", "", out, flags=re.M)
     return (int(match.group(1)) if match else None), out, err
@@ -89,7 +104,7 @@ def test_foreground_mount_then_ctrl_c(device: SshDevice, exporter_yaml: Path, mo
         first = wait_mounted(shell)
         assert (mountpoint / "messages").read_text() == (device.root / "var/log/messages").read_text()
         os.killpg(shell.pid, signal.SIGINT)  # Ctrl+C in the terminal reaches the whole job
-        code, out, err = finish(shell)
+        _, out, err = finish(shell)  # jmp shell also ends on SIGINT, so sh may not report j's code
     finally:
         if shell.poll() is None:
             os.killpg(shell.pid, signal.SIGKILL)
@@ -158,15 +173,28 @@ def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Pa
     assert "cannot reach the device's sshd" in err
     assert "Traceback" not in err, err[:3000]
     assert len(err) < 1000, err
+    assert "Mounted" not in out and "Unmounted" not in out
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
 def test_umount_of_an_orphan(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     orphan = subprocess.Popen(
-        ["sshfs", f"{device.user}@{device.host}:{device.remote()}", str(mountpoint), "-f",
-         "-p", str(device.port), "-o", f"IdentityFile={device.client_key}",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"],
-        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "sshfs",
+            f"{device.user}@{device.host}:{device.remote()}",
+            str(mountpoint),
+            "-f",
+            "-p",
+            str(device.port),
+            "-o",
+            f"IdentityFile={device.client_key}",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(lambda: mounts_at(mountpoint), what="the orphan mount")
@@ -186,3 +214,20 @@ def test_umount_of_nothing_is_a_clear_error(exporter_yaml: Path, mountpoint: Pat
     assert code != 0
     assert f"unmounting {mountpoint} failed" in err
     assert "Traceback" not in err
+    assert "Unmounted" not in out
+
+
+def test_subshell_mode(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+    """Default mode: a subshell runs while mounted; leaving it unmounts."""
+    shell = j_mount(
+        exporter_yaml, str(mountpoint), "-r", device.remote("/etc"), stdin=subprocess.PIPE, SHELL="/bin/bash"
+    )
+    commands = f'echo "prompt=$PS1"; cat {mountpoint}/os-release; exit\n'
+    out, err = shell.communicate(commands, timeout=30)
+    assert f"Mounted {device.user}@" in out
+    assert "Type 'exit' to unmount and return." in out
+    assert "prompt=[sshfs:" in out
+    assert 'NAME="Loopback Device"' in out
+    assert f"Unmounted {mountpoint}" in out
+    assert re.search(r"^j-exit=0$", out, re.M), (out, err)
+    assert leftovers(mountpoint, dir_should_exist=True) == []

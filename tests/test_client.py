@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 import pytest
+
 from conftest import make_driver
 from device import SshDevice
-from leftovers import leftovers
-
 from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountpointError
+from leftovers import leftovers
 
 
 def test_mount_via_port_forward(client, device: SshDevice, mountpoint: Path) -> None:
@@ -37,7 +37,9 @@ def test_direct_falls_back_to_port_forward(device: SshDevice, mountpoint: Path, 
     from jumpstarter.common.utils import serve
 
     with serve(make_driver(device, enable_address=False)) as c:
-        with caplog.at_level(logging.WARNING), c.mounted(mountpoint, remote_path=device.remote(), direct=True) as m:
+        with caplog.at_level(logging.WARNING):
+            m = c.mounted(mountpoint, remote_path=device.remote(), direct=True)
+        with m:
             assert m.via_portforward
             assert (m / "etc/os-release").exists()
     assert "using the port forward" in caplog.text
@@ -54,10 +56,10 @@ def test_mount_without_with_for_finalizers(client, device: SshDevice, mount_base
 
 def test_identity_file_from_exporter(device: SshDevice, mountpoint: Path) -> None:
     """ssh_identity_file on the SSH driver: read by the exporter, held in memory on the client."""
+    from jumpstarter.common.utils import serve
     from jumpstarter_driver_network.driver import TcpNetwork
     from jumpstarter_driver_ssh.driver import SSHWrapper
 
-    from jumpstarter.common.utils import serve
     from jumpstarter_driver_ssh_mount.driver import SSHMount
 
     ssh = SSHWrapper(
@@ -73,12 +75,15 @@ def test_identity_file_from_exporter(device: SshDevice, mountpoint: Path) -> Non
 def test_sshd_down_via_port_forward_is_one_clear_error(
     device: SshDevice, mountpoint: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from device import free_port
-
     from jumpstarter.common.utils import serve
 
+    from device import free_port
+
     down = SshDevice(device.base, port=free_port())  # same keys, nothing listening
-    with serve(make_driver(down)) as c, pytest.raises(ConnectError, match="cannot reach the device's sshd .*Connection refused"):
+    with (
+        serve(make_driver(down)) as c,
+        pytest.raises(ConnectError, match=r"cannot reach the device's sshd .*Connection refused"),
+    ):
         c.mounted(mountpoint, remote_path=device.remote())
     err = capfd.readouterr().err
     assert "Traceback" not in err, err[:2000]
@@ -86,9 +91,8 @@ def test_sshd_down_via_port_forward_is_one_clear_error(
 
 
 def test_errors_from_client_are_typed(client, device: SshDevice, mountpoint: Path) -> None:
-    with client.mounted(mountpoint, remote_path=device.remote()):
-        with pytest.raises(MountpointError, match="already mounted"):
-            client.mounted(mountpoint, remote_path=device.remote())
+    with client.mounted(mountpoint, remote_path=device.remote()), pytest.raises(MountpointError, match="already"):
+        client.mounted(mountpoint, remote_path=device.remote())
     with pytest.raises(MountError, match="does not exist"):
         client.mounted(mountpoint, remote_path=device.remote("/missing"))
     assert leftovers(mountpoint, dir_should_exist=True) == []
@@ -96,6 +100,7 @@ def test_errors_from_client_are_typed(client, device: SshDevice, mountpoint: Pat
 
 def test_missing_ssh_child_is_configuration_error() -> None:
     from jumpstarter.common.exceptions import ConfigurationError
+
     from jumpstarter_driver_ssh_mount.driver import SSHMount
 
     with pytest.raises(ConfigurationError, match="needs an 'ssh' child"):

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from device import SshDevice
-from leftovers import leftovers, live_processes_mentioning, sshfs_mounts
 
+from device import SshDevice
 from jumpstarter_driver_ssh_mount.sshfs import (
     AuthenticationError,
     ConnectError,
@@ -27,6 +26,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     start_mount,
 )
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
+from leftovers import leftovers, live_processes_mentioning, sshfs_mounts
 
 
 def target(device: SshDevice, remote: str = "/") -> SshfsTarget:

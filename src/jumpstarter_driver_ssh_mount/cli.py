@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
-
 from jumpstarter.client.decorators import driver_click_command
 
 from .sshfs import MountError

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import anyio
 import click
+from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
-from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
-
 from .sshfs import ConnectError, Mount, MountError, SshfsTarget, start_mount
 from .sshfs.unmount import run_unmount
+
+CANCEL_CHECK_INTERVAL = 0.25  # seconds
 
 
 @dataclass(kw_only=True)
@@ -139,10 +141,16 @@ class SSHMountClient(CompositeClient):
         of its event loop; waiting *in* that loop lets the cancellation reach us, so the
         mount is torn down in order instead of being abandoned at exit.
         """
-        if threading.current_thread() is threading.main_thread():
+        fd = mount.exit_fileno()
+        if threading.current_thread() is threading.main_thread() or fd is None:
             return mount.wait
-        wait_in_loop = functools.partial(anyio.to_thread.run_sync, mount.wait, abandon_on_cancel=True)
-        return lambda: self.portal.call(wait_in_loop)
+
+        def wait() -> int:
+            if not self.portal.call(_wait_readable_unless_cancelled, fd):
+                raise CancelledError("the event loop was cancelled")
+            return mount.wait()
+
+        return wait
 
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).
@@ -156,6 +164,19 @@ class SSHMountClient(CompositeClient):
             hint = "" if lazy else "; if it is busy, retry with --lazy"
             raise MountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
         click.echo(f"Unmounted {path}")
+
+
+async def _wait_readable_unless_cancelled(fd: int) -> bool:
+    """True once ``fd`` is readable; False if this task's scope is (or gets) cancelled.
+
+    Re-checks the effective deadline because a task spawned into a task group whose parent
+    scope was cancelled just before is not always cancelled by anyio itself.
+    """
+    while anyio.current_effective_deadline() != -math.inf:
+        with anyio.move_on_after(CANCEL_CHECK_INTERVAL):
+            await anyio.wait_readable(fd)
+            return True
+    return False
 
 
 def parse_tcp_address(address: str) -> tuple[str, int]:

@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 
 import anyio
-
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.driver import Driver, export
 

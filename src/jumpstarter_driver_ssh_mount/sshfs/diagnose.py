@@ -57,7 +57,12 @@ def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, via: s
         return FuseUnavailableError(
             f"FUSE refused allow_other: {last_line(stderr)}; add user_allow_other to /etc/fuse.conf"
         )
-    if "/dev/fuse" in text or "fuse: device not found" in text or ("fusermount" in text and "not found" in text):
+    if (
+        "/dev/fuse" in text
+        or "fuse: device not found" in text
+        or "mount failed" in text
+        or ("fusermount" in text and "not found" in text)
+    ):
         return FuseUnavailableError(
             f"FUSE is not available: {last_line(stderr)}; load the fuse module and make /dev/fuse "
             f"usable ({install_hint('fuse')})"

@@ -12,6 +12,7 @@ import os
 import posixpath
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -21,7 +22,15 @@ from pathlib import Path
 
 from .command import SshfsTarget, build_argv, default_options, merge_options, option_key, without_option
 from .diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
-from .errors import MountError, MountTimeoutError, RemotePathError, SshfsNotFoundError, UnmountError
+from .errors import (
+    FuseUnavailableError,
+    MountError,
+    MountTimeoutError,
+    RemotePathError,
+    SshfsNotFoundError,
+    UnmountError,
+    install_hint,
+)
 from .identity import IdentityFile
 from .mountinfo import MountTableWatcher, mounts_at
 from .mountpoint import Mountpoint
@@ -30,6 +39,7 @@ from .unmount import holders, is_busy, run_unmount
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
+FUSE_DEVICE = "/dev/fuse"
 EXIT_GRACE = 5.0  # seconds sshfs gets to exit after its filesystem is unmounted
 LAZY_EXIT_GRACE = 1.0  # after a lazy detach, for the last users of the filesystem to let go
 HELPER_GRACE = 2.0  # seconds ssh and fusermount3 get to exit after sshfs
@@ -137,6 +147,10 @@ class Mount:
         text = self._process.stderr_text()
         return [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
 
+    def exit_fileno(self) -> int | None:
+        """A file descriptor that becomes readable when sshfs exits (Linux pidfd), or None."""
+        return self._process.pidfd
+
     def wait(self, timeout: float | None = None) -> int:
         """Block until sshfs exits (it should not, until unmounted); returns its exit code.
 
@@ -237,10 +251,13 @@ def start_mount(
         executable = shutil.which("sshfs")
         if executable is None:
             raise SshfsNotFoundError()
-        if not target.remote_path.startswith("/"):
-            raise RemotePathError(
-                f"remote path {target.remote_path!r} is not absolute; give a path starting with '/'"
+        if sys.platform.startswith("linux") and not os.path.exists(FUSE_DEVICE):
+            raise FuseUnavailableError(
+                f"FUSE is not available: {FUSE_DEVICE} does not exist; load the fuse module (modprobe fuse) "
+                f"or, in a container, pass the device through (--device /dev/fuse); {install_hint('fuse')}"
             )
+        if not target.remote_path.startswith("/"):
+            raise RemotePathError(f"remote path {target.remote_path!r} is not absolute; give a path starting with '/'")
         merge_options((), options)  # validate before anything is created
         place = Mountpoint.prepare(mountpoint, parent=mount_dir)
         undo.callback(place.release)
@@ -248,7 +265,7 @@ def start_mount(
         if identity and "identityfile" not in {option_key(o) for o in _parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
         merged = merge_options(default_options(identity_path), options)
-        process = _spawn_ready(target, place.path, merged, timeout, via_portforward, executable)
+        process, merged = _spawn_ready(target, place.path, merged, timeout, via_portforward, executable)
         owned = undo.pop_all()
     return Mount(
         target=target,
@@ -267,8 +284,11 @@ def _spawn_ready(
     timeout: float,
     via_portforward: bool,
     executable: str,
-) -> ChildProcess:
-    """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``."""
+) -> tuple[ChildProcess, list[str]]:
+    """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
+
+    Returns the process and the options it runs with.
+    """
     via = "port forward" if via_portforward else "direct"
     started = time.monotonic()
     deadline = started + timeout
@@ -288,10 +308,8 @@ def _spawn_ready(
             process.stop()
             _clear_failed_mount(process, mountpoint)
             raise
-        logger.info(
-            "mounted %s on %s via %s in %.3fs", target.spec, mountpoint, via, time.monotonic() - started
-        )
-        return process
+        logger.info("mounted %s on %s via %s in %.3fs", target.spec, mountpoint, via, time.monotonic() - started)
+        return process, options
 
 
 def _clear_failed_mount(process: ChildProcess, mountpoint: Path) -> None:
@@ -326,6 +344,7 @@ def _wait_until_mounted(process: ChildProcess, mountpoint: Path, deadline: float
         try:
             while True:
                 if probe is None and any(e.fstype.startswith("fuse") for e in mounts_at(mountpoint)):
+                    process.note_children()  # the auto_unmount fusermount3, while it is still ours
                     probe = _RootProbe(mountpoint)
                     watcher.watch_fd(probe.fileno())
                 if probe is not None and probe.done():

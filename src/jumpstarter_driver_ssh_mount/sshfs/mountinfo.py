@@ -79,11 +79,7 @@ def is_mountpoint(path: str | os.PathLike[str]) -> bool:
 def sshfs_mounts_under(directory: str | os.PathLike[str]) -> list[MountEntry]:
     """sshfs mounts whose mountpoint is ``directory`` or below it."""
     base = os.fspath(directory).rstrip("/") + "/"
-    return [
-        e
-        for e in read_mounts()
-        if e.fstype == "fuse.sshfs" and (e.mountpoint + "/").startswith(base)
-    ]
+    return [e for e in read_mounts() if e.fstype == "fuse.sshfs" and (e.mountpoint + "/").startswith(base)]
 
 
 class MountTableWatcher:
@@ -135,4 +131,3 @@ class MountTableWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -29,7 +29,9 @@ class Mountpoint:
         return bool(self._created) and self._created[-1] == self.path
 
     @classmethod
-    def prepare(cls, path: str | os.PathLike[str] | None, *, parent: str | os.PathLike[str] | None = None) -> Mountpoint:
+    def prepare(
+        cls, path: str | os.PathLike[str] | None, *, parent: str | os.PathLike[str] | None = None
+    ) -> Mountpoint:
         """Check ``path`` (or make a private directory in ``parent``/the temp dir when None).
 
         Raises ``MountpointError`` naming the problem and the fix when ``path`` is a file,

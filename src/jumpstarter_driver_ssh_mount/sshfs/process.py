@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+
 def die_with_parent_prefix() -> list[str]:
     """A command prefix that makes the child get SIGTERM when this process dies.
 
@@ -75,7 +76,7 @@ class ChildProcess:
 
     def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> None:
         self.argv = list(argv)
-        self._stderr = tempfile.TemporaryFile(prefix="jmp-mount-stderr-")
+        self._stderr = tempfile.TemporaryFile(prefix="jmp-mount-stderr-")  # noqa: SIM115 - closed in close()
         try:
             self.popen = _SPAWNER.spawn(
                 lambda: subprocess.Popen(
@@ -90,6 +91,7 @@ class ChildProcess:
         except BaseException:
             self._stderr.close()
             raise
+        self._noted: dict[int, int] = {}
         self.pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             try:
@@ -119,13 +121,23 @@ class ChildProcess:
                 self.popen.kill()
         return self.popen.wait()
 
-    def helpers(self) -> list[int]:
-        """Live processes sshfs started (ssh, fusermount3), found by our child's process group.
+    def note_children(self) -> None:
+        """Remember the child's own children now (fusermount3 with auto_unmount calls setsid,
+        so after sshfs exits only this note ties it to us)."""
+        for pid in _children(self.popen.pid):
+            started = _start_time(pid)
+            if started is not None:
+                self._noted[pid] = started
 
-        sshfs double-forks ssh and auto_unmount forks fusermount3, so they are not our
-        children once sshfs is gone, but they stay in the session we created for it.
+    def helpers(self) -> list[int]:
+        """Live processes sshfs started (ssh, fusermount3).
+
+        sshfs double-forks ssh, which stays in the session we created for sshfs; the
+        auto_unmount fusermount3 starts a session of its own and is found by ``note_children``.
         """
-        return [pid for pid in _live_group_members(self.popen.pid) if pid != self.popen.pid]
+        found = {pid for pid in _live_group_members(self.popen.pid) if pid != self.popen.pid}
+        found |= {pid for pid, started in self._noted.items() if _start_time(pid) == started}
+        return sorted(found)
 
     def wait_helpers(self, timeout: float) -> None:
         """Wait for the helpers to finish on their own; SIGTERM, then SIGKILL, stragglers by PID."""
@@ -136,7 +148,7 @@ class ChildProcess:
             if not left:
                 return
             for pid in left:
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError, PermissionError):  # setuid fusermount3
                     os.kill(pid, sig)
             deadline = time.monotonic() + 1.0
             while (left := self.helpers()) and time.monotonic() < deadline:
@@ -176,3 +188,22 @@ def _live_group_members(pgid: int) -> list[int]:
         if fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid``, from every thread's ``children`` list."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children += [int(p) for p in (task / "children").read_text().split()]
+    return children
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time of a live (non-zombie) process, to tell it from a later one with its PID."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])

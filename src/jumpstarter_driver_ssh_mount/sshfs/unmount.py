@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -26,9 +27,7 @@ def run_unmount(mountpoint: str, *, lazy: bool = False) -> subprocess.CompletedP
     """Run the unmount command; never raises for a non-zero exit (the caller decides)."""
     cmd = unmount_command(mountpoint, lazy=lazy)
     try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=UNMOUNT_TIMEOUT, stdin=subprocess.DEVNULL
-        )
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=UNMOUNT_TIMEOUT, stdin=subprocess.DEVNULL)
     except FileNotFoundError as exc:
         raise UnmountError(f"cannot unmount {mountpoint}: {cmd[0]} not found; install fuse3") from exc
     except subprocess.TimeoutExpired as exc:
@@ -56,10 +55,8 @@ def holders(mountpoint: str, *, limit: int = 5) -> list[str]:
         if not entry.name.isdigit() or len(found) >= limit:
             continue
         links = [entry / "cwd", entry / "root"]
-        try:
+        with contextlib.suppress(OSError):
             links += list((entry / "fd").iterdir())
-        except OSError:
-            pass
         for link in links:
             try:
                 target = os.readlink(link)

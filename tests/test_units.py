@@ -1,0 +1,137 @@
+"""Pure functions of the core: argv, options, unmount commands, prompts. No processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jumpstarter_driver_ssh_mount.client import parse_tcp_address
+from jumpstarter_driver_ssh_mount.session import subshell_command, tagged_prompt
+from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError, SshfsTarget, build_argv, merge_options
+from jumpstarter_driver_ssh_mount.sshfs.command import default_options, without_option
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import parse_mountinfo
+from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_command
+
+
+def test_argv_shape() -> None:
+    argv = build_argv(SshfsTarget("10.0.0.5", 2222, "root", "/var/log"), "/mnt/x", ["reconnect", "cache=no"])
+    assert argv == [
+        "sshfs",
+        "root@10.0.0.5:/var/log",
+        "/mnt/x",
+        "-f",
+        "-p",
+        "2222",
+        "-o",
+        "reconnect",
+        "-o",
+        "cache=no",
+    ]
+
+
+def test_argv_ipv6_port_22_no_user() -> None:
+    argv = build_argv(SshfsTarget("fe80::1", 22, "", "/"), "/m", [])
+    assert argv == ["sshfs", "[fe80::1]:/", "/m", "-f"]
+
+
+def test_defaults_and_identity() -> None:
+    assert default_options("/proc/1/fd/3", platform="linux") == [
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "LogLevel=ERROR",
+        "BatchMode=yes",
+        "IdentityFile=/proc/1/fd/3",
+        "auto_unmount",
+    ]
+    assert "auto_unmount" not in default_options(None, platform="darwin")
+
+
+def test_user_option_replaces_default_case_insensitively() -> None:
+    merged = merge_options(["StrictHostKeyChecking=no", "LogLevel=ERROR"], ["stricthostkeychecking=yes"])
+    assert merged == ["LogLevel=ERROR", "stricthostkeychecking=yes"]
+
+
+def test_comma_joined_user_options_replace_each_key() -> None:
+    merged = merge_options(["LogLevel=ERROR", "BatchMode=yes"], ["reconnect,LogLevel=DEBUG"])
+    assert merged == ["BatchMode=yes", "reconnect,LogLevel=DEBUG"]
+
+
+@pytest.mark.parametrize("bad", ["-f", " -oProxyCommand=x", "", "   ", "a\nb", "a\0b"])
+def test_bad_options(bad: str) -> None:
+    with pytest.raises(InvalidOptionError):
+        merge_options([], [bad])
+
+
+def test_without_option() -> None:
+    assert without_option(["allow_other", "reconnect,allow_other", "x=1"], "allow_other") == ["reconnect", "x=1"]
+
+
+def test_unmount_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jumpstarter_driver_ssh_mount.sshfs import unmount
+
+    monkeypatch.setattr(unmount.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "fusermount3" else None)
+    assert unmount_command("/m") == ["/usr/bin/fusermount3", "-u", "/m"]
+    assert unmount_command("/m", lazy=True) == ["/usr/bin/fusermount3", "-u", "-z", "/m"]
+    monkeypatch.setattr(unmount.shutil, "which", lambda name: "/bin/fusermount" if name == "fusermount" else None)
+    assert unmount_command("/m") == ["/bin/fusermount", "-u", "/m"]
+
+
+def test_unmount_commands_without_fusermount(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mocked: macOS (no fusermount, umount -f) cannot run here."""
+    from jumpstarter_driver_ssh_mount.sshfs import unmount
+
+    monkeypatch.setattr(unmount.shutil, "which", lambda name: None)
+    assert unmount_command("/m", platform="linux") == ["umount", "/m"]
+    assert unmount_command("/m", lazy=True, platform="linux") == ["umount", "-l", "/m"]
+    assert unmount_command("/m", lazy=True, platform="darwin") == ["umount", "-f", "/m"]
+
+
+def test_parse_tcp_address() -> None:
+    assert parse_tcp_address("tcp://192.168.1.100:22") == ("192.168.1.100", 22)
+    assert parse_tcp_address("tcp://[fe80::1]:2222") == ("fe80::1", 2222)
+    for bad in ("192.168.1.1:22", "tcp://host", "udp://h:1"):
+        with pytest.raises(ValueError):
+            parse_tcp_address(bad)
+
+
+def test_mountinfo_parsing_unescapes_spaces() -> None:
+    line = "45 27 0:41 / /tmp/with\\040space rw,nosuid - fuse.sshfs root@h:/ rw,user_id=0\n"
+    (entry,) = parse_mountinfo(line)
+    assert entry.mountpoint == "/tmp/with space"
+    assert entry.fstype == "fuse.sshfs" and entry.source == "root@h:/"
+
+
+@pytest.mark.parametrize(
+    ("shell", "argv"),
+    [
+        ("/bin/bash", ["/bin/bash", "--norc", "--noprofile", "-i"]),
+        ("/usr/bin/zsh", ["/usr/bin/zsh", "--no-rcs", "-i"]),
+        ("/bin/dash", ["/bin/dash", "-i"]),
+    ],
+)
+def test_subshell_prompts(shell: str, argv: list[str]) -> None:
+    got, env = subshell_command(shell, "/var/log", {"PS1": "$ "})
+    assert got == argv
+    assert env["PS1"] == "[sshfs:/var/log] $ "
+
+
+def test_subshell_fish_wraps_prompt() -> None:
+    argv, _ = subshell_command("/usr/bin/fish", "/", {})
+    assert argv[:2] == ["/usr/bin/fish", "--init-command"] and "(mount)" in argv[2]
+
+
+def test_jumpstarter_prompt_gets_tag_before_arrow() -> None:
+    assert tagged_prompt("\\W ⚡local ➤ ", "/") == "\\W ⚡local (mount)➤ "
+
+
+def test_core_imports_no_jumpstarter() -> None:
+    """The layering rule: sshfs process handling knows nothing of Jumpstarter."""
+    code = (
+        "import sys, jumpstarter_driver_ssh_mount.sshfs, jumpstarter_driver_ssh_mount.session;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('jumpstarter', 'grpc', 'anyio'));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
