@@ -168,3 +168,48 @@ class SshDevice:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def make_driver(device: SshDevice, *, enable_address: bool = True, identity: str | None = None):
+    """The SSHMount driver tree for ``device``, as an exporter would build it."""
+    from jumpstarter_driver_network.driver import TcpNetwork
+    from jumpstarter_driver_ssh.driver import SSHWrapper
+
+    from jumpstarter_driver_ssh_mount.driver import SSHMount
+
+    tcp = TcpNetwork(host=device.host, port=device.port, enable_address=enable_address)
+    ssh = SSHWrapper(
+        default_username=device.user,
+        ssh_identity=device.identity() if identity is None else identity,
+        children={"tcp": tcp},
+    )
+    return SSHMount(children={"ssh": ssh})
+
+
+def exporter_config(device: SshDevice, path: Path, *, identity_file: Path | None = None) -> Path:
+    """Write an exporter config for ``device`` in the upstream README's shape."""
+    path.write_text(
+        "apiVersion: jumpstarter.dev/v1alpha1\n"
+        "kind: ExporterConfig\n"
+        "metadata:\n  namespace: default\n  name: loopback\n"
+        'endpoint: ""\n'
+        'token: ""\n'
+        "export:\n"
+        "  ssh:\n"
+        "    type: jumpstarter_driver_ssh.driver.SSHWrapper\n"
+        "    config:\n"
+        f'      default_username: "{device.user}"\n'
+        f'      ssh_identity_file: "{identity_file or device.client_key}"\n'
+        "    children:\n"
+        "      tcp:\n"
+        "        type: jumpstarter_driver_network.driver.TcpNetwork\n"
+        "        config:\n"
+        f'          host: "{device.host}"\n'
+        f"          port: {device.port}\n"
+        "  mount:\n"
+        "    type: jumpstarter_driver_ssh_mount.driver.SSHMount\n"
+        "    children:\n"
+        "      ssh:\n"
+        '        ref: "ssh"\n'
+    )
+    return path

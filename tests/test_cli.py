@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import exporter_config
-from device import SshDevice, child_pids
+from device import SshDevice, child_pids, exporter_config
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
 from leftovers import leftovers, sshfs_mounts
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_driver
-from device import SshDevice
+from device import SshDevice, make_driver
 from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountpointError
 from leftovers import leftovers
 

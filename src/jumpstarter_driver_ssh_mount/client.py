@@ -123,7 +123,8 @@ class SSHMountClient(CompositeClient):
         SIGTERM and SIGHUP end it like Ctrl+C. Raises ``MountError`` on failure, including
         ``MountLostError`` when sshfs dies while it waits.
         """
-        from .session import hold_foreground, run_subshell, signals_interrupt
+        from .session import hold_foreground, run_subshell
+        from .signals import signals_interrupt
 
         with signals_interrupt():
             with self.mounted(mountpoint, remote_path=remote_path, direct=direct, extra_args=extra_args) as m:

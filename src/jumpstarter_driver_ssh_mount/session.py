@@ -10,41 +10,16 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import CancelledError
-from contextlib import contextmanager
-from types import FrameType
 
 import click
 
+from .signals import signals_interrupt
 from .sshfs import Mount, MountLostError
 
 PROMPT_TAG = "(mount)"
 JUMPSTARTER_PROMPT_MARK = "➤"
-
-
-@contextmanager
-def signals_interrupt(*signums: signal.Signals) -> Iterator[None]:
-    """Turn ``signums`` (default SIGTERM, SIGHUP) into KeyboardInterrupt while inside.
-
-    Lets ``kill`` end a blocking call the way Ctrl+C does, so ``finally`` blocks run and
-    everything is cleaned up. Previous handlers come back on exit. Only the main thread
-    can install handlers; elsewhere this does nothing.
-    """
-    signums = signums or (signal.SIGTERM, signal.SIGHUP)
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, interrupt) for s in signums}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def hold_foreground(mount: Mount, wait: Callable[[], int] | None = None) -> None:

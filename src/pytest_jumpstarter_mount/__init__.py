@@ -1,0 +1,6 @@
+"""pytest plugin: mount a Jumpstarter device's filesystem for your tests.
+
+Fixtures ``jmp_client``, ``jmp_mount_client``, ``remote_fs``, ``remote_path``; options
+``--jmp-mount-*``; marker ``jmp_mount``; hooks in ``pytest_jumpstarter_mount.hooks``.
+Importing this package imports neither Jumpstarter nor gRPC.
+"""

@@ -1,0 +1,123 @@
+"""Getting the device's root client from one of the four sources. Jumpstarter is imported here only.
+
+Every function imports Jumpstarter when called, never at module import, so the plugin
+costs nothing to pytest runs that never touch a device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .settings import SOURCES_HELP, Settings
+
+
+class DeviceSourceError(Exception):
+    """The device cannot be reached from the configured source (one line, with the fix)."""
+
+
+class NoDeviceSourceError(DeviceSourceError):
+    """No way to reach a device was configured."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A reachable device: its root client, and how it was reached (for reports)."""
+
+    client: Any
+    description: str
+
+
+@contextmanager
+def open_device(settings: Settings) -> Iterator[Device]:
+    """The device, for as long as the context lasts (a controller lease is released after)."""
+    with ExitStack() as stack:
+        match settings.source:
+            case "shell":
+                from jumpstarter.utils.env import env
+
+                yield Device(stack.enter_context(env()), settings.describe_source())
+            case "exporter-config":
+                yield Device(_exporter_config_client(settings, stack), settings.describe_source())
+            case "tls-grpc":
+                client = _connect(
+                    stack, settings.tls_grpc, insecure=settings.tls_grpc_insecure, passphrase=settings.passphrase
+                )
+                yield Device(client, settings.describe_source())
+            case "lease":
+                yield _leased_device(settings, stack)
+            case _:
+                raise NoDeviceSourceError(f"no Jumpstarter device configured: {SOURCES_HELP}")
+
+
+def _connect(stack: ExitStack, address: str, **kwargs: Any) -> Any:
+    """A client for an exporter listening at ``address`` (unix socket path or HOST:PORT)."""
+    from anyio.from_thread import start_blocking_portal
+    from jumpstarter.client import client_from_path
+
+    portal = stack.enter_context(start_blocking_portal())
+    inner = stack.enter_context(ExitStack())
+    client = stack.enter_context(
+        portal.wrap_async_context_manager(client_from_path(address, portal, inner, allow=[], unsafe=True, **kwargs))
+    )
+    stack.callback(getattr(client, "close", lambda: None))
+    return client
+
+
+def _exporter_config_client(settings: Settings, stack: ExitStack) -> Any:
+    from jumpstarter.config.exporter import ExporterConfigV1Alpha1
+
+    path = settings.exporter_config
+    assert path is not None
+    if not path.is_file():
+        raise DeviceSourceError(f"--jmp-mount-exporter-config {path}: no such file; check the path")
+    try:
+        config = ExporterConfigV1Alpha1.load_path(path)
+    except Exception as exc:  # pydantic/yaml errors: one line, not a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeviceSourceError(f"--jmp-mount-exporter-config {path} is not a valid exporter config: {first}") from None
+    # SAFETY: a local exporter config is trusted, as in `jmp shell --exporter-config`
+    socket_path = stack.enter_context(config.serve_unix())
+    return _connect(stack, socket_path)
+
+
+def _leased_device(settings: Settings, stack: ExitStack) -> Device:
+    from jumpstarter.config.client import ClientConfigV1Alpha1
+
+    config = ClientConfigV1Alpha1.load(settings.client)
+    lease = stack.enter_context(
+        config.lease(
+            selector=settings.selector,
+            lease_name=settings.lease,
+            duration=timedelta(seconds=settings.duration),
+        )
+    )
+    client = stack.enter_context(lease.connect())
+    return Device(client, f"lease {lease.name} on {lease.exporter_name} (client {settings.client})")
+
+
+def find_mount_driver(root: Any, dotted: str) -> Any:
+    """The ``SSHMountClient`` at ``dotted`` (e.g. ``mount`` or ``board.mount``) under ``root``."""
+    from jumpstarter_driver_ssh_mount.client import SSHMountClient
+
+    node = root
+    walked: list[str] = []
+    for name in dotted.split("."):
+        children = getattr(node, "children", {}) or {}
+        if name not in children:
+            where = ".".join(walked) or "the exporter's root"
+            raise DeviceSourceError(
+                f"--jmp-mount-driver {dotted!r}: no driver {name!r} under {where} "
+                f"(has: {', '.join(sorted(children)) or 'nothing'})"
+            )
+        node = children[name]
+        walked.append(name)
+    if not isinstance(node, SSHMountClient):
+        raise DeviceSourceError(
+            f"--jmp-mount-driver {dotted!r} is a {type(node).__name__}, not an SSHMount driver; "
+            "point it at the jumpstarter_driver_ssh_mount.driver.SSHMount entry of the exporter config"
+        )
+    return node
