@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint system venv clean-venv
+.PHONY: demo test lint system venv clean-venv
+
+demo: system $(STAMP)  ## the example device suite against a loopback device
+	$(BIN)/python scripts/demo.py
 
 test: system $(STAMP)  ## run the test suite against a loopback sshd "device"
 	$(BIN)/pytest -n 2 -ra
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts examples bench
 
 system:
 	@scripts/install-system-deps.sh

@@ -166,7 +166,7 @@ def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Pa
     from device import free_port
 
     down = SshDevice(device.base, port=free_port())
-    yaml = exporter_config(down, tmp_path / "down.yaml", identity_file=device.client_key)
+    yaml = exporter_config(down, tmp_path / "down.yaml")  # same keys: down shares the base dir
     code, out, err = finish(j_mount(yaml, str(mountpoint), "--foreground"))
     assert code != 0
     assert "cannot reach the device's sshd" in err

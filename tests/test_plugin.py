@@ -293,8 +293,10 @@ def test_no_device_source_fails_only_the_tests_that_mount(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*no Jumpstarter device configured: run inside `jmp shell`, or pass --jmp-mount-exporter-config*"
-         "--jmp-mount-tls-grpc*--jmp-mount-client*"]
+        [
+            "*no Jumpstarter device configured: run inside `jmp shell`, or pass --jmp-mount-exporter-config*"
+            "--jmp-mount-tls-grpc*--jmp-mount-client*"
+        ]
     )
     assert "jumpstarter mount: device" not in result.stdout.str()
 
@@ -404,9 +406,21 @@ def test_inside_jmp_shell(suite: Suite) -> None:
         """
     )
     env = {**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [JMP, "shell", "--exporter-config", str(suite.pytester.path / "exporter.yaml"), "--",
-           sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--jmp-mount-dir={suite.mount_dir}",
-           f"--jmp-mount-remote={suite.device.remote('/')}", "-v"]
+    cmd = [
+        JMP,
+        "shell",
+        "--exporter-config",
+        str(suite.pytester.path / "exporter.yaml"),
+        "--",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--jmp-mount-dir={suite.mount_dir}",
+        f"--jmp-mount-remote={suite.device.remote('/')}",
+        "-v",
+    ]
     result = subprocess.run(cmd, cwd=suite.pytester.path, env=env, capture_output=True, text=True, timeout=120)
     assert "1 passed" in result.stdout, result.stdout + result.stderr
     assert "jumpstarter mount: device: jmp shell" in result.stdout
@@ -418,9 +432,18 @@ def standalone_exporter(suite: Suite):
     """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID."""
     port = free_port()
     proc = subprocess.Popen(
-        [JMP, "run", "--exporter-config", str(suite.pytester.path / "exporter.yaml"),
-         "--tls-grpc-listener", f"127.0.0.1:{port}", "--tls-grpc-insecure"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            JMP,
+            "run",
+            "--exporter-config",
+            str(suite.pytester.path / "exporter.yaml"),
+            "--tls-grpc-listener",
+            f"127.0.0.1:{port}",
+            "--tls-grpc-insecure",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=30)

@@ -124,7 +124,7 @@ class ChildProcess:
     def note_children(self) -> None:
         """Remember the child's own children now (fusermount3 with auto_unmount calls setsid,
         so after sshfs exits only this note ties it to us)."""
-        for pid in _children(self.popen.pid):
+        for pid in child_pids(self.popen.pid):
             started = _start_time(pid)
             if started is not None:
                 self._noted[pid] = started
@@ -190,7 +190,7 @@ def _live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid``, from every thread's ``children`` list."""
     children: list[int] = []
     with contextlib.suppress(OSError):

@@ -1,0 +1,285 @@
+"""A throwaway loopback "device": a real sshd on 127.0.0.1 with its own keys and files.
+
+For trying the plugin without hardware (``make demo``) and for this project's tests::
+
+    python -m pytest_jumpstarter_mount.loopback /tmp/mydevice   # Ctrl+C stops it
+
+The device's filesystem is a directory of this host: ``etc/os-release``,
+``var/log/messages``, a writable ``data/``. As root, with ``unshare`` available and
+``chroot=True``, sshd runs in a private mount namespace and chroots every session to
+that tree (the host's ``/usr`` bind-mounted read-only for a shell), so the device's
+paths are ``/var/log``, ``/data``... as on a board. Otherwise its paths are the host
+directory's. sshd and its per-connection children are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jumpstarter_driver_ssh_mount.sshfs.process import child_pids
+
+SSHD = "/usr/sbin/sshd"
+CHROOT_AT = "/mnt/jmp-loopback-device"  # inside sshd's private mount namespace only
+
+DEVICE_FILES = {
+    "etc/os-release": 'NAME="Loopback Device"\nID=loopback\nVERSION_ID=1.0\n',
+    "var/log/messages": "".join(f"boot: line {i}\n" for i in range(1, 51)),
+    "var/log/app/app.log": "app started\n",
+    "data/.keep": "",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that is free right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def keygen(path: Path) -> Path:
+    """A new passphrase-less ed25519 key pair at ``path`` and ``path.pub``."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jmp-loopback", "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return path
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Return once ``host:port`` accepts TCP connections; OSError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def can_chroot() -> bool:
+    """True where sshd can be given a private mount namespace and a chroot (root + unshare)."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/mnt").is_dir()
+
+
+class LoopbackDevice:
+    """An sshd serving a small device tree on ``host``:``port`` (a free one by default)."""
+
+    def __init__(
+        self,
+        base: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        chroot: bool = False,
+        netns: str | None = None,
+    ) -> None:
+        self.base = Path(base)
+        self.host = host
+        self.port = port
+        self.chroot = chroot and can_chroot()
+        self.netns = netns  # a network namespace name (ip netns) to run sshd in
+        self.user = getpass.getuser()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def root(self) -> Path:
+        """The device's filesystem, as a directory on this host."""
+        return self.base / "fs"
+
+    @property
+    def client_key(self) -> Path:
+        return self.base / "client_key"
+
+    @property
+    def host_key(self) -> Path:
+        return self.base / "host_key"
+
+    def remote(self, device_path: str = "/") -> str:
+        """The path sshd serves for ``device_path`` (itself when chrooted)."""
+        if self.chroot:
+            return "/" + device_path.strip("/")
+        return str(self.root / device_path.lstrip("/")).rstrip("/") or "/"
+
+    def identity(self) -> str:
+        return self.client_key.read_text()
+
+    def known_hosts_line(self) -> str:
+        """A known_hosts line pinning this device's host key."""
+        kind, key = (self.base / "host_key.pub").read_text().split()[:2]
+        return f"[{self.host}]:{self.port} {kind} {key}\n"
+
+    def setup(self) -> LoopbackDevice:
+        """Create the device tree, host and client keys, and authorized_keys."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        for rel, text in DEVICE_FILES.items():
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        keygen(self.host_key)
+        keygen(self.client_key)
+        shutil.copy(self.base / "client_key.pub", self.base / "authorized_keys")
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        return self
+
+    def _config(self) -> Path:
+        path = self.base / "sshd_config"
+        path.write_text(
+            f"Port {self.port}\n"
+            f"ListenAddress {self.host}\n"
+            f"HostKey {self.host_key}\n"
+            f"AuthorizedKeysFile {self.base / 'authorized_keys'}\n"
+            f"PidFile {self.base / 'sshd.pid'}\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "UsePAM no\n"
+            "PermitRootLogin prohibit-password\n"
+            "StrictModes no\n"
+            "MaxStartups 100\n"
+            "MaxSessions 100\n"
+            "Subsystem sftp internal-sftp\n" + (f"ChrootDirectory {CHROOT_AT}\n" if self.chroot else "")
+        )
+        return path
+
+    def _command(self) -> list[str]:
+        sshd = [SSHD, "-D", "-e", "-f", str(self._config())]
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        if not self.chroot:
+            return [*prefix, *sshd]
+        r = CHROOT_AT
+        setup = "\n".join(
+            [
+                f"mount -t tmpfs -o mode=755 jmp-loopback {Path(r).parent}",
+                f"mkdir -p {r}/usr {r}/etc {r}/var/log {r}/data {r}/dev {r}/tmp",
+                *(f"ln -s usr/{d} {r}/{d}" for d in ("bin", "sbin", "lib", "lib64") if Path(f"/usr/{d}").is_dir()),
+                f"mount --bind /usr {r}/usr",
+                f"mount -o remount,bind,ro {r}/usr",
+                f"touch {r}/dev/null && mount --bind /dev/null {r}/dev/null",
+                f"mount --bind {self.root}/etc {r}/etc",
+                f"mount --bind {self.root}/var/log {r}/var/log",
+                f"mount --bind {self.root}/data {r}/data",
+                f"chmod 1777 {r}/tmp",
+                'exec "$@"',
+            ]
+        )
+        return [*prefix, "unshare", "--mount", "--propagation", "private", "sh", "-ec", setup, "sh", *sshd]
+
+    def start(self) -> LoopbackDevice:
+        """Start sshd as our child; return once it accepts connections."""
+        if not self.port:
+            self.port = free_port(self.host) if not self.netns else 2222
+        with open(self.base / "sshd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            )
+        try:
+            self._wait_listening()
+        except OSError:
+            self.stop()
+            raise RuntimeError(f"sshd did not start: {(self.base / 'sshd.log').read_text()[-2000:]}") from None
+        return self
+
+    def _wait_listening(self) -> None:
+        if not self.netns:
+            wait_for_port(self.host, self.port)
+            return
+        deadline = time.monotonic() + 10
+        probe = [
+            "ip",
+            "netns",
+            "exec",
+            self.netns,
+            sys.executable,
+            "-c",
+            f"import socket; socket.create_connection(({self.host!r}, {self.port}), 1).close()",
+        ]
+        while subprocess.run(probe, capture_output=True).returncode != 0:
+            if (self.process is not None and self.process.poll() is not None) or time.monotonic() > deadline:
+                raise OSError("sshd is not listening")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop sshd, then its per-connection children, by PID."""
+        if self.process is None:
+            return
+        sessions = child_pids(self.process.pid)
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.process = None
+
+    def exporter_config(self, path: str | os.PathLike[str], *, host: str | None = None) -> Path:
+        """Write an exporter config for this device, in the upstream README's shape."""
+        path = Path(path)
+        path.write_text(
+            "apiVersion: jumpstarter.dev/v1alpha1\n"
+            "kind: ExporterConfig\n"
+            "metadata:\n  namespace: default\n  name: loopback\n"
+            'endpoint: ""\n'
+            'token: ""\n'
+            "export:\n"
+            "  ssh:\n"
+            "    type: jumpstarter_driver_ssh.driver.SSHWrapper\n"
+            "    config:\n"
+            f'      default_username: "{self.user}"\n'
+            f'      ssh_identity_file: "{self.client_key}"\n'
+            "    children:\n"
+            "      tcp:\n"
+            "        type: jumpstarter_driver_network.driver.TcpNetwork\n"
+            "        config:\n"
+            f'          host: "{host or self.host}"\n'
+            f"          port: {self.port}\n"
+            "  mount:\n"
+            "    type: jumpstarter_driver_ssh_mount.driver.SSHMount\n"
+            "    children:\n"
+            "      ssh:\n"
+            '        ref: "ssh"\n'
+        )
+        return path
+
+    def __enter__(self) -> LoopbackDevice:
+        return self.setup().start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a loopback device in DIR until Ctrl+C; print how to use it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pytest_jumpstarter_mount.loopback", description=main.__doc__)
+    parser.add_argument("dir", help="a new directory for the device's files, keys and exporter config")
+    parser.add_argument("--no-chroot", action="store_true", help="serve host paths, even as root")
+    args = parser.parse_args(argv)
+    with LoopbackDevice(args.dir, chroot=not args.no_chroot) as device:
+        config = device.exporter_config(device.base / "exporter.yaml")
+        print(f"device: sshd on {device.host}:{device.port}, files in {device.root}")
+        print(f"  pytest --jmp-mount-exporter-config={config} --jmp-mount-remote={device.remote('/var/log')}")
+        print(f"  jmp shell --exporter-config {config}")
+        print("Ctrl+C stops it.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

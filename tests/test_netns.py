@@ -1,0 +1,148 @@
+"""A lab in two network namespaces: the device and a standalone exporter on one "host", the
+test suite on another, joined by a veth pair. Both namespaces, and every address in them,
+are made by this test; nothing touches the default namespace's network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leftovers import live_processes_mentioning, sshfs_mounts
+from pytest_jumpstarter_mount.loopback import LoopbackDevice
+
+JMP = str(Path(sys.executable).with_name("jmp"))
+DEVICE_ADDR, CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside the two namespaces below
+EXPORTER_PORT = 7777
+
+
+def ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter"):
+        pytest.skip("needs root, ip(8) and nsenter(1) to make network namespaces")
+    name = f"jmp{os.getpid() % 100000}"
+    dev_ns, cli_ns = f"{name}-dev", f"{name}-cli"
+    made: list[str] = []
+    try:
+        for ns in (dev_ns, cli_ns):
+            result = ip("netns", "add", ns)
+            if result.returncode != 0:
+                pytest.skip(f"ip netns is not permitted here: {result.stderr.strip()}")
+            made.append(ns)
+        steps = [
+            ("link", "add", f"{name}a", "netns", dev_ns, "type", "veth", "peer", "name", f"{name}b", "netns", cli_ns),
+            ("-n", dev_ns, "addr", "add", f"{DEVICE_ADDR}/30", "dev", f"{name}a"),
+            ("-n", cli_ns, "addr", "add", f"{CLIENT_ADDR}/30", "dev", f"{name}b"),
+            ("-n", dev_ns, "link", "set", f"{name}a", "up"),
+            ("-n", cli_ns, "link", "set", f"{name}b", "up"),
+            ("-n", dev_ns, "link", "set", "lo", "up"),
+            ("-n", cli_ns, "link", "set", "lo", "up"),
+        ]
+        for step in steps:
+            result = ip(*step)
+            if result.returncode != 0:
+                pytest.skip(f"cannot build the veth lab ({' '.join(step)}): {result.stderr.strip()}")
+        yield dev_ns, cli_ns
+    finally:
+        for ns in made:
+            ip("netns", "del", ns)  # takes the veth pair with it
+
+
+def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: Path, mount_base: Path) -> None:
+    dev_ns, cli_ns = lab
+    device = LoopbackDevice(tmp_path / "device", host=DEVICE_ADDR, netns=dev_ns).setup().start()
+    exporter = None
+    try:
+        config = device.exporter_config(tmp_path / "exporter.yaml")
+        exporter = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                dev_ns,
+                JMP,
+                "run",
+                "--exporter-config",
+                str(config),
+                "--tls-grpc-listener",
+                f"{DEVICE_ADDR}:{EXPORTER_PORT}",
+                "--tls-grpc-insecure",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        suite = tmp_path / "suite"
+        suite.mkdir()
+        (suite / "test_lab.py").write_text(
+            "import os, socket\n\n"
+            "def test_read_write(remote_fs):\n"
+            "    assert (remote_fs / 'etc/os-release').read_text().startswith('NAME=')\n"
+            "    (remote_fs / 'data/from-lab.txt').write_text('across the veth')\n"
+            "    (remote_fs / 'data/from-lab.txt').unlink()\n\n"
+            "def test_where(remote_fs):\n"
+            f"    assert remote_fs.direct == bool(os.environ.get('DIRECT'))\n"
+            f"    assert remote_fs.host == ({DEVICE_ADDR!r} if os.environ.get('DIRECT') else '127.0.0.1')\n"
+        )
+        mount_dir = mount_base / f"netns-{os.getpid()}"
+        base_cmd = [
+            "nsenter",
+            f"--net=/run/netns/{cli_ns}",
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suite),
+            "-p",
+            "no:cacheprovider",
+            f"--rootdir={suite}",
+            f"--jmp-mount-dir={mount_dir}",
+            f"--jmp-mount-tls-grpc={DEVICE_ADDR}:{EXPORTER_PORT}",
+            "--jmp-mount-tls-grpc-insecure",
+            f"--jmp-mount-remote={device.remote('/')}",
+        ]
+        wait = subprocess.run(  # the exporter is reachable from the client namespace
+            [
+                "nsenter",
+                f"--net=/run/netns/{cli_ns}",
+                sys.executable,
+                "-c",
+                "import socket, time\n"
+                "for _ in range(300):\n"
+                "    try:\n"
+                f"        socket.create_connection(({DEVICE_ADDR!r}, {EXPORTER_PORT}), 1).close(); break\n"
+                "    except OSError: time.sleep(0.1)\n"
+                "else: raise SystemExit(1)\n",
+            ],
+            timeout=60,
+        )
+        assert wait.returncode == 0, "standalone exporter not reachable across the veth"
+        for direct in (False, True):
+            env = {**os.environ, "DIRECT": "1" if direct else ""}
+            cmd = base_cmd + (["--jmp-mount-direct"] if direct else [])
+            result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=suite)
+            assert "2 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+        assert sshfs_mounts(mount_dir) == []
+        assert live_processes_mentioning(str(mount_dir)) == []
+        if mount_dir.exists():
+            assert os.listdir(mount_dir) == []
+            mount_dir.rmdir()
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            try:
+                exporter.wait(15)
+            except subprocess.TimeoutExpired:
+                exporter.kill()
+                exporter.wait()
+        device.stop()
