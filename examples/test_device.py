@@ -23,6 +23,12 @@ def test_log_directory_listing(remote_path):
     assert {p.name for p in remote_path.iterdir()} >= {"messages", "app"}
 
 
+@pytest.mark.jmp_mount(remote="/etc", restore=["/etc/os-release"])
+def test_config_change_is_undone(remote_path):
+    """restore=[...]: the file is put back after the test, pass or fail (the next test checks)."""
+    (remote_path / "os-release").write_text('NAME="Changed by a test"\nID=changed\n')
+
+
 @pytest.mark.jmp_mount(remote="/etc")
 def test_os_release(remote_path):
     """A test can ask for its own mount of another device path."""
@@ -43,3 +49,12 @@ def test_write_reaches_the_device(remote_path, jmp_client):
         assert result.stdout == "hello from the test host\n"
     finally:
         target.unlink()
+
+
+def test_wait_for_the_device_to_write(remote_fs, jmp_client):
+    """wait_for: the device appends to a log a moment later; the test waits for the line."""
+    from jumpstarter_driver_ssh.client import SSHCommandRunOptions
+
+    later = "(sleep 0.5; echo 'service READY' >> /var/log/app/app.log) >/dev/null 2>&1 &"
+    assert jmp_client.ssh.run(SSHCommandRunOptions(capture_output=True), [later]).return_code == 0
+    assert "service READY" in remote_fs.wait_for("/var/log/app/app.log", contains="service READY", timeout=10)

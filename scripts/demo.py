@@ -71,6 +71,8 @@ def main() -> int:
                 f"--jmp-mount-exporter-config={config}",
                 f"--jmp-mount-remote={device.remote('/var/log')}",
                 f"--jmp-mount-dir={mount_dir}",
+                f"--jmp-mount-collect={device.remote('/var/log')}/*",  # copied next to the run if a test fails
+                f"--jmp-mount-artifacts={work / 'artifacts'}",
             ]
             say("running: pytest examples --jmp-mount-exporter-config=... --jmp-mount-remote=/var/log")
             result = subprocess.run(cmd, cwd=HERE)

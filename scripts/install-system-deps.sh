@@ -7,6 +7,8 @@ command -v sshfs >/dev/null || need+=(sshfs)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v ip >/dev/null || need+=(iproute2)          # the network-namespace lab test
+command -v setpriv >/dev/null || need+=(util-linux)    # sshfs dies with its parent (PDEATHSIG)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

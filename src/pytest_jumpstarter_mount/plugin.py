@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
-from . import hooks
+from . import chores, hooks
 from .mountdir import default_base, remove_if_empty, run_dir
 from .settings import Settings, add_options, load_settings
 
@@ -48,8 +47,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "jmp_mount(remote='/path', options=[...], direct=False): give this test its own mount of a device "
-        "path, seen through the remote_path fixture",
+        "jmp_mount(remote='/path', options=[...], direct=False, collect=[globs], restore=[paths]): give this "
+        "test its own mount of a device path (remote_path), collect device files if it fails, restore files after",
     )
     config.stash[manager_key] = MountManager(config, load_settings(config))
     level = {1: logging.INFO}.get(config.get_verbosity(), logging.DEBUG if config.get_verbosity() > 1 else None)
@@ -76,9 +75,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        marker = item.get_closest_marker("jmp_mount")
-        if marker is not None:
-            MarkerSpec.from_marker(marker, item.nodeid)
+        spec = marker_spec(item)
+        if spec.restore and "remote_path" not in item.fixturenames:
+            item.fixturenames.append("remote_path")  # restoring needs the test's mount
+
+
+def marker_spec(item: pytest.Item) -> MarkerSpec:
+    """The item's checked ``jmp_mount`` marker arguments (empty when unmarked)."""
+    marker = item.get_closest_marker("jmp_mount")
+    return MarkerSpec() if marker is None else MarkerSpec.from_marker(marker, item.nodeid)
 
 
 @pytest.hookimpl(trylast=True)
@@ -91,10 +96,38 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     report = yield
     if report.failed:
+        manager = item.config.stash[manager_key]
         mounts = mounts_used_by(item)
         if mounts:
             report.sections.append((REPORT_SECTION, "\n\n".join(describe(m) for m in mounts)))
+        globs = manager.settings.collect + marker_spec(item).collect
+        if globs and (mounts or manager.mount_client is not None):
+            chores.collect_failed(
+                item, report, globs, mounts, manager.mount_client, manager.settings, manager.mount_dir()
+            )
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    restore = marker_spec(item).restore
+    if restore:
+        chores.preserve(mounts_used_by(item), restore, item.nodeid)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
+    problems = chores.restore(mounts_used_by(item))
+    result = yield
+    if problems:
+        raise RestoreFailed("; ".join(problems))
+    return result
+
+
+class RestoreFailed(Exception):
+    """Preserved device files could not be restored after a test."""
 
 
 # -- state of one pytest process ------------------------------------------------------
@@ -109,6 +142,7 @@ class MountManager:
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
         self._atexit_registered = False
+        self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         workerinput = getattr(config, "workerinput", None) or {}
         self.worker_id: str = workerinput.get("workerid", "main")
         self.run_id: str = str(workerinput.get("testrunuid", uuid.uuid4().hex))[:12]
@@ -136,8 +170,7 @@ class MountManager:
         slot: list[Mount] = []
         request.addfinalizer(lambda: self.release(slot))
         self._arm()
-        started = time.monotonic()
-        try:
+        try:  # logs "mounted ... in N s" itself
             mount = client.mounted(
                 None,
                 remote_path=remote,
@@ -155,7 +188,6 @@ class MountManager:
         with self._lock:
             slot.append(mount)
             self.live.append(mount)
-        logger.info("mounted %s on %s in %.3fs", remote, mount.mountpoint, time.monotonic() - started)
         self.config.hook.pytest_jmp_mount_ready(mount=mount, request=request)
         return mount
 
@@ -167,14 +199,12 @@ class MountManager:
                 if mount.is_mounted():
                     self.config.hook.pytest_jmp_mount_teardown(mount=mount)
             finally:
-                started = time.monotonic()
                 try:
-                    mount.unmount()
+                    mount.unmount()  # logs "unmounted ... in N s" itself
                 finally:
                     with self._lock:
                         if mount in self.live:
                             self.live.remove(mount)
-                logger.info("unmounted %s in %.3fs", mount.mountpoint, time.monotonic() - started)
 
     def unmount_all(self) -> None:
         """Unmount every live mount (an interrupted run, or the atexit backstop); never raises."""
@@ -208,6 +238,13 @@ class MarkerSpec:
     remote: str | None = None
     options: tuple[str, ...] = ()
     direct: bool | None = None
+    collect: tuple[str, ...] = ()
+    restore: tuple[str, ...] = ()
+
+    @property
+    def own_mount(self) -> bool:
+        """True when the marker asks for a mount other than ``remote_fs``."""
+        return self.remote is not None or bool(self.options) or self.direct is not None
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:
@@ -219,9 +256,11 @@ class MarkerSpec:
             raise bad("give one device path, as remote='/path'")
         if marker.args:
             kwargs["remote"] = marker.args[0]
-        unknown = set(kwargs) - {"remote", "options", "direct"}
+        unknown = set(kwargs) - {"remote", "options", "direct", "collect", "restore"}
         if unknown:
-            raise bad(f"unknown argument(s) {', '.join(sorted(unknown))}; use remote, options, direct")
+            raise bad(
+                f"unknown argument(s) {', '.join(sorted(unknown))}; use remote, options, direct, collect, restore"
+            )
         remote = kwargs.get("remote")
         if remote is not None and (not isinstance(remote, str) or not remote.startswith("/")):
             raise bad(f"remote must be an absolute device path, got {remote!r}")
@@ -233,7 +272,13 @@ class MarkerSpec:
         direct = kwargs.get("direct")
         if direct is not None and not isinstance(direct, bool):
             raise bad(f"direct must be True or False, got {direct!r}")
-        return cls(remote=remote, options=tuple(options), direct=direct)
+        paths = {}
+        for name in ("collect", "restore"):
+            value = kwargs.get(name, ())
+            if isinstance(value, str) or not all(isinstance(p, str) and p.startswith("/") for p in value):
+                raise bad(f"{name} must be a list of absolute device paths, got {value!r}")
+            paths[name] = tuple(value)
+        return cls(remote=remote, options=tuple(options), direct=direct, **paths)
 
 
 # -- fixtures -------------------------------------------------------------------------
@@ -265,8 +310,10 @@ def jmp_mount_client(pytestconfig: pytest.Config, jmp_client: Any) -> SSHMountCl
     """
     from .sources import DeviceSourceError, find_mount_driver
 
+    manager = pytestconfig.stash[manager_key]
     try:
-        return find_mount_driver(jmp_client, pytestconfig.stash[manager_key].settings.driver)
+        manager.mount_client = find_mount_driver(jmp_client, manager.settings.driver)
+        return manager.mount_client
     except DeviceSourceError as exc:
         problem = str(exc)
     pytest.fail(problem, pytrace=False)
@@ -298,11 +345,8 @@ def remote_path(request: pytest.FixtureRequest) -> Path:
     gets its own mount of that path for its duration instead.
     """
     manager = request.config.stash[manager_key]
-    marker = request.node.get_closest_marker("jmp_mount")
-    if marker is None:
-        mount = request.getfixturevalue("remote_fs")
-    else:
-        spec = MarkerSpec.from_marker(marker, request.node.nodeid)
+    spec = marker_spec(request.node)
+    if spec.own_mount:
         s = manager.settings
         mount = manager.mount(
             request,
@@ -311,6 +355,8 @@ def remote_path(request: pytest.FixtureRequest) -> Path:
             options=s.options + spec.options,
             direct=s.direct if spec.direct is None else spec.direct,
         )
+    else:
+        mount = request.getfixturevalue("remote_fs")
     request.node.stash.setdefault(item_mounts_key, []).append(mount)
     return mount.mountpoint
 

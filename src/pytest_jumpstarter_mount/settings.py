@@ -87,6 +87,30 @@ OPTIONS = (
         default="30m",
         metavar="DURATION",
     ),
+    Option(
+        "collect",
+        "device glob to copy when a test fails, repeatable (e.g. /var/log/*.log)",
+        kind="list",
+        default=(),
+        metavar="GLOB",
+    ),
+    Option(
+        "artifacts", "where collected device files go (default <rootdir>/jmp-artifacts)", kind="path", metavar="DIR"
+    ),
+    Option(
+        "collect-max-bytes",
+        "cap on the bytes collected per failed test (default 20 MiB)",
+        kind="float",
+        default=20 * 1024 * 1024,
+        metavar="BYTES",
+    ),
+    Option(
+        "collect-timeout",
+        "seconds collecting may take per failed test (default 30)",
+        kind="float",
+        default=30.0,
+        metavar="SECONDS",
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -145,6 +169,10 @@ class Settings:
     selector: str | None = None
     lease: str | None = None
     duration: float = 1800.0
+    collect: tuple[str, ...] = ()
+    artifacts: Path | None = None
+    collect_max_bytes: int = 20 * 1024 * 1024
+    collect_timeout: float = 30.0
 
     @property
     def source(self) -> str | None:
@@ -183,12 +211,11 @@ def load_settings(config: pytest.Config) -> Settings:
     scope = str(value["scope"])
     if scope not in SCOPES:
         raise pytest.UsageError(f"--jmp-mount-scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    try:
-        timeout = float(value["timeout"])
-    except (TypeError, ValueError):
-        timeout = -1.0
-    if not timeout > 0:
-        raise pytest.UsageError(f"--jmp-mount-timeout must be a positive number of seconds, got {value['timeout']!r}")
+    timeout = _positive(value, "timeout", "number of seconds")
+    collect = tuple(value["collect"])
+    for pattern in collect:
+        if not pattern.startswith("/"):
+            raise pytest.UsageError(f"--jmp-mount-collect {pattern!r}: give an absolute device glob, e.g. /var/log/*")
     options = tuple(value["option"])
     for option in options:
         if not option.strip() or option.lstrip().startswith("-"):
@@ -213,7 +240,21 @@ def load_settings(config: pytest.Config) -> Settings:
         selector=value["selector"] or None,
         lease=value["lease"] or None,
         duration=parse_duration(str(value["duration"])),
+        collect=collect,
+        artifacts=_path(value["artifacts"]),
+        collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
+        collect_timeout=_positive(value, "collect-timeout", "number of seconds"),
     )
+
+
+def _positive(value: dict[str, Any], name: str, what: str) -> float:
+    try:
+        number = float(value[name])
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise pytest.UsageError(f"--jmp-mount-{name} must be a positive {what}, got {value[name]!r}")
+    return number
 
 
 def _path(value: Any) -> Path | None:
