@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs.process import child_pids
@@ -18,6 +21,14 @@ __all__ = [
     "make_driver",
     "wait_for_port",
 ]
+
+
+@contextlib.contextmanager
+def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port that refuses connections and that nobody else can take meanwhile (bound, not listening)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        yield s.getsockname()[1]
 
 
 def make_driver(device: SshDevice, *, enable_address: bool = True, identity: str | None = None):

@@ -163,11 +163,12 @@ def test_bad_remote_path_is_one_line(device: SshDevice, exporter_yaml: Path, mou
 
 
 def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Path) -> None:
-    from device import free_port
+    from device import closed_port
 
-    down = SshDevice(device.base, port=free_port())
-    yaml = exporter_config(down, tmp_path / "down.yaml")  # same keys: down shares the base dir
-    code, out, err = finish(j_mount(yaml, str(mountpoint), "--foreground"))
+    with closed_port() as port:
+        down = SshDevice(device.base, port=port)
+        yaml = exporter_config(down, tmp_path / "down.yaml")  # same keys: down shares the base dir
+        code, out, err = finish(j_mount(yaml, str(mountpoint), "--foreground"))
     assert code != 0
     assert "cannot reach the device's sshd" in err
     assert "Traceback" not in err, err[:3000]

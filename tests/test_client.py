@@ -76,11 +76,11 @@ def test_sshd_down_via_port_forward_is_one_clear_error(
 ) -> None:
     from jumpstarter.common.utils import serve
 
-    from device import free_port
+    from device import closed_port
 
-    down = SshDevice(device.base, port=free_port())  # same keys, nothing listening
     with (
-        serve(make_driver(down)) as c,
+        closed_port() as port,
+        serve(make_driver(SshDevice(device.base, port=port))) as c,  # same keys, nothing listening
         pytest.raises(ConnectError, match=r"cannot reach the device's sshd .*Connection refused"),
     ):
         c.mounted(mountpoint, remote_path=device.remote())

@@ -141,11 +141,12 @@ def test_wrong_identity(device: SshDevice, mountpoint: Path, tmp_path: Path) -> 
 
 
 def test_nothing_listening(device: SshDevice, mountpoint: Path) -> None:
-    from device import free_port
+    from device import closed_port
 
-    closed = SshfsTarget(device.host, free_port(), device.user, device.remote())
-    with pytest.raises(ConnectError, match="connection refused"):
-        start_mount(closed, mountpoint, identity=device.identity())
+    with closed_port() as port, pytest.raises(ConnectError, match="connection refused"):
+        start_mount(
+            SshfsTarget(device.host, port, device.user, device.remote()), mountpoint, identity=device.identity()
+        )
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
