@@ -42,6 +42,10 @@ def test_defaults_and_identity() -> None:
         "UserKnownHostsFile=/dev/null",
         "LogLevel=ERROR",
         "BatchMode=yes",
+        "reconnect",
+        "ServerAliveInterval=5",
+        "ServerAliveCountMax=3",
+        "ConnectTimeout=10",
         "IdentityFile=/proc/1/fd/3",
         "auto_unmount",
     ]

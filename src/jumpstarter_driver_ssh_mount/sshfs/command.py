@@ -22,6 +22,16 @@ DEFAULT_SSH_OPTIONS: tuple[str, ...] = (
     "LogLevel=ERROR",
     "BatchMode=yes",
 )
+#: Riding out unreliable devices: ``reconnect`` re-establishes a dropped session on the next
+#: request (the request in flight when it dropped fails with EIO); keep-alives notice a frozen
+#: or vanished device after ServerAliveInterval x ServerAliveCountMax = 15 s, so file access
+#: fails within about that (plus ConnectTimeout while reconnecting) instead of hanging.
+RELIABILITY_OPTIONS: tuple[str, ...] = (
+    "reconnect",
+    "ServerAliveInterval=5",
+    "ServerAliveCountMax=3",
+    "ConnectTimeout=10",
+)
 LINUX_FUSE_OPTIONS: tuple[str, ...] = ("auto_unmount",)
 
 
@@ -70,7 +80,7 @@ def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
 
 def default_options(identity_path: str | None, platform: str = sys.platform) -> list[str]:
     """The default ``-o`` options for this platform, with the identity file if there is one."""
-    options = list(DEFAULT_SSH_OPTIONS)
+    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS]
     if identity_path:
         options.append(f"IdentityFile={identity_path}")
     if platform.startswith("linux"):
