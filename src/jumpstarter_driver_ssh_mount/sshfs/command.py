@@ -7,7 +7,6 @@ the *first* value it sees for a key, so appending after a default would be ignor
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +14,6 @@ from .errors import InvalidOptionError
 
 #: Options every mount gets unless the caller passes the same key.
 #: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;
-#: ``auto_unmount`` (Linux) makes fusermount3 remove the mount even if sshfs is SIGKILLed.
 DEFAULT_SSH_OPTIONS: tuple[str, ...] = (
     "StrictHostKeyChecking=no",
     "UserKnownHostsFile=/dev/null",
@@ -32,7 +30,9 @@ RELIABILITY_OPTIONS: tuple[str, ...] = (
     "ServerAliveCountMax=3",
     "ConnectTimeout=10",
 )
-LINUX_FUSE_OPTIONS: tuple[str, ...] = ("auto_unmount",)
+# Not ``auto_unmount``: after sshfs is SIGKILLed it would turn the mountpoint back into a plain
+# local directory, and a test would silently write to the test host instead of failing with
+# ENOTCONN. A dead mount stays visible (and failing) until unmount(), or the next run's sweep.
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,11 @@ def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
     return [d for d in defaults if option_key(d) not in user_keys] + user
 
 
-def default_options(identity_path: str | None, platform: str = sys.platform) -> list[str]:
-    """The default ``-o`` options for this platform, with the identity file if there is one."""
+def default_options(identity_path: str | None) -> list[str]:
+    """The default ``-o`` options, with the identity file if there is one."""
     options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS]
     if identity_path:
         options.append(f"IdentityFile={identity_path}")
-    if platform.startswith("linux"):
-        options.extend(LINUX_FUSE_OPTIONS)
     return options
 
 

@@ -274,7 +274,7 @@ class Mount:
                 return
             started = time.monotonic()
             self._closed = True
-            grace = 0.0  # if detaching itself fails, stop sshfs at once (auto_unmount then detaches)
+            grace = 0.0  # if detaching itself fails, stop sshfs at once: on SIGTERM it unmounts itself
             try:
                 error, detached_lazily = self._detach(lazy)
                 grace = LAZY_EXIT_GRACE if detached_lazily else EXIT_GRACE
@@ -416,7 +416,7 @@ def _spawn_ready(
 
 def _clear_failed_mount(process: ChildProcess, mountpoint: Path) -> None:
     """After sshfs exited without a usable mount: no helper, no mount table entry left."""
-    process.wait_helpers(HELPER_GRACE)  # fusermount3's auto_unmount removes the mount, then exits
+    process.wait_helpers(HELPER_GRACE)  # ssh (and an auto_unmount fusermount3, if asked for)
     if mounts_at(mountpoint):
         run_unmount(str(mountpoint), lazy=True)
     process.close()
@@ -446,7 +446,7 @@ def _wait_until_mounted(process: ChildProcess, mountpoint: Path, deadline: float
         try:
             while True:
                 if probe is None and any(e.fstype.startswith("fuse") for e in mounts_at(mountpoint)):
-                    process.note_children()  # the auto_unmount fusermount3, while it is still ours
+                    process.note_children()  # e.g. an auto_unmount fusermount3, while it is still ours
                     probe = _RootProbe(mountpoint)
                     watcher.watch_fd(probe.fileno())
                 if probe is not None and probe.done():
