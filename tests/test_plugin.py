@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice, exporter_config, free_port, wait_for_port
+from device import SshDevice, child_pids, exporter_config, free_port, wait_for_port
 from leftovers import identity_fds, live_processes_mentioning, sshfs_mounts
 
 JMP = str(Path(sys.executable).with_name("jmp"))
@@ -445,10 +446,15 @@ def standalone_exporter(suite: Suite):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    serving: list[int] = []
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
+        serving = child_pids(proc.pid)  # jmp run serves from a child process
         yield f"127.0.0.1:{port}"
     finally:
+        for pid in serving:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         proc.terminate()
         try:
             proc.wait(15)

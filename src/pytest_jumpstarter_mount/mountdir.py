@@ -3,18 +3,26 @@
 ``<tmp>/pytest-jmp-mount-<user>/<run id>-<worker id>/``: mode 0700, owned by us, removed
 with ``rmdir`` at the end. Never under ``basetemp``, whose retention cleanup would
 ``rm -rf`` through a mount left by a killed run.
+
+Each run directory holds an ``owner`` record (plugin, uid, pid and that process's start
+time). A later run sweeps only directories whose record says they are ours and whose
+process is gone: it lazily unmounts what is still mounted there and removes the
+directories with ``rmdir``. Anything else, mounted or not, is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import stat
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from jumpstarter_driver_ssh_mount.procfs import start_time
 
 
 def default_base() -> Path:
@@ -40,9 +48,60 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+OWNER_FILE = "owner"
+OWNER_TAG = "pytest-jumpstarter-mount"
+MOUNTPOINT_PREFIX = "jmp-mount-"
+
+
 def run_dir(base: Path, run_id: str, worker_id: str) -> Path:
-    """This run's (and this xdist worker's) own directory under ``base``."""
-    return private_dir(private_dir(base) / f"{run_id}-{worker_id}")
+    """This run's (and this xdist worker's) own directory under ``base``, with its owner record."""
+    path = private_dir(private_dir(base) / f"{run_id}-{worker_id}")
+    record = {"tag": OWNER_TAG, "uid": os.getuid(), "pid": os.getpid(), "start": start_time(os.getpid())}
+    (path / OWNER_FILE).write_text(json.dumps(record))
+    return path
+
+
+def close_run_dir(path: Path) -> None:
+    """Remove the owner record and the directory, if nothing else is left in it."""
+    with contextlib.suppress(FileNotFoundError):
+        if not any(p.name != OWNER_FILE for p in path.iterdir()):
+            (path / OWNER_FILE).unlink()
+    remove_if_empty(path)
+
+
+def _stale_owner(path: Path) -> bool:
+    """True when ``path`` was made by this plugin, for this user, by a process that is gone."""
+    try:
+        record = json.loads((path / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("tag") != OWNER_TAG or record.get("uid") != os.getuid():
+        return False
+    return start_time(int(record.get("pid", -1))) != record.get("start")
+
+
+def sweep(base: Path) -> list[str]:
+    """Clean up after killed runs under ``base``; returns the mountpoints it removed."""
+    from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
+    from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
+
+    swept: list[str] = []
+    if not base.is_dir():
+        return swept
+    for run in sorted(base.iterdir()):
+        if not run.is_dir() or run.is_symlink() or not _stale_owner(run):
+            continue
+        for mountpoint in sorted(run.iterdir()):
+            if not mountpoint.name.startswith(MOUNTPOINT_PREFIX):
+                continue
+            if any(e.fstype == "fuse.sshfs" for e in mounts_at(mountpoint)):
+                run_unmount(str(mountpoint), lazy=True)
+            if not mounts_at(mountpoint):
+                with contextlib.suppress(OSError):
+                    mountpoint.rmdir()
+                    swept.append(str(mountpoint))
+        close_run_dir(run)
+    return swept
 
 
 def remove_if_empty(path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
 from . import chores, hooks
-from .mountdir import default_base, remove_if_empty, run_dir
+from .mountdir import close_run_dir, default_base, run_dir, sweep
 from .settings import Settings, add_options, load_settings
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "jmp_mount(remote='/path', options=[...], direct=False, collect=[globs], restore=[paths]): give this "
         "test its own mount of a device path (remote_path), collect device files if it fails, restore files after",
     )
-    config.stash[manager_key] = MountManager(config, load_settings(config))
+    manager = config.stash[manager_key] = MountManager(config, load_settings(config))
+    manager.sweep()
     level = {1: logging.INFO}.get(config.get_verbosity(), logging.DEBUG if config.get_verbosity() > 1 else None)
     if level is not None:
         for name in LOGGERS:
@@ -63,14 +64,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         manager.close()
 
 
-def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    settings = config.stash[manager_key].settings
-    if settings.source is None:
-        return None
-    return [
-        f"jumpstarter mount: device: {settings.describe_source()}; remote: {settings.remote}; "
-        f"scope: {settings.scope}{'; direct' if settings.direct else ''}"
-    ]
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    manager = config.stash[manager_key]
+    settings = manager.settings
+    lines = [manager.notice] if manager.notice else []
+    if settings.source is not None:
+        lines.append(
+            f"jumpstarter mount: device: {settings.describe_source()}; remote: {settings.remote}; "
+            f"scope: {settings.scope}{'; direct' if settings.direct else ''}"
+        )
+    return lines
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -88,8 +91,14 @@ def marker_spec(item: pytest.Item) -> MarkerSpec:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """After pytest's own teardown: unmount whatever is left (an interrupted run), remove dirs."""
-    session.config.stash[manager_key].unmount_all()
+    """After pytest's own teardown: unmount whatever is left (an interrupted run), remove dirs.
+
+    The xdist controller also sweeps, so a worker that was killed leaves nothing behind.
+    """
+    manager = session.config.stash[manager_key]
+    manager.unmount_all()
+    if manager.worker_id == "main":
+        manager.sweep()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -143,9 +152,20 @@ class MountManager:
         self._signals = SignalsAsInterrupt()
         self._atexit_registered = False
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
+        self.notice: str | None = None
         workerinput = getattr(config, "workerinput", None) or {}
         self.worker_id: str = workerinput.get("workerid", "main")
         self.run_id: str = str(workerinput.get("testrunuid", uuid.uuid4().hex))[:12]
+
+    def sweep(self) -> None:
+        """Clean up what killed runs left in the mount directory (ours only), with a one-line notice."""
+        base = self.settings.dir or default_base()
+        if not base.is_dir():
+            return
+        swept = sweep(base)
+        if swept:
+            self.notice = f"jumpstarter mount: cleaned up {len(swept)} stale mountpoint(s) of a killed run in {base}"
+            logger.warning(self.notice)
 
     def mount_dir(self) -> Path:
         """This process's private mountpoint directory (made on first use)."""
@@ -216,7 +236,8 @@ class MountManager:
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
         if self._run_dir is not None:
-            remove_if_empty(self._run_dir)
+            close_run_dir(self._run_dir)
+            self._run_dir = None  # made again if another mount comes
 
     def close(self) -> None:
         self.unmount_all()

@@ -24,7 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from pathlib import Path
+
+from ..procfs import child_pids, live_group_members, start_time
 
 
 def die_with_parent_prefix() -> list[str]:
@@ -125,7 +126,7 @@ class ChildProcess:
         """Remember the child's own children now (fusermount3 with auto_unmount calls setsid,
         so after sshfs exits only this note ties it to us)."""
         for pid in child_pids(self.popen.pid):
-            started = _start_time(pid)
+            started = start_time(pid)
             if started is not None:
                 self._noted[pid] = started
 
@@ -135,8 +136,8 @@ class ChildProcess:
         sshfs double-forks ssh, which stays in the session we created for sshfs; the
         auto_unmount fusermount3 starts a session of its own and is found by ``note_children``.
         """
-        found = {pid for pid in _live_group_members(self.popen.pid) if pid != self.popen.pid}
-        found |= {pid for pid, started in self._noted.items() if _start_time(pid) == started}
+        found = {pid for pid in live_group_members(self.popen.pid) if pid != self.popen.pid}
+        found |= {pid for pid, started in self._noted.items() if start_time(pid) == started}
         return sorted(found)
 
     def wait_helpers(self, timeout: float) -> None:
@@ -169,41 +170,3 @@ class ChildProcess:
             os.close(self.pidfd)
             self.pidfd = None
         self._stderr.close()
-
-
-def _live_group_members(pgid: int) -> list[int]:
-    """PIDs of live (non-zombie) processes in process group ``pgid``, read from /proc."""
-    members = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return members
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields: state ppid pgrp ...
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid``, from every thread's ``children`` list."""
-    children: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                children += [int(p) for p in (task / "children").read_text().split()]
-    return children
-
-
-def _start_time(pid: int) -> int | None:
-    """The start time of a live (non-zombie) process, to tell it from a later one with its PID."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else int(fields[19])
