@@ -537,3 +537,52 @@ def test_controller_lease_wiring(suite: Suite) -> None:
     assert lease == {"event": "lease", "alias": "lab", "selector": "board=rpi4", "duration": 5400.0}
     assert len(suite.events("released")) == 1
     suite.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "--jmp-mount-exporter-config * no such file; check the path"),
+        ("export: [this is: not, {valid", "* is not a valid exporter config: *"),
+    ],
+)
+def test_missing_or_malformed_exporter_config(pytester: pytest.Pytester, config: str | None, message: str) -> None:
+    path = pytester.path / "exporter.yaml"
+    if config is not None:
+        path.write_text(config)
+    pytester.makepyfile(test_x="def test_x(remote_fs):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--jmp-mount-exporter-config={path}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{message}"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unwritable_mount_dir(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_x="def test_x(remote_fs):\n    pass\n")
+    args = [a for a in suite.args() if not a.startswith("--jmp-mount-dir")]
+    result = suite.pytester.runpytest_subprocess(*args, "--jmp-mount-dir=/dev/null/mounts", timeout=120)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot create mount directory /dev/null/mounts*pass a writable --jmp-mount-dir*"])
+
+
+def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
+    """StrictHostKeyChecking=yes through the plugin: the pinned key mounts, another key is refused.
+
+    The README's recipe: the port forward's local port changes every time, so the key is
+    pinned under a HostKeyAlias rather than host:port.
+    """
+    from device import keygen
+
+    kind, key = (suite.device.base / "host_key.pub").read_text().split()[:2]
+    good = tmp_path / "known_hosts"
+    good.write_text(f"board-7 {kind} {key}\n")
+    kind, other = keygen(tmp_path / "impostor").with_suffix(".pub").read_text().split()[:2]
+    bad = tmp_path / "known_hosts_bad"
+    bad.write_text(f"board-7 {kind} {other}\n")
+    suite.pytester.makepyfile(test_hk="def test_hk(remote_fs):\n    assert (remote_fs / 'etc').is_dir()\n")
+    strict = ["--jmp-mount-option=StrictHostKeyChecking=yes", "--jmp-mount-option=HostKeyAlias=board-7"]
+    suite.run(*strict, f"--jmp-mount-option=UserKnownHostsFile={good}").assert_outcomes(passed=1)
+    result = suite.run(*strict, f"--jmp-mount-option=UserKnownHostsFile={bad}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*host key of * does not match the one pinned in the known-hosts file*"])
+    suite.assert_clean()

@@ -20,9 +20,11 @@ import stat
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from jumpstarter_driver_ssh_mount.procfs import start_time
+
+
+class MountDirError(Exception):
+    """The mount directory cannot be used (one line, with the fix)."""
 
 
 def default_base() -> Path:
@@ -36,15 +38,15 @@ def private_dir(path: Path) -> Path:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = path.lstat()
     except OSError as exc:
-        raise pytest.UsageError(
+        raise MountDirError(
             f"cannot create mount directory {path}: {exc.strerror}; pass a writable --jmp-mount-dir"
         ) from None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise pytest.UsageError(f"mount directory {path} is not a directory owned by you; pass --jmp-mount-dir")
+        raise MountDirError(f"mount directory {path} is not a directory owned by you; pass --jmp-mount-dir")
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(path, 0o700)
     if not os.access(path, os.W_OK | os.X_OK):
-        raise pytest.UsageError(f"mount directory {path} is not writable; pass a writable --jmp-mount-dir")
+        raise MountDirError(f"mount directory {path} is not writable; pass a writable --jmp-mount-dir")
     return path
 
 

@@ -20,7 +20,7 @@ import pytest
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
 from . import chores, hooks
-from .mountdir import close_run_dir, default_base, run_dir, sweep
+from .mountdir import MountDirError, close_run_dir, default_base, run_dir, sweep
 from .settings import Settings, add_options, load_settings
 
 if TYPE_CHECKING:
@@ -162,7 +162,11 @@ class MountManager:
         base = self.settings.dir or default_base()
         if not base.is_dir():
             return
-        swept = sweep(base)
+        try:
+            swept = sweep(base)
+        except OSError as exc:
+            logger.warning("cannot sweep %s: %s", base, exc)
+            return
         if swept:
             self.notice = f"jumpstarter mount: cleaned up {len(swept)} stale mountpoint(s) of a killed run in {base}"
             logger.warning(self.notice)
@@ -199,7 +203,7 @@ class MountManager:
                 timeout=self.settings.timeout,
                 mount_dir=self.mount_dir(),
             )
-        except MountError as exc:
+        except (MountError, MountDirError) as exc:
             problem = f"jumpstarter mount of {remote} failed: {exc}"
         else:
             problem = None

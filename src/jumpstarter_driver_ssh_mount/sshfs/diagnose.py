@@ -37,7 +37,12 @@ def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, via: s
     where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({via})"
     text = stderr.lower()
     remote = target.remote_path
-    if "host key verification failed" in text or "remote host identification has changed" in text:
+    if "remote host identification has changed" in text or ("host key for" in text and "has changed" in text):
+        return HostKeyError(
+            f"the host key of {where} does not match the one pinned in the known-hosts file; if the device "
+            "was re-provisioned, pin its new key, otherwise do not trust it"
+        )
+    if "host key verification failed" in text:
         return HostKeyError(
             f"the host key of {where} is not in the known-hosts file; add it there "
             "(ssh-keyscan) or drop StrictHostKeyChecking=yes"
