@@ -4,13 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system venv clean-venv
+.PHONY: demo test bench bench-smoke lint system venv clean-venv
 
 demo: system $(STAMP)  ## the example device suite against a loopback device
 	$(BIN)/python scripts/demo.py
 
 test: system $(STAMP)  ## run the test suite against a loopback sshd "device"
 	$(BIN)/pytest -n 2 -ra
+
+bench: system $(STAMP)  ## our mount vs plain sshfs, side by side (prints a table)
+	$(BIN)/python bench/bench.py
+
+bench-smoke: system $(STAMP)  ## the same, tiny: CI keeps the benchmark working
+	$(BIN)/python bench/bench.py --smoke
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts examples bench

@@ -1,6 +1,6 @@
 """Where the plugin's mountpoints live: a private directory pytest's tmp cleanup never reaches.
 
-``<tmp>/pytest-jmp-mount-<user>/<run id>-<worker id>/``: mode 0700, owned by us, removed
+``<tmp>/pytest-jmp-mount-<uid>/<run id>-<worker id>/``: mode 0700, owned by us, removed
 with ``rmdir`` at the end. Never under ``basetemp``, whose retention cleanup would
 ``rm -rf`` through a mount left by a killed run.
 
@@ -12,9 +12,8 @@ directories with ``rmdir``. Anything else, mounted or not, is never touched.
 
 from __future__ import annotations
 
+import ast
 import contextlib
-import getpass
-import json
 import os
 import stat
 import tempfile
@@ -28,8 +27,8 @@ class MountDirError(Exception):
 
 
 def default_base() -> Path:
-    """``<tmp>/pytest-jmp-mount-<user>``: the per-user parent of every run's directory."""
-    return Path(tempfile.gettempdir()) / f"pytest-jmp-mount-{getpass.getuser()}"
+    """``<tmp>/pytest-jmp-mount-<uid>``: the per-user parent of every run's directory."""
+    return Path(tempfile.gettempdir()) / f"pytest-jmp-mount-{os.getuid()}"
 
 
 def private_dir(path: Path) -> Path:
@@ -59,7 +58,7 @@ def run_dir(base: Path, run_id: str, worker_id: str) -> Path:
     """This run's (and this xdist worker's) own directory under ``base``, with its owner record."""
     path = private_dir(private_dir(base) / f"{run_id}-{worker_id}")
     record = {"tag": OWNER_TAG, "uid": os.getuid(), "pid": os.getpid(), "start": start_time(os.getpid())}
-    (path / OWNER_FILE).write_text(json.dumps(record))
+    (path / OWNER_FILE).write_text(repr(record))
     return path
 
 
@@ -74,8 +73,8 @@ def close_run_dir(path: Path) -> None:
 def _stale_owner(path: Path) -> bool:
     """True when ``path`` was made by this plugin, for this user, by a process that is gone."""
     try:
-        record = json.loads((path / OWNER_FILE).read_text())
-    except (OSError, ValueError):
+        record = ast.literal_eval((path / OWNER_FILE).read_text())
+    except (OSError, ValueError, SyntaxError):
         return False
     if not isinstance(record, dict) or record.get("tag") != OWNER_TAG or record.get("uid") != os.getuid():
         return False
@@ -84,15 +83,15 @@ def _stale_owner(path: Path) -> bool:
 
 def sweep(base: Path) -> list[str]:
     """Clean up after killed runs under ``base``; returns the mountpoints it removed."""
-    from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
-    from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
-
     swept: list[str] = []
     if not base.is_dir():
         return swept
     for run in sorted(base.iterdir()):
         if not run.is_dir() or run.is_symlink() or not _stale_owner(run):
             continue
+        from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at  # only with something to sweep
+        from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
+
         for mountpoint in sorted(run.iterdir()):
             if not mountpoint.name.startswith(MOUNTPOINT_PREFIX):
                 continue

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +19,8 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
-from . import chores, hooks
-from .mountdir import MountDirError, close_run_dir, default_base, run_dir, sweep
+from . import hooks
+from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
 from .settings import Settings, add_options, load_settings
 
 if TYPE_CHECKING:
@@ -111,7 +111,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((REPORT_SECTION, "\n\n".join(describe(m) for m in mounts)))
         globs = manager.settings.collect + marker_spec(item).collect
         if globs and (mounts or manager.mount_client is not None):
-            chores.collect_failed(
+            from .chores import collect_failed  # only for failures: keeps plugin start-up light
+
+            collect_failed(
                 item, report, globs, mounts, manager.mount_client, manager.settings, manager.mount_dir()
             )
     return report
@@ -121,14 +123,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     restore = marker_spec(item).restore
     if restore:
-        chores.preserve(mounts_used_by(item), restore, item.nodeid)
+        from .chores import preserve
+
+        preserve(mounts_used_by(item), restore, item.nodeid)
     return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
-    problems = chores.restore(mounts_used_by(item))
+    mounts = mounts_used_by(item)
+    if mounts:
+        from .chores import restore
+
+        problems = restore(mounts)
+    else:
+        problems = []
     result = yield
     if problems:
         raise RestoreFailed("; ".join(problems))
@@ -155,7 +165,7 @@ class MountManager:
         self.notice: str | None = None
         workerinput = getattr(config, "workerinput", None) or {}
         self.worker_id: str = workerinput.get("workerid", "main")
-        self.run_id: str = str(workerinput.get("testrunuid", uuid.uuid4().hex))[:12]
+        self.run_id: str = str(workerinput.get("testrunuid", os.urandom(6).hex()))[:12]
 
     def sweep(self) -> None:
         """Clean up what killed runs left in the mount directory (ours only), with a one-line notice."""
@@ -241,6 +251,7 @@ class MountManager:
                 logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
         if self._run_dir is not None:
             close_run_dir(self._run_dir)
+            remove_if_empty(self._run_dir.parent)  # the per-user base too, when no other run uses it
             self._run_dir = None  # made again if another mount comes
 
     def close(self) -> None:

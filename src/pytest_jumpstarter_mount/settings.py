@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +132,8 @@ def _from_text(o: Option, text: str) -> Any:
     if o.kind == "bool":
         return text.strip().lower() in ("1", "true", "yes", "on")
     if o.kind == "list":
+        import shlex
+
         return tuple(shlex.split(text))
     return text
 
