@@ -22,12 +22,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice, free_port, wait_for_port
+from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
 
 JMP = str(Path(sys.executable).with_name("jmp"))
 SSH_OPTS = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR", "BatchMode=yes"]
@@ -130,34 +130,10 @@ class Bench:
         from pytest_jumpstarter_mount.sources import open_device
 
         config = self.device.exporter_config(self.work / "exporter.yaml")
-        port = free_port()
-        exporter = subprocess.Popen(
-            [
-                JMP,
-                "run",
-                "--exporter-config",
-                str(config),
-                "--tls-grpc-listener",
-                f"127.0.0.1:{port}",
-                "--tls-grpc-insecure",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port("127.0.0.1", port, timeout=30)
-            from jumpstarter_driver_ssh_mount.procfs import child_pids
-
-            serving = child_pids(exporter.pid)
-            with open_device(Settings(tls_grpc=f"127.0.0.1:{port}", tls_grpc_insecure=True)) as device:
+        with StandaloneExporter(config) as exporter:
+            settings = Settings(tls_grpc=exporter.wait_ready().address, tls_grpc_insecure=True)
+            with open_device(settings) as device:
                 yield device.client.children["mount"]
-        finally:
-            for pid in serving:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, 15)
-            exporter.terminate()
-            exporter.wait(15)
 
     def mountpoint(self, name: str) -> Path:
         path = self.mounts / name

@@ -3,7 +3,6 @@ shows a clear error (or recovers), and leaves no mount, process, key or director
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -18,6 +17,7 @@ import pytest
 from device import SshDevice, child_pids
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
 from leftovers import identity_fds, leftovers, live_processes_mentioning, sshfs_mounts
+from pytest_jumpstarter_mount.loopback import StandaloneExporter
 from test_plugin import JMP, Suite, suite  # noqa: F401 - the pytester suite fixture
 
 FAST_KEEPALIVE = ["ServerAliveInterval=1", "ServerAliveCountMax=2", "ConnectTimeout=2"]
@@ -210,27 +210,8 @@ def test_busy_warning_names_the_holder(device: SshDevice, mountpoint: Path, capl
 
 # 6. standalone exporter killed mid-session
 def test_standalone_exporter_killed(suite: Suite) -> None:  # noqa: F811
-    from device import free_port, wait_for_port
-
-    port = free_port()
-    exporter = subprocess.Popen(
-        [
-            JMP,
-            "run",
-            "--exporter-config",
-            str(suite.pytester.path / "exporter.yaml"),
-            "--tls-grpc-listener",
-            f"127.0.0.1:{port}",
-            "--tls-grpc-insecure",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    serving: list[int] = []
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        serving = [exporter.pid, *child_pids(exporter.pid)]  # jmp run serves from a child process
+    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
+        serving = exporter.wait_ready().pids  # jmp run serves from a child process
         suite.pytester.makepyfile(
             test_exp=f"""
             import os, signal, time
@@ -251,17 +232,11 @@ def test_standalone_exporter_killed(suite: Suite) -> None:  # noqa: F811
         args = [a for a in suite.args(*FAST_KEEPALIVE_ARGS) if not a.startswith("--jmp-mount-exporter-config")]
         started = time.monotonic()
         result = suite.pytester.runpytest_subprocess(
-            *args, "-s", f"--jmp-mount-tls-grpc=127.0.0.1:{port}", "--jmp-mount-tls-grpc-insecure", timeout=120
+            *args, "-s", f"--jmp-mount-tls-grpc={exporter.address}", "--jmp-mount-tls-grpc-insecure", timeout=120
         )
         assert time.monotonic() - started < 60
         result.assert_outcomes(passed=1)
         result.stdout.fnmatch_lines(["*ERROR SEEN: *Input/output error*"])
-    finally:
-        for pid in serving[1:]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        exporter.kill()
-        exporter.wait()
     suite.assert_clean()
 
 

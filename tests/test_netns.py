@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from jumpstarter_driver_ssh_mount.procfs import child_pids
 from leftovers import live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice
+from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
 
-JMP = str(Path(sys.executable).with_name("jmp"))
 DEVICE_ADDR, CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside the two namespaces below
 EXPORTER_PORT = 7777
 
@@ -64,25 +64,7 @@ def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: P
     exporter = None
     try:
         config = device.exporter_config(tmp_path / "exporter.yaml")
-        exporter = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                dev_ns,
-                JMP,
-                "run",
-                "--exporter-config",
-                str(config),
-                "--tls-grpc-listener",
-                f"{DEVICE_ADDR}:{EXPORTER_PORT}",
-                "--tls-grpc-insecure",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        exporter = StandaloneExporter(config, host=DEVICE_ADDR, port=EXPORTER_PORT, netns=dev_ns)
         suite = tmp_path / "suite"
         suite.mkdir()
         (suite / "test_lab.py").write_text(
@@ -139,10 +121,6 @@ def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: P
             mount_dir.rmdir()
     finally:
         if exporter is not None:
-            exporter.terminate()
-            try:
-                exporter.wait(15)
-            except subprocess.TimeoutExpired:
-                exporter.kill()
-                exporter.wait()
+            exporter.pids = [exporter.process.pid, *child_pids(exporter.process.pid)]
+            exporter.stop()
         device.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -13,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice, child_pids, exporter_config, free_port, wait_for_port
+from device import SshDevice, exporter_config
 from leftovers import identity_fds, live_processes_mentioning, sshfs_mounts
+from pytest_jumpstarter_mount.loopback import StandaloneExporter
 
 JMP = str(Path(sys.executable).with_name("jmp"))
 
@@ -431,36 +431,8 @@ def test_inside_jmp_shell(suite: Suite) -> None:
 @pytest.fixture
 def standalone_exporter(suite: Suite):
     """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            JMP,
-            "run",
-            "--exporter-config",
-            str(suite.pytester.path / "exporter.yaml"),
-            "--tls-grpc-listener",
-            f"127.0.0.1:{port}",
-            "--tls-grpc-insecure",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    serving: list[int] = []
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        serving = child_pids(proc.pid)  # jmp run serves from a child process
-        yield f"127.0.0.1:{port}"
-    finally:
-        for pid in serving:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
+        yield exporter.wait_ready().address
 
 
 def test_standalone_exporter_tls_grpc(suite: Suite, standalone_exporter: str) -> None:

@@ -262,6 +262,68 @@ class LoopbackDevice:
         self.stop()
 
 
+class StandaloneExporter:
+    """``jmp run --exporter-config CONFIG --tls-grpc-listener HOST:PORT --tls-grpc-insecure``, ended by PID.
+
+    ``jmp run`` serves from a child process; ``pids`` lists both, so a test can kill the one
+    that serves, and ``stop`` ends every one of them.
+    """
+
+    def __init__(
+        self, config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0, netns: str | None = None
+    ) -> None:
+        self.host, self.port = host, port or free_port(host)
+        jmp = str(Path(sys.executable).with_name("jmp"))
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.process = subprocess.Popen(
+            [
+                *prefix,
+                jmp,
+                "run",
+                "--exporter-config",
+                str(config),
+                "--tls-grpc-listener",
+                f"{host}:{self.port}",
+                "--tls-grpc-insecure",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.pids = [self.process.pid]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> StandaloneExporter:
+        """Return once it accepts connections (only from this namespace), noting its serving child."""
+        wait_for_port(self.host, self.port, timeout=timeout)
+        self.pids = [self.process.pid, *child_pids(self.process.pid)]
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM the serving child and the parent, then SIGKILL what is left, by PID."""
+        for pid in reversed(self.pids[1:]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.pids[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def __enter__(self) -> StandaloneExporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a loopback device in DIR until Ctrl+C; print how to use it."""
     import argparse
