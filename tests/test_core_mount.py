@@ -252,3 +252,12 @@ def test_busy_mountpoint_detached_lazily(device: SshDevice, mountpoint: Path, ca
 def test_errors_are_mount_errors() -> None:
     for cls in (AuthenticationError, ConnectError, HostKeyError, InvalidOptionError, RemotePathError):
         assert issubclass(cls, MountError)
+
+
+def test_private_and_created_mountpoints_are_0700(mount_base: Path) -> None:
+    from jumpstarter_driver_ssh_mount.sshfs.mountpoint import Mountpoint
+
+    for place in (Mountpoint.prepare(None, parent=mount_base), Mountpoint.prepare(mount_base / "made")):
+        assert stat.S_IMODE(os.lstat(place.path).st_mode) == 0o700
+        place.release()
+        assert not place.path.exists()

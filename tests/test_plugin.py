@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice, exporter_config
+from device import SshDevice, exporter_config, make_driver
 from leftovers import identity_fds, live_processes_mentioning, sshfs_mounts
 from pytest_jumpstarter_mount.loopback import StandaloneExporter
 
@@ -558,3 +558,29 @@ def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*host key of * does not match the one pinned in the known-hosts file*"])
     suite.assert_clean()
+
+
+def test_standalone_exporter_with_passphrase(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_pp="def test_pp(remote_fs):\n    assert (remote_fs / 'etc').is_dir()\n")
+    args = [a for a in suite.args() if not a.startswith("--jmp-mount-exporter-config")]
+    with StandaloneExporter(suite.pytester.path / "exporter.yaml", passphrase="open sesame") as exporter:
+        tls = [f"--jmp-mount-tls-grpc={exporter.wait_ready().address}", "--jmp-mount-tls-grpc-insecure"]
+        refused = suite.pytester.runpytest_subprocess(*args, *tls, timeout=120)
+        refused.assert_outcomes(errors=1)  # no passphrase
+        result = suite.pytester.runpytest_subprocess(*args, *tls, "--jmp-mount-passphrase=open sesame", timeout=120)
+        result.assert_outcomes(passed=1)
+    suite.assert_clean()
+
+
+def test_nested_driver_path(device: SshDevice) -> None:
+    """--jmp-mount-driver board.mount: a dotted path into nested composites."""
+    from jumpstarter.common.utils import serve
+    from jumpstarter_driver_composite.driver import Composite
+
+    from jumpstarter_driver_ssh_mount.client import SSHMountClient
+    from pytest_jumpstarter_mount.sources import DeviceSourceError, find_mount_driver
+
+    with serve(Composite(children={"board": Composite(children={"mount": make_driver(device)})})) as root:
+        assert isinstance(find_mount_driver(root, "board.mount"), SSHMountClient)
+        with pytest.raises(DeviceSourceError, match="no driver 'mnt' under board"):
+            find_mount_driver(root, "board.mnt")

@@ -270,7 +270,13 @@ class StandaloneExporter:
     """
 
     def __init__(
-        self, config: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0, netns: str | None = None
+        self,
+        config: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        netns: str | None = None,
+        passphrase: str | None = None,
     ) -> None:
         self.host, self.port = host, port or free_port(host)
         jmp = str(Path(sys.executable).with_name("jmp"))
@@ -285,6 +291,7 @@ class StandaloneExporter:
                 "--tls-grpc-listener",
                 f"{host}:{self.port}",
                 "--tls-grpc-insecure",
+                *(["--passphrase", passphrase] if passphrase else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
