@@ -505,6 +505,7 @@ def test_controller_lease_wiring(suite: Suite) -> None:
         *args, "--jmp-mount-client=lab", "--jmp-mount-selector=board=rpi4", "--jmp-mount-duration=1h30m", timeout=120
     )
     result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*jumpstarter mount: device: lease lease-123 on board-7 (client lab)*"])
     (lease,) = suite.events("lease")
     assert lease == {"event": "lease", "alias": "lab", "selector": "board=rpi4", "duration": 5400.0}
     assert len(suite.events("released")) == 1

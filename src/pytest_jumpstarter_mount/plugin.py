@@ -327,8 +327,16 @@ def jmp_client(pytestconfig: pytest.Config) -> Iterator[Any]:
     from .sources import DeviceSourceError, open_device
 
     problem = None
+    settings = pytestconfig.stash[manager_key].settings
     try:
-        with open_device(pytestconfig.stash[manager_key].settings) as device:
+        with open_device(settings) as device:
+            if device.description != settings.describe_source():  # e.g. which lease, on which exporter
+                reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+                capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+                if reporter is not None and capture is not None:
+                    with capture.global_and_fixture_disabled():
+                        reporter.write_line(f"\njumpstarter mount: device: {device.description}")
+                logger.info("device: %s", device.description)
             yield device.client
     except DeviceSourceError as exc:
         problem = str(exc)
