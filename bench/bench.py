@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
 from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
 
@@ -40,21 +41,16 @@ def median_range(values: list[float]) -> str:
 
 
 # -- plain sshfs, the physical limit ----------------------------------------------------
+def plain_sshfs_argv(device: LoopbackDevice, mountpoint: Path, remote: str, options: list[str]) -> list[str]:
+    """sshfs as a person would type it: our argv shape, an identity file, only ``options``."""
+    target = SshfsTarget(device.host, device.port, device.user, remote)
+    return build_argv(target, str(mountpoint), [f"IdentityFile={device.client_key}", *options])
+
+
 @contextmanager
 def plain_sshfs(device: LoopbackDevice, mountpoint: Path, remote: str, extra: list[str]) -> Iterator[float]:
     """Plain sshfs with the same ssh options; yields seconds until mounted and the root stat-able."""
-    argv = [
-        "sshfs",
-        f"{device.user}@{device.host}:{remote}",
-        str(mountpoint),
-        "-f",
-        "-p",
-        str(device.port),
-        "-o",
-        f"IdentityFile={device.client_key}",
-    ]
-    for option in SSH_OPTS + extra:
-        argv += ["-o", option]
+    argv = plain_sshfs_argv(device, mountpoint, remote, [*SSH_OPTS, *extra])
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

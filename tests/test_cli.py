@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from device import SshDevice, child_pids, exporter_config
+from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
 from leftovers import leftovers, sshfs_mounts
 
@@ -178,21 +179,13 @@ def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Pa
 
 
 def test_umount_of_an_orphan(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+    plain = build_argv(
+        SshfsTarget(device.host, device.port, device.user, device.remote()),
+        str(mountpoint),
+        [f"IdentityFile={device.client_key}", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+    )
     orphan = subprocess.Popen(
-        [
-            "sshfs",
-            f"{device.user}@{device.host}:{device.remote()}",
-            str(mountpoint),
-            "-f",
-            "-p",
-            str(device.port),
-            "-o",
-            f"IdentityFile={device.client_key}",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ],
+        plain,
         stdin=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
