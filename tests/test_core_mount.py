@@ -261,3 +261,31 @@ def test_private_and_created_mountpoints_are_0700(mount_base: Path) -> None:
         assert stat.S_IMODE(os.lstat(place.path).st_mode) == 0o700
         place.release()
         assert not place.path.exists()
+
+
+def test_dead_mount_removed_when_its_owner_dies(device: SshDevice, mountpoint: Path) -> None:
+    """sshfs SIGKILLed (it cannot unmount), then its parent too: the watchdog unmounts lazily."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
+        t = SshfsTarget({device.host!r}, {device.port}, {device.user!r}, {device.remote()!r})
+        m = start_mount(t, {str(mountpoint)!r}, identity=open({str(device.client_key)!r}).read())
+        print(m.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    sshfs_pid = int(child.stdout.readline())
+    os.kill(sshfs_pid, 9)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{sshfs_pid}").exists() and "Z" not in Path(f"/proc/{sshfs_pid}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert sshfs_mounts(mountpoint) == [str(mountpoint)]  # a dead mount: nobody unmounted it
+    child.kill()
+    child.wait()
+    deadline = time.monotonic() + 10
+    while sshfs_mounts(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(mountpoint, dir_should_exist=True) == []

@@ -46,8 +46,8 @@ from .errors import (
 from .identity import IdentityFile
 from .mountinfo import MountTableWatcher, mounts_at
 from .mountpoint import Mountpoint
-from .process import ChildProcess
-from .unmount import holders, is_busy, run_unmount
+from .process import ChildProcess, UnmountIfWeDie
+from .unmount import holders, is_busy, run_unmount, unmount_command
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
@@ -363,6 +363,7 @@ def start_mount(
         merge_options((), options)  # validate before anything is created
         place = Mountpoint.prepare(mountpoint, parent=mount_dir)
         undo.callback(place.release)
+        undo.callback(UnmountIfWeDie(unmount_command(str(place.path), lazy=True)).disarm)
         identity_path = None
         if identity and "identityfile" not in {option_key(o) for o in _parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path

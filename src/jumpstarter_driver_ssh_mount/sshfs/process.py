@@ -170,3 +170,44 @@ class ChildProcess:
             os.close(self.pidfd)
             self.pidfd = None
         self._stderr.close()
+
+
+class UnmountIfWeDie:
+    """A helper process that lazily unmounts a mountpoint if this process dies first.
+
+    PDEATHSIG makes sshfs unmount on its way out, but not on every path: when the port
+    forward dies with us, sshfs can exit on the lost connection and leave a dead mount.
+    The helper blocks reading a pipe only we can write: our death closes it and it runs
+    ``unmount_argv``; ``disarm`` (after a normal unmount) tells it to exit doing nothing.
+    It lives in its own session, so a Ctrl+C to our process group does not reach it.
+    """
+
+    def __init__(self, unmount_argv: Sequence[str]) -> None:
+        read_end, self._write_end = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                ["sh", "-c", 'read word; [ "$word" = disarm ] || exec "$@" >/dev/null 2>&1', "sh", *unmount_argv],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
+
+    def disarm(self) -> None:
+        """Let the helper exit without unmounting, and reap it. Idempotent."""
+        if self._write_end < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._write_end, b"disarm\n")
+        os.close(self._write_end)
+        self._write_end = -1
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
