@@ -254,3 +254,20 @@ def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: S
     (dev.root / "etc" / "p.conf").unlink()
     (dev.root / "etc" / "q.conf").rmdir()
     suite.assert_clean()
+
+
+def test_restore_outside_every_mount_fails_the_test(suite: Suite) -> None:  # noqa: F811
+    dev = suite.device
+    suite.pytester.makepyfile(
+        test_out=f"""
+        import pytest
+
+        @pytest.mark.jmp_mount(remote={dev.remote("/var/log")!r}, restore=["/elsewhere/app.conf"])
+        def test_x(remote_path):
+            pass
+        """
+    )
+    result = suite.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*/elsewhere/app.conf* is outside every mount of this test*"])
+    suite.assert_clean()

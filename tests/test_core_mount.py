@@ -286,6 +286,6 @@ def test_dead_mount_removed_when_its_owner_dies(device: SshDevice, mountpoint: P
     child.kill()
     child.wait()
     deadline = time.monotonic() + 10
-    while sshfs_mounts(mountpoint) and time.monotonic() < deadline:
+    while (sshfs_mounts(mountpoint) or live_processes_mentioning(str(mountpoint))) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert leftovers(mountpoint, dir_should_exist=True) == []

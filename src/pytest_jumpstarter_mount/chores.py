@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,9 +36,10 @@ def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) 
     for device_path in device_paths:
         mount = covering(mounts, device_path)
         if mount is None:
-            raise pytest.UsageError(
+            pytest.fail(
                 f"{nodeid}: jmp_mount(restore=[{device_path!r}]) is outside every mount of this test; "
-                "mount a directory that contains it (jmp_mount(remote=...) or --jmp-mount-remote)"
+                "mount a directory that contains it (jmp_mount(remote=...) or --jmp-mount-remote)",
+                pytrace=False,
             )
         mount.preserve(device_path)
 
@@ -71,7 +72,7 @@ def collect_failed(
     mounts: Sequence[Mount],
     client: SSHMountClient | None,
     settings: Settings,
-    mount_dir: Path,
+    mount_dir: Callable[[], Path],
 ) -> None:
     """Copy ``globs`` from the device for a failed test, once; list them in the report and JUnit XML."""
     if not globs or item.stash.get(collected_key, False):
@@ -96,7 +97,7 @@ def collect_failed(
     temporary = None
     if uncovered and client is not None:
         try:  # a short-lived mount of / for the globs no mount of the test covers
-            temporary = client.mounted(None, remote_path="/", timeout=settings.timeout, mount_dir=mount_dir)
+            temporary = client.mounted(None, remote_path="/", timeout=settings.timeout, mount_dir=mount_dir())
             jobs.append((temporary, uncovered))
         except Exception as exc:
             lines.append(f"could not mount the device to collect {', '.join(uncovered)}: {exc}")

@@ -113,7 +113,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if globs and (mounts or manager.mount_client is not None):
             from .chores import collect_failed  # only for failures: keeps plugin start-up light
 
-            collect_failed(item, report, globs, mounts, manager.mount_client, manager.settings, manager.mount_dir())
+            collect_failed(item, report, globs, mounts, manager.mount_client, manager.settings, manager.mount_dir)
     return report
 
 

@@ -400,6 +400,7 @@ def _spawn_ready(
         try:
             _wait_until_mounted(process, mountpoint, deadline, timeout)
         except _ExitedEarly as exited:
+            process.stop()  # normally gone already
             stderr = process.stderr_text()
             _clear_failed_mount(process, mountpoint)
             if ALLOW_OTHER_REFUSED in stderr and any(option_key(o) == "allow_other" for o in _parts(options)):
@@ -451,8 +452,11 @@ def _wait_until_mounted(process: ChildProcess, mountpoint: Path, deadline: float
                     probe = _RootProbe(mountpoint)
                     watcher.watch_fd(probe.fileno())
                 if probe is not None and probe.done():
-                    if probe.error is None:
+                    if probe.error is None and probe.crossed_into_mount:
                         return
+                    if probe.error is None:  # sshfs gave up and unmounted before the stat: it will exit
+                        process.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
+                        raise _ExitedEarly(process.poll() if process.poll() is not None else -1)
                     try:  # the root fails when sshfs gives up: let it exit and say why
                         process.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
                     except subprocess.TimeoutExpired:
@@ -482,13 +486,16 @@ class _RootProbe:
 
     def __init__(self, mountpoint: Path) -> None:
         self.error: OSError | None = None
+        self.crossed_into_mount = False  # the stat answered from another filesystem than the parent's
         self._finished = threading.Event()
         self._read, self._write = os.pipe()
         threading.Thread(target=self._run, args=(mountpoint,), name="jmp-mount-probe", daemon=True).start()
 
     def _run(self, mountpoint: Path) -> None:
         try:
-            os.stat(mountpoint)
+            # sshfs may give up and unmount between the mount-table event and this stat; then the
+            # stat answers from the plain directory underneath, which is not "ready"
+            self.crossed_into_mount = os.stat(mountpoint).st_dev != os.stat(mountpoint.parent).st_dev
         except OSError as exc:
             self.error = exc
         self._finished.set()
