@@ -10,8 +10,11 @@ from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
 IDENTITY_MEMFD = "memfd:jmp-mount-identity"
 
 
-def live_processes_mentioning(text: str, names: tuple[str, ...] = ("sshfs", "ssh", "fusermount3")) -> list[str]:
-    """Live (non-zombie) processes named in ``names`` whose command line contains ``text``."""
+def live_processes_mentioning(text: str, names: tuple[str, ...] = ("sshfs", "ssh", "fusermount3", "sh")) -> list[str]:
+    """Live (non-zombie) processes named in ``names`` whose command line contains ``text``.
+
+    ``sh`` is the unmount watchdog, which names the mountpoint in its arguments.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
