@@ -213,11 +213,11 @@ def test_timeout_cleans_up(device: SshDevice, mountpoint: Path) -> None:
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_sshfs_dies_with_its_parent(device: SshDevice, mountpoint: Path) -> None:
-    """kill -9 of the process that mounted: sshfs gets SIGTERM and the mount goes away."""
+def mount_in_child(device: SshDevice, mountpoint: Path) -> tuple[subprocess.Popen[str], int]:
+    """Another Python process mounts the device on ``mountpoint``: (that process, its sshfs pid)."""
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import time
         from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
         t = SshfsTarget({device.host!r}, {device.port}, {device.user!r}, {device.remote()!r})
         m = start_mount(t, {str(mountpoint)!r}, identity=open({str(device.client_key)!r}).read())
@@ -226,13 +226,23 @@ def test_sshfs_dies_with_its_parent(device: SshDevice, mountpoint: Path) -> None
         """
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    sshfs_pid = int(child.stdout.readline())
+    return child, int(child.stdout.readline())
+
+
+def wait_all_gone(mountpoint: Path, timeout: float = 10.0) -> None:
+    """Until no mount, sshfs, ssh, fusermount3 or watchdog of ``mountpoint`` is left (or timeout)."""
+    deadline = time.monotonic() + timeout
+    while (sshfs_mounts(mountpoint) or live_processes_mentioning(str(mountpoint))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_sshfs_dies_with_its_parent(device: SshDevice, mountpoint: Path) -> None:
+    """kill -9 of the process that mounted: sshfs gets SIGTERM and the mount goes away."""
+    child, sshfs_pid = mount_in_child(device, mountpoint)
     assert sshfs_mounts(mountpoint) == [str(mountpoint)]
     child.kill()
     child.wait()
-    deadline = time.monotonic() + 10
-    while (sshfs_mounts(mountpoint) or live_processes_mentioning(str(mountpoint))) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_all_gone(mountpoint)
     assert leftovers(mountpoint, dir_should_exist=True) == []
     assert not Path(f"/proc/{sshfs_pid}").exists() or "Z" in Path(f"/proc/{sshfs_pid}/stat").read_text().split()[2]
 
@@ -265,18 +275,7 @@ def test_private_and_created_mountpoints_are_0700(mount_base: Path) -> None:
 
 def test_dead_mount_removed_when_its_owner_dies(device: SshDevice, mountpoint: Path) -> None:
     """sshfs SIGKILLed (it cannot unmount), then its parent too: the watchdog unmounts lazily."""
-    script = textwrap.dedent(
-        f"""
-        import time
-        from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
-        t = SshfsTarget({device.host!r}, {device.port}, {device.user!r}, {device.remote()!r})
-        m = start_mount(t, {str(mountpoint)!r}, identity=open({str(device.client_key)!r}).read())
-        print(m.pid, flush=True)
-        time.sleep(60)
-        """
-    )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    sshfs_pid = int(child.stdout.readline())
+    child, sshfs_pid = mount_in_child(device, mountpoint)
     os.kill(sshfs_pid, 9)
     deadline = time.monotonic() + 5
     while Path(f"/proc/{sshfs_pid}").exists() and "Z" not in Path(f"/proc/{sshfs_pid}/stat").read_text().split()[2]:
@@ -285,7 +284,5 @@ def test_dead_mount_removed_when_its_owner_dies(device: SshDevice, mountpoint: P
     assert sshfs_mounts(mountpoint) == [str(mountpoint)]  # a dead mount: nobody unmounted it
     child.kill()
     child.wait()
-    deadline = time.monotonic() + 10
-    while (sshfs_mounts(mountpoint) or live_processes_mentioning(str(mountpoint))) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_all_gone(mountpoint)
     assert leftovers(mountpoint, dir_should_exist=True) == []
