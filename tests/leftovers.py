@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
 
 IDENTITY_MEMFD = "memfd:jmp-mount-identity"
 
@@ -31,13 +31,9 @@ def live_processes_mentioning(text: str, names: tuple[str, ...] = ("sshfs", "ssh
     return found
 
 
-def sshfs_mounts(under: str | os.PathLike[str] | None = None) -> list[str]:
-    base = None if under is None else os.fspath(under).rstrip("/") + "/"
-    return [
-        e.mountpoint
-        for e in read_mounts()
-        if e.fstype == "fuse.sshfs" and (base is None or (e.mountpoint + "/").startswith(base))
-    ]
+def sshfs_mounts(under: str | os.PathLike[str] = "/") -> list[str]:
+    """Mountpoints of sshfs mounts at ``under`` or below it (default: all)."""
+    return [e.mountpoint for e in sshfs_mounts_under(under)]
 
 
 def identity_fds() -> list[str]:

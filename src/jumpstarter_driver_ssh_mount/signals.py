@@ -23,10 +23,6 @@ class SignalsAsInterrupt:
         self._signums = signums
         self._previous: dict[signal.Signals, Any] = {}
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._previous)
-
     def install(self) -> bool:
         """Install the handlers (idempotent); False where not possible (not the main thread)."""
         if self._previous:

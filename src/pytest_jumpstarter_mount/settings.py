@@ -111,7 +111,6 @@ OPTIONS = (
         metavar="SECONDS",
     ),
 )
-BY_NAME = {o.name: o for o in OPTIONS}
 
 
 def add_options(parser: pytest.Parser) -> None:

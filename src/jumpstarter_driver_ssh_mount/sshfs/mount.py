@@ -78,7 +78,6 @@ class Mount:
         self._closed = False
         self.via_portforward = via_portforward
         self.options: tuple[str, ...] = tuple(options)
-        self.mounted_at = time.time()
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
 
