@@ -18,8 +18,10 @@ bench: system $(STAMP)  ## our mount vs plain sshfs, side by side (prints a tabl
 bench-smoke: system $(STAMP)  ## the same, tiny: CI keeps the benchmark working
 	$(BIN)/python bench/bench.py --smoke
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (rules and formatting) and mypy
 	$(BIN)/ruff check src tests scripts examples bench
+	$(BIN)/ruff format --check src tests scripts examples bench
+	$(BIN)/mypy
 
 system:
 	@scripts/install-system-deps.sh
