@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from device import SshDevice
-from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
-from jumpstarter_driver_ssh_mount.sshfs.devicefiles import RestoreError, WaitTimeoutError, split_glob
+from jumpstarter_driver_ssh_mount.sshfs import RestoreError, SshfsTarget, WaitTimeoutError, start_mount
+from jumpstarter_driver_ssh_mount.sshfs.devicefiles import split_glob
 from test_plugin import Suite, suite  # noqa: F401 - the pytester suite fixture
 
 

@@ -14,7 +14,7 @@ from leftovers import leftovers
 
 def test_mount_via_port_forward(client, device: SshDevice, mountpoint: Path) -> None:
     with client.mounted(mountpoint, remote_path=device.remote("/var/log")) as m:
-        assert m.via_portforward and not m.direct
+        assert m.transport == "forward" and not m.direct
         assert m.host == "127.0.0.1" and m.port != device.port  # the local end of the forward
         assert (m / "messages").read_text() == (device.root / "var/log/messages").read_text()
         (m / "app/from-client.log").write_text("hello device\n")
@@ -39,7 +39,7 @@ def test_direct_falls_back_to_port_forward(device: SshDevice, mountpoint: Path, 
         with caplog.at_level(logging.WARNING):
             m = c.mounted(mountpoint, remote_path=device.remote(), direct=True)
         with m:
-            assert m.via_portforward
+            assert m.transport == "forward"
             assert (m / "etc/os-release").exists()
     assert "using the port forward" in caplog.text
     assert leftovers(mountpoint, dir_should_exist=True) == []

@@ -17,7 +17,7 @@ from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
-from .sshfs import ConnectError, Mount, MountError, SshfsTarget, start_mount
+from .sshfs import DEFAULT_MOUNT_TIMEOUT, TRANSPORTS, ConnectError, Mount, MountError, SshfsTarget, start_mount
 from .sshfs.unmount import run_unmount
 
 CANCEL_CHECK_INTERVAL = 0.25  # seconds
@@ -52,9 +52,10 @@ class SSHMountClient(CompositeClient):
         mountpoint: str | os.PathLike[str] | None = None,
         *,
         remote_path: str = "/",
+        transport: str | None = None,
         direct: bool = False,
         extra_args: Sequence[str] | None = None,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_MOUNT_TIMEOUT,
         mount_dir: str | os.PathLike[str] | None = None,
     ) -> Mount:
         """Mount ``remote_path`` of the device and return as soon as it is usable.
@@ -65,15 +66,18 @@ class SSHMountClient(CompositeClient):
 
         :param mountpoint: local directory (must be empty; created if missing), or None for
             a private 0700 directory in ``mount_dir`` (default: the temp dir).
-        :param direct: connect to the TCP driver's address instead of a port forward
-            (falls back to the port forward, with a warning, if the address is unavailable).
+        :param transport: how sshfs reaches the device: ``"forward"`` (default), a Jumpstarter
+            port forward, or ``"direct"``, the TCP driver's address (falls back to the port
+            forward, with a warning, if the exporter publishes no address).
+        :param direct: upstream's spelling of ``transport="direct"``.
         :param extra_args: sshfs ``-o`` options; each replaces a default with the same key.
         :param timeout: seconds the filesystem may take to become ready.
         :raises MountError: (a subclass naming the problem and the fix) on any failure,
             after releasing everything.
         """
+        transport = resolve_transport(transport, direct)
         with ExitStack() as resources:
-            host, port, via_portforward = self._endpoint(direct, resources)
+            host, port, transport = self._endpoint(transport, resources)
             return start_mount(
                 SshfsTarget(host=host, port=port, user=self.username, remote_path=remote_path),
                 mountpoint,
@@ -81,20 +85,20 @@ class SSHMountClient(CompositeClient):
                 options=list(extra_args or ()),
                 timeout=timeout,
                 resources=resources.pop_all(),
-                via_portforward=via_portforward,
+                transport=transport,
                 mount_dir=mount_dir,
             )
 
-    def _endpoint(self, direct: bool, resources: ExitStack) -> tuple[str, int, bool]:
-        """(host, port, via_portforward): the device's address, or a new local port forward."""
-        if direct:
+    def _endpoint(self, transport: str, resources: ExitStack) -> tuple[str, int, str]:
+        """(host, port, transport): the device's address, or a new local port forward."""
+        if transport == "direct":
             try:
-                return (*parse_tcp_address(self.ssh.tcp.address()), False)
+                return (*parse_tcp_address(self.ssh.tcp.address()), "direct")
             except (DriverError, ValueError) as exc:
                 self.logger.warning("direct address unavailable (%s); using the port forward", exc)
         self._check_reachable()
         host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
-        return host, port, True
+        return host, port, "forward"
 
     def _check_reachable(self) -> None:
         """Ask the exporter whether the device's sshd answers, before forwarding to it."""
@@ -128,7 +132,7 @@ class SSHMountClient(CompositeClient):
 
         with signals_interrupt():
             with self.mounted(mountpoint, remote_path=remote_path, direct=direct, extra_args=extra_args) as m:
-                click.echo(f"Mounted {SshfsTarget(m.host, m.port, m.user, m.remote_path).spec} on {m.mountpoint}")
+                click.echo(f"Mounted {m.target.spec} on {m.mountpoint}")
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
                 else:
@@ -178,6 +182,15 @@ async def _wait_readable_unless_cancelled(fd: int) -> bool:
             await anyio.wait_readable(fd)
             return True
     return False
+
+
+def resolve_transport(transport: str | None, direct: bool = False) -> str:
+    """The transport to use: ``transport`` if given, else "direct" when ``direct``, else "forward"."""
+    if transport is None:
+        return "direct" if direct else "forward"
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
+    return transport
 
 
 def parse_tcp_address(address: str) -> tuple[str, int]:

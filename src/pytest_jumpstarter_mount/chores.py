@@ -46,7 +46,7 @@ def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) 
 
 def restore(mounts: Sequence[Mount]) -> list[str]:
     """Put back what was preserved on ``mounts``; the problems, one per mount."""
-    from jumpstarter_driver_ssh_mount.sshfs.devicefiles import RestoreError
+    from jumpstarter_driver_ssh_mount.sshfs import RestoreError
 
     problems = []
     for mount in mounts:

@@ -3,7 +3,17 @@
 Nothing here imports Jumpstarter; the driver's client is thin glue over ``start_mount``.
 """
 
-from .command import DEFAULT_SSH_OPTIONS, SshfsTarget, build_argv, merge_options
+from .command import (
+    DEFAULT_SSH_OPTIONS,
+    TRANSPORTS,
+    SshfsTarget,
+    build_argv,
+    merge_options,
+    validate_option,
+    validate_options,
+    validate_remote_path,
+)
+from .devicefiles import COLLECT_MAX_BYTES, COLLECT_TIMEOUT
 from .errors import (
     AuthenticationError,
     ConnectError,
@@ -15,14 +25,22 @@ from .errors import (
     MountpointError,
     MountTimeoutError,
     RemotePathError,
+    RestoreError,
     SshfsNotFoundError,
     UnmountError,
+    WaitTimeoutError,
 )
-from .mount import Mount, start_mount
+from .mount import DEFAULT_MOUNT_TIMEOUT, Mount, start_mount
+from .mountpoint import PRIVATE_DIR_PREFIX
 from .unmount import run_unmount, unmount_command
 
 __all__ = [
+    "COLLECT_MAX_BYTES",
+    "COLLECT_TIMEOUT",
+    "DEFAULT_MOUNT_TIMEOUT",
     "DEFAULT_SSH_OPTIONS",
+    "PRIVATE_DIR_PREFIX",
+    "TRANSPORTS",
     "AuthenticationError",
     "ConnectError",
     "FuseUnavailableError",
@@ -34,12 +52,17 @@ __all__ = [
     "MountTimeoutError",
     "MountpointError",
     "RemotePathError",
+    "RestoreError",
     "SshfsNotFoundError",
     "SshfsTarget",
     "UnmountError",
+    "WaitTimeoutError",
     "build_argv",
     "merge_options",
     "run_unmount",
     "start_mount",
     "unmount_command",
+    "validate_option",
+    "validate_options",
+    "validate_remote_path",
 ]

@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import InvalidOptionError
+from .errors import InvalidOptionError, RemotePathError
+
+#: How the device is reached; a label for messages, chosen by the caller.
+TRANSPORTS: tuple[str, ...] = ("direct", "forward")
+TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward"}
 
 #: Options every mount gets unless the caller passes the same key.
 #: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;
@@ -71,9 +75,21 @@ def validate_option(option: str) -> str:
     return option
 
 
+def validate_options(options: Iterable[str]) -> tuple[str, ...]:
+    """Every option checked with ``validate_option``."""
+    return tuple(validate_option(o) for o in options)
+
+
+def validate_remote_path(path: str) -> str:
+    """Refuse a device path that is not absolute (sshfs would resolve it against the login's home)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise RemotePathError(f"remote path {path!r} is not absolute; give a path starting with '/'")
+    return path
+
+
 def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
     """Defaults first, minus any whose key a user option also sets, then the user options."""
-    user = [validate_option(o) for o in user]
+    user = list(validate_options(user))
     user_keys = {option_key(part) for o in user for part in o.split(",")}
     return [d for d in defaults if option_key(d) not in user_keys] + user
 

@@ -16,20 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MountError
+from .errors import RestoreError, WaitTimeoutError
 
 SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # per snapshot (all its files together)
 COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
 COLLECT_TIMEOUT = 30.0  # seconds per collection
 TAIL_CHARS = 400  # how much of the last content a wait_for timeout shows
-
-
-class RestoreError(MountError):
-    """Preserved device files could not be put back (each is named)."""
-
-
-class WaitTimeoutError(MountError, TimeoutError):
-    """A device file did not reach the awaited state in time."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .command import SshfsTarget
+from .command import TRANSPORT_LABELS, SshfsTarget
 from .errors import (
     AuthenticationError,
     ConnectError,
@@ -29,12 +29,12 @@ def first_line(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
-def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, via: str) -> MountError:
+def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, transport: str) -> MountError:
     """The error for an sshfs that exited before the filesystem appeared.
 
-    ``via`` says how the device was reached, e.g. ``"direct"`` or ``"port forward"``.
+    ``transport`` says how the device was reached (``"direct"`` or ``"forward"``).
     """
-    where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({via})"
+    where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({TRANSPORT_LABELS.get(transport, transport)})"
     text = stderr.lower()
     remote = target.remote_path
     if "remote host identification has changed" in text or ("host key for" in text and "has changed" in text):
@@ -73,8 +73,6 @@ def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, via: s
             f"usable ({install_hint('fuse')})"
         )
     if text.rstrip().endswith("no such file or directory") and remote in stderr:
-        if not remote.startswith("/"):
-            return RemotePathError(f"remote path {remote!r} is not absolute; give a path starting with '/'")
         return RemotePathError(f"remote path {remote} does not exist on {where}; choose an existing directory")
     if text.rstrip().endswith("not a directory") and remote in stderr:
         return RemotePathError(f"remote path {remote} on {where} is not a directory; mount a directory")

@@ -60,6 +60,14 @@ class UnmountError(MountError):
     """The filesystem could not be unmounted."""
 
 
+class RestoreError(MountError):
+    """Preserved device files could not be put back (each is named)."""
+
+
+class WaitTimeoutError(MountError, TimeoutError):
+    """A device file did not reach the awaited state in time."""
+
+
 _INSTALL_HINTS = {
     "sshfs": {
         "linux": "Debian/Ubuntu: sudo apt-get install sshfs; Fedora/RHEL: sudo dnf install fuse-sshfs",

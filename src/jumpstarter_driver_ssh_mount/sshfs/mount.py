@@ -21,13 +21,21 @@ from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from pathlib import Path
 
-from .command import SshfsTarget, build_argv, default_options, merge_options, option_key, without_option
+from .command import (
+    TRANSPORT_LABELS,
+    SshfsTarget,
+    build_argv,
+    default_options,
+    merge_options,
+    option_key,
+    validate_remote_path,
+    without_option,
+)
 from .devicefiles import (
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
     SNAPSHOT_MAX_BYTES,
     Collection,
-    RestoreError,
     Snapshot,
     collect,
     run_bounded,
@@ -38,7 +46,7 @@ from .errors import (
     FuseUnavailableError,
     MountError,
     MountTimeoutError,
-    RemotePathError,
+    RestoreError,
     SshfsNotFoundError,
     UnmountError,
     install_hint,
@@ -55,6 +63,7 @@ FUSE_DEVICE = "/dev/fuse"
 EXIT_GRACE = 5.0  # seconds sshfs gets to exit after its filesystem is unmounted
 LAZY_EXIT_GRACE = 1.0  # after a lazy detach, for the last users of the filesystem to let go
 HELPER_GRACE = 2.0  # seconds ssh and fusermount3 get to exit after sshfs
+DEFAULT_MOUNT_TIMEOUT = 30.0  # seconds a mount may take to become ready
 
 
 class Mount:
@@ -67,7 +76,7 @@ class Mount:
         mountpoint: Mountpoint,
         process: ChildProcess,
         resources: ExitStack,
-        via_portforward: bool,
+        transport: str,
         options: Sequence[str],
     ) -> None:
         self._target = target
@@ -76,7 +85,7 @@ class Mount:
         self._resources = resources
         self._lock = threading.Lock()
         self._closed = False
-        self.via_portforward = via_portforward
+        self.transport = transport
         self.options: tuple[str, ...] = tuple(options)
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
@@ -86,6 +95,11 @@ class Mount:
     def mountpoint(self) -> Path:
         """The local directory the device's ``remote_path`` is mounted on."""
         return self._mountpoint.path
+
+    @property
+    def target(self) -> SshfsTarget:
+        """Where sshfs connects: host, port, user and the device directory."""
+        return self._target
 
     @property
     def remote_path(self) -> str:
@@ -109,8 +123,8 @@ class Mount:
 
     @property
     def direct(self) -> bool:
-        """True when sshfs connects straight to the device's address, not a port forward."""
-        return not self.via_portforward
+        """True when sshfs connects straight to the device's address (``transport == "direct"``)."""
+        return self.transport == "direct"
 
     @property
     def pid(self) -> int:
@@ -123,7 +137,7 @@ class Mount:
         return list(self._process.argv)
 
     def __repr__(self) -> str:
-        via = "port forward" if self.via_portforward else "direct"
+        via = TRANSPORT_LABELS.get(self.transport, self.transport)
         state = "mounted" if self.is_mounted() else "unmounted"
         return f"<Mount {self._target.spec} on {self.mountpoint} via {via}, {state}>"
 
@@ -206,7 +220,7 @@ class Mount:
         *,
         exists: bool = True,
         contains: str | re.Pattern[str] | None = None,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_MOUNT_TIMEOUT,
         interval: float = 0.1,
     ) -> str | None:
         """Wait until a device file exists (or not) and, if given, contains a string or regex.
@@ -333,9 +347,9 @@ def start_mount(
     *,
     identity: str | None = None,
     options: Sequence[str] = (),
-    timeout: float = 30.0,
+    timeout: float = DEFAULT_MOUNT_TIMEOUT,
     resources: ExitStack | None = None,
-    via_portforward: bool = False,
+    transport: str = "direct",
     mount_dir: str | os.PathLike[str] | None = None,
 ) -> Mount:
     """Mount ``target`` and return as soon as the filesystem is there.
@@ -345,6 +359,7 @@ def start_mount(
     without touching the disk where the platform allows. ``options`` become ``-o``
     options; each replaces a default with the same key. ``resources`` is an ExitStack
     the mount takes over and closes after sshfs is gone, on success and on failure.
+    ``transport`` says how ``target`` reaches the device ("direct" or "forward"), for messages.
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
@@ -357,8 +372,7 @@ def start_mount(
                 f"FUSE is not available: {FUSE_DEVICE} does not exist; load the fuse module (modprobe fuse) "
                 f"or, in a container, pass the device through (--device /dev/fuse); {install_hint('fuse')}"
             )
-        if not target.remote_path.startswith("/"):
-            raise RemotePathError(f"remote path {target.remote_path!r} is not absolute; give a path starting with '/'")
+        validate_remote_path(target.remote_path)
         merge_options((), options)  # validate before anything is created
         place = Mountpoint.prepare(mountpoint, parent=mount_dir)
         undo.callback(place.release)
@@ -367,14 +381,14 @@ def start_mount(
         if identity and "identityfile" not in {option_key(o) for o in _parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
         merged = merge_options(default_options(identity_path), options)
-        process, merged = _spawn_ready(target, place.path, merged, timeout, via_portforward, executable)
+        process, merged = _spawn_ready(target, place.path, merged, timeout, transport, executable)
         owned = undo.pop_all()
     return Mount(
         target=target,
         mountpoint=place,
         process=process,
         resources=owned,
-        via_portforward=via_portforward,
+        transport=transport,
         options=merged,
     )
 
@@ -384,14 +398,14 @@ def _spawn_ready(
     mountpoint: Path,
     options: list[str],
     timeout: float,
-    via_portforward: bool,
+    transport: str,
     executable: str,
 ) -> tuple[ChildProcess, list[str]]:
     """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
 
     Returns the process and the options it runs with.
     """
-    via = "port forward" if via_portforward else "direct"
+    via = TRANSPORT_LABELS.get(transport, transport)
     started = time.monotonic()
     deadline = started + timeout
     while True:
@@ -406,7 +420,7 @@ def _spawn_ready(
                 logger.warning("FUSE refused allow_other (%s); mounting without it", last_line(stderr))
                 options = without_option(options, "allow_other")
                 continue
-            raise diagnose(stderr, exited.returncode, target, via=via) from None
+            raise diagnose(stderr, exited.returncode, target, transport=transport) from None
         except BaseException:
             process.stop()
             _clear_failed_mount(process, mountpoint)
