@@ -1,4 +1,5 @@
-"""Fixtures: a real sshd "device" on 127.0.0.1 and Jumpstarter serving SSHMount in-process."""
+"""Fixtures: a real sshd "device" on 127.0.0.1, Jumpstarter serving SSHMount in-process, and
+pytester suites that mount it through the plugin. Shared functions are in helpers.py."""
 
 from __future__ import annotations
 
@@ -6,13 +7,22 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from device import SshDevice, exporter_config, make_driver  # noqa: F401 - re-exported for tests
-from leftovers import live_processes_mentioning, sshfs_mounts
+from helpers import (
+    COUNTING_CONFTEST,
+    LoopbackDevice,
+    StandaloneExporter,
+    Suite,
+    exporter_config,
+    live_processes_mentioning,
+    make_driver,
+    sshfs_mounts,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -26,9 +36,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDevice]:
+def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackDevice]:
     """A running sshd serving a directory of known device files."""
-    dev = SshDevice(tmp_path_factory.mktemp("device")).setup().start()
+    dev = LoopbackDevice(tmp_path_factory.mktemp("device")).setup().start()
     yield dev
     dev.stop()
 
@@ -61,9 +71,35 @@ def mountpoint(mount_base: Path, request: pytest.FixtureRequest) -> Iterator[Pat
 
 
 @pytest.fixture(scope="session")
-def client(device: SshDevice):
+def client(device: LoopbackDevice):
     """An ``SSHMountClient`` for the device, served in-process by Jumpstarter."""
     from jumpstarter.common.utils import serve
 
     with serve(make_driver(device)) as c:
         yield c
+
+
+@pytest.fixture
+def suite(
+    pytester: pytest.Pytester, device: LoopbackDevice, mount_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Suite]:
+    """A pytester directory with an exporter config for the device and a mount-counting conftest."""
+    exporter_config(device, pytester.path / "exporter.yaml")
+    pytester.makeconftest(COUNTING_CONFTEST)
+    log = pytester.path / "mounts.jsonl"
+    monkeypatch.setenv("MOUNT_LOG", str(log))
+    monkeypatch.setenv("DEVICE_ROOT", str(device.root))
+    monkeypatch.delenv("JUMPSTARTER_HOST", raising=False)
+    mount_dir = mount_base / f"plugin-{os.getpid()}-{time.monotonic_ns()}"
+    yield Suite(pytester, device, log, mount_dir)
+    if mount_dir.exists():  # after a failed test; rmdir only, so a left mount stays visible
+        for child in mount_dir.iterdir():
+            child.rmdir()
+        mount_dir.rmdir()
+
+
+@pytest.fixture
+def standalone_exporter(suite: Suite) -> Iterator[str]:
+    """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID; its address."""
+    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
+        yield exporter.wait_ready().address

@@ -12,22 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice
-from jumpstarter_driver_ssh_mount.sshfs import RestoreError, SshfsTarget, WaitTimeoutError, start_mount
+from helpers import LoopbackDevice, Suite, target
+from jumpstarter_driver_ssh_mount.sshfs import RestoreError, WaitTimeoutError, start_mount
 from jumpstarter_driver_ssh_mount.sshfs.devicefiles import split_glob
-from test_plugin import Suite, suite  # noqa: F401 - the pytester suite fixture
 
 
 @pytest.fixture
-def mount(device: SshDevice, mountpoint: Path):
-    with start_mount(
-        SshfsTarget(device.host, device.port, device.user, device.remote()), mountpoint, identity=device.identity()
-    ) as m:
+def mount(device: LoopbackDevice, mountpoint: Path):
+    with start_mount(target(device), mountpoint, identity=device.identity()) as m:
         yield m
 
 
 @pytest.fixture
-def scratch(device: SshDevice):
+def scratch(device: LoopbackDevice):
     """A directory on the device for one test, emptied afterwards (on the device side)."""
     path = device.root / "data" / f"scratch-{time.monotonic_ns()}"
     path.mkdir()
@@ -40,12 +37,12 @@ def scratch(device: SshDevice):
     path.rmdir()
 
 
-def rel(device: SshDevice, path: Path) -> str:
+def rel(device: LoopbackDevice, path: Path) -> str:
     """The device path of ``path`` (a file under the device's root on this host)."""
     return device.remote("/" + str(path.relative_to(device.root)))
 
 
-def test_snapshot_restores_content_mode_and_absence(mount, device: SshDevice, scratch: Path) -> None:
+def test_snapshot_restores_content_mode_and_absence(mount, device: LoopbackDevice, scratch: Path) -> None:
     conf, new = scratch / "app.conf", scratch / "new.conf"
     conf.write_text("original\n")
     conf.chmod(0o640)
@@ -59,18 +56,16 @@ def test_snapshot_restores_content_mode_and_absence(mount, device: SshDevice, sc
     assert not new.exists()
 
 
-def test_preserved_files_come_back_before_unmount(device: SshDevice, mountpoint: Path, scratch: Path) -> None:
+def test_preserved_files_come_back_before_unmount(device: LoopbackDevice, mountpoint: Path, scratch: Path) -> None:
     conf = scratch / "kept.conf"
     conf.write_text("v1\n")
-    with start_mount(
-        SshfsTarget(device.host, device.port, device.user, device.remote()), mountpoint, identity=device.identity()
-    ) as m:
+    with start_mount(target(device), mountpoint, identity=device.identity()) as m:
         m.preserve(rel(device, conf))
         (m / rel(device, conf)).write_text("v2\n")
     assert conf.read_text() == "v1\n"
 
 
-def test_restore_failure_names_the_file(mount, device: SshDevice, scratch: Path) -> None:
+def test_restore_failure_names_the_file(mount, device: LoopbackDevice, scratch: Path) -> None:
     conf = scratch / "c.conf"
     conf.write_text("x")
     snap = mount.snapshot(rel(device, conf))
@@ -81,7 +76,7 @@ def test_restore_failure_names_the_file(mount, device: SshDevice, scratch: Path)
     conf.rmdir()
 
 
-def test_snapshot_refuses_directories_and_oversize(mount, device: SshDevice, scratch: Path) -> None:
+def test_snapshot_refuses_directories_and_oversize(mount, device: LoopbackDevice, scratch: Path) -> None:
     with pytest.raises(RestoreError, match="not a regular file"):
         mount.snapshot(rel(device, scratch))
     (scratch / "big").write_bytes(b"x" * 2048)
@@ -89,7 +84,7 @@ def test_snapshot_refuses_directories_and_oversize(mount, device: SshDevice, scr
         mount.snapshot(rel(device, scratch / "big"), max_bytes=1024)
 
 
-def test_wait_for_sees_a_background_writer(mount, device: SshDevice, scratch: Path) -> None:
+def test_wait_for_sees_a_background_writer(mount, device: LoopbackDevice, scratch: Path) -> None:
     log = scratch / "status.log"
     log.write_text("booting\n")
 
@@ -109,7 +104,7 @@ def test_wait_for_sees_a_background_writer(mount, device: SshDevice, scratch: Pa
     assert mount.wait_for(rel(device, scratch / "later"), exists=False, timeout=1) is None
 
 
-def test_wait_for_timeout_shows_last_content(mount, device: SshDevice, scratch: Path) -> None:
+def test_wait_for_timeout_shows_last_content(mount, device: LoopbackDevice, scratch: Path) -> None:
     log = scratch / "slow.log"
     log.write_text("still booting, step 7 of 9\n")
     with pytest.raises(WaitTimeoutError, match=r"did not contain 'READY' within 0\.5s; last content ends: .*step 7"):
@@ -118,7 +113,7 @@ def test_wait_for_timeout_shows_last_content(mount, device: SshDevice, scratch: 
         mount.wait_for(rel(device, scratch / "never"), timeout=0.3)
 
 
-def test_collect_caps_and_symlinks(mount, device: SshDevice, scratch: Path, tmp_path: Path) -> None:
+def test_collect_caps_and_symlinks(mount, device: LoopbackDevice, scratch: Path, tmp_path: Path) -> None:
     (scratch / "a.log").write_text("a" * 100)
     (scratch / "b.log").write_text("b" * 100)
     (scratch / "huge.log").write_text("h" * 5000)
@@ -139,7 +134,7 @@ def test_split_glob() -> None:
 
 
 # -- through the plugin --------------------------------------------------------------
-def test_failed_test_collects_artifacts(suite: Suite) -> None:  # noqa: F811
+def test_failed_test_collects_artifacts(suite: Suite) -> None:
     dev = suite.device
     suite.pytester.makepyfile(
         test_art=f"""
@@ -171,7 +166,7 @@ def test_failed_test_collects_artifacts(suite: Suite) -> None:  # noqa: F811
     suite.assert_clean()
 
 
-def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:  # noqa: F811
+def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:
     dev = suite.device
     suite.pytester.makepyfile(
         test_cap="""
@@ -196,7 +191,7 @@ def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:  # noqa:
 
 
 @pytest.mark.parametrize("outcome", ["pass", "fail", "error"])
-def test_marker_restore(suite: Suite, outcome: str) -> None:  # noqa: F811
+def test_marker_restore(suite: Suite, outcome: str) -> None:
     dev = suite.device
     conf = dev.root / "etc" / f"app-{outcome}.conf"
     conf.write_text("factory settings\n")
@@ -228,7 +223,7 @@ def test_marker_restore(suite: Suite, outcome: str) -> None:  # noqa: F811
     suite.assert_clean()
 
 
-def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: Suite) -> None:  # noqa: F811
+def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: Suite) -> None:
     dev = suite.device
     (dev.root / "etc" / "p.conf").write_text("one\n")
     (dev.root / "etc" / "q.conf").write_text("q\n")
@@ -256,7 +251,7 @@ def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: S
     suite.assert_clean()
 
 
-def test_restore_outside_every_mount_fails_the_test(suite: Suite) -> None:  # noqa: F811
+def test_restore_outside_every_mount_fails_the_test(suite: Suite) -> None:
     dev = suite.device
     suite.pytester.makepyfile(
         test_out=f"""

@@ -6,33 +6,24 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from device import SshDevice, child_pids, exporter_config
-from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
+from helpers import (
+    JMP,
+    LoopbackDevice,
+    closed_port,
+    descendants,
+    env_with_jmp,
+    exporter_config,
+    leftovers,
+    sshfs_mounts,
+    target,
+    wait_until,
+)
+from jumpstarter_driver_ssh_mount.sshfs import build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
-from leftovers import leftovers, sshfs_mounts
-
-JMP = str(Path(sys.executable).with_name("jmp"))
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def descendants(pid: int) -> list[int]:
-    found = []
-    for child in child_pids(pid):
-        found += [child, *descendants(child)]
-    return found
 
 
 def j_pid(shell: subprocess.Popen) -> int:
@@ -48,7 +39,7 @@ def j_pid(shell: subprocess.Popen) -> int:
 
 
 @pytest.fixture
-def exporter_yaml(device: SshDevice, tmp_path: Path) -> Path:
+def exporter_yaml(device: LoopbackDevice, tmp_path: Path) -> Path:
     return exporter_config(device, tmp_path / "exporter.yaml")
 
 
@@ -72,7 +63,7 @@ def j_mount(exporter_yaml: Path, *args: str, stdin: int = subprocess.DEVNULL, **
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a terminal job
-        env={**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env},
+        env=env_with_jmp(**env),
     )
 
 
@@ -97,7 +88,9 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int | None, str
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["port-forward", "direct"])
-def test_foreground_mount_then_ctrl_c(device: SshDevice, exporter_yaml: Path, mountpoint: Path, direct: bool) -> None:
+def test_foreground_mount_then_ctrl_c(
+    device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path, direct: bool
+) -> None:
     args = [str(mountpoint), "-r", device.remote("/var/log"), "--foreground", *(["--direct"] if direct else [])]
     shell = j_mount(exporter_yaml, *args)
     try:
@@ -119,7 +112,7 @@ def test_foreground_mount_then_ctrl_c(device: SshDevice, exporter_yaml: Path, mo
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("direct", [False, True], ids=["port-forward", "direct"])
 def test_signal_to_j_alone_cleans_up(
-    device: SshDevice, exporter_yaml: Path, mountpoint: Path, sig: signal.Signals, direct: bool
+    device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path, sig: signal.Signals, direct: bool
 ) -> None:
     args = [str(mountpoint), "-r", device.remote("/"), "--foreground", *(["--direct"] if direct else [])]
     shell = j_mount(exporter_yaml, *args)
@@ -136,7 +129,7 @@ def test_signal_to_j_alone_cleans_up(
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_sshfs_dying_is_reported(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+def test_sshfs_dying_is_reported(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground")
     try:
         wait_mounted(shell)
@@ -154,7 +147,7 @@ def test_sshfs_dying_is_reported(device: SshDevice, exporter_yaml: Path, mountpo
     wait_until(lambda: not leftovers(mountpoint, dir_should_exist=True), timeout=10, what="cleanup")
 
 
-def test_bad_remote_path_is_one_line(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+def test_bad_remote_path_is_one_line(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     code, out, err = finish(j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/nope"), "--foreground"))
     assert code != 0
     assert "does not exist" in err
@@ -163,11 +156,9 @@ def test_bad_remote_path_is_one_line(device: SshDevice, exporter_yaml: Path, mou
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Path) -> None:
-    from device import closed_port
-
+def test_sshd_down_is_one_line(device: LoopbackDevice, tmp_path: Path, mountpoint: Path) -> None:
     with closed_port() as port:
-        down = SshDevice(device.base, port=port)
+        down = LoopbackDevice(device.base, port=port)
         yaml = exporter_config(down, tmp_path / "down.yaml")  # same keys: down shares the base dir
         code, out, err = finish(j_mount(yaml, str(mountpoint), "--foreground"))
     assert code != 0
@@ -178,9 +169,9 @@ def test_sshd_down_is_one_line(device: SshDevice, tmp_path: Path, mountpoint: Pa
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_umount_of_an_orphan(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+def test_umount_of_an_orphan(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     plain = build_argv(
-        SshfsTarget(device.host, device.port, device.user, device.remote()),
+        target(device),
         str(mountpoint),
         [f"IdentityFile={device.client_key}", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
     )
@@ -210,7 +201,7 @@ def test_umount_of_nothing_is_a_clear_error(exporter_yaml: Path, mountpoint: Pat
     assert "Unmounted" not in out
 
 
-def test_subshell_mode(device: SshDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+def test_subshell_mode(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     """Default mode: a subshell runs while mounted; leaving it unmounts."""
     shell = j_mount(
         exporter_yaml, str(mountpoint), "-r", device.remote("/etc"), stdin=subprocess.PIPE, SHELL="/bin/bash"

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice, make_driver
+from helpers import LoopbackDevice, closed_port, leftovers, make_driver
 from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountpointError
-from leftovers import leftovers
 
 
-def test_mount_via_port_forward(client, device: SshDevice, mountpoint: Path) -> None:
+def test_mount_via_port_forward(client, device: LoopbackDevice, mountpoint: Path) -> None:
     with client.mounted(mountpoint, remote_path=device.remote("/var/log")) as m:
         assert m.transport == "forward" and not m.direct
         assert m.host == "127.0.0.1" and m.port != device.port  # the local end of the forward
@@ -24,7 +23,7 @@ def test_mount_via_port_forward(client, device: SshDevice, mountpoint: Path) -> 
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_mount_direct(client, device: SshDevice, mountpoint: Path) -> None:
+def test_mount_direct(client, device: LoopbackDevice, mountpoint: Path) -> None:
     with client.mounted(mountpoint, remote_path=device.remote(), direct=True) as m:
         assert m.direct
         assert (m.host, m.port) == (device.host, device.port)
@@ -32,7 +31,7 @@ def test_mount_direct(client, device: SshDevice, mountpoint: Path) -> None:
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_direct_falls_back_to_port_forward(device: SshDevice, mountpoint: Path, caplog) -> None:
+def test_direct_falls_back_to_port_forward(device: LoopbackDevice, mountpoint: Path, caplog) -> None:
     from jumpstarter.common.utils import serve
 
     with serve(make_driver(device, enable_address=False)) as c:
@@ -45,7 +44,7 @@ def test_direct_falls_back_to_port_forward(device: SshDevice, mountpoint: Path, 
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_mount_without_with_for_finalizers(client, device: SshDevice, mount_base: Path) -> None:
+def test_mount_without_with_for_finalizers(client, device: LoopbackDevice, mount_base: Path) -> None:
     m = client.mounted(remote_path=device.remote(), mount_dir=mount_base)
     assert m.is_mounted() and m.mountpoint.parent == mount_base
     m.unmount()
@@ -53,7 +52,7 @@ def test_mount_without_with_for_finalizers(client, device: SshDevice, mount_base
     assert leftovers(m.mountpoint, dir_should_exist=False) == []
 
 
-def test_identity_file_from_exporter(device: SshDevice, mountpoint: Path) -> None:
+def test_identity_file_from_exporter(device: LoopbackDevice, mountpoint: Path) -> None:
     """ssh_identity_file on the SSH driver: read by the exporter, held in memory on the client."""
     from jumpstarter.common.utils import serve
     from jumpstarter_driver_network.driver import TcpNetwork
@@ -72,15 +71,13 @@ def test_identity_file_from_exporter(device: SshDevice, mountpoint: Path) -> Non
 
 
 def test_sshd_down_via_port_forward_is_one_clear_error(
-    device: SshDevice, mountpoint: Path, capfd: pytest.CaptureFixture[str]
+    device: LoopbackDevice, mountpoint: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from jumpstarter.common.utils import serve
 
-    from device import closed_port
-
     with (
         closed_port() as port,
-        serve(make_driver(SshDevice(device.base, port=port))) as c,  # same keys, nothing listening
+        serve(make_driver(LoopbackDevice(device.base, port=port))) as c,  # same keys, nothing listening
         pytest.raises(ConnectError, match=r"cannot reach the device's sshd .*Connection refused"),
     ):
         c.mounted(mountpoint, remote_path=device.remote())
@@ -89,7 +86,7 @@ def test_sshd_down_via_port_forward_is_one_clear_error(
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_errors_from_client_are_typed(client, device: SshDevice, mountpoint: Path) -> None:
+def test_errors_from_client_are_typed(client, device: LoopbackDevice, mountpoint: Path) -> None:
     with client.mounted(mountpoint, remote_path=device.remote()), pytest.raises(MountpointError, match="already"):
         client.mounted(mountpoint, remote_path=device.remote())
     with pytest.raises(MountError, match="does not exist"):

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice
+from helpers import (
+    LoopbackDevice,
+    closed_port,
+    keygen,
+    leftovers,
+    live_processes_mentioning,
+    sshfs_mounts,
+    target,
+    wait_until,
+)
 from jumpstarter_driver_ssh_mount.sshfs import (
     AuthenticationError,
     ConnectError,
@@ -21,19 +30,16 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     InvalidOptionError,
     MountError,
     MountpointError,
+    MountTimeoutError,
     RemotePathError,
+    SshfsNotFoundError,
     SshfsTarget,
     start_mount,
 )
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
-from leftovers import leftovers, live_processes_mentioning, sshfs_mounts
 
 
-def target(device: SshDevice, remote: str = "/") -> SshfsTarget:
-    return SshfsTarget(device.host, device.port, device.user, device.remote(remote))
-
-
-def test_mount_reads_and_writes_device_files(device: SshDevice, mountpoint: Path) -> None:
+def test_mount_reads_and_writes_device_files(device: LoopbackDevice, mountpoint: Path) -> None:
     with start_mount(target(device), mountpoint, identity=device.identity(), timeout=10) as m:
         assert m.is_mounted()
         assert [e.fstype for e in mounts_at(mountpoint)] == ["fuse.sshfs"]
@@ -46,7 +52,7 @@ def test_mount_reads_and_writes_device_files(device: SshDevice, mountpoint: Path
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_remote_subdirectory_and_path_mapping(device: SshDevice, mountpoint: Path) -> None:
+def test_remote_subdirectory_and_path_mapping(device: LoopbackDevice, mountpoint: Path) -> None:
     with start_mount(target(device, "/var/log"), mountpoint, identity=device.identity()) as m:
         assert sorted(os.listdir(m.mountpoint)) == ["app", "messages"]
         assert m.local_path("messages") == mountpoint / "messages"
@@ -57,7 +63,7 @@ def test_remote_subdirectory_and_path_mapping(device: SshDevice, mountpoint: Pat
                 m.local_path(escape)
 
 
-def test_private_mountpoint_is_0700_and_removed(device: SshDevice, mount_base: Path) -> None:
+def test_private_mountpoint_is_0700_and_removed(device: LoopbackDevice, mount_base: Path) -> None:
     m = start_mount(target(device), identity=device.identity(), mount_dir=mount_base)
     try:
         assert m.mountpoint.parent == mount_base
@@ -68,7 +74,7 @@ def test_private_mountpoint_is_0700_and_removed(device: SshDevice, mount_base: P
     assert leftovers(m.mountpoint, dir_should_exist=False) == []
 
 
-def test_mountpoint_created_when_missing_and_removed(device: SshDevice, mount_base: Path) -> None:
+def test_mountpoint_created_when_missing_and_removed(device: LoopbackDevice, mount_base: Path) -> None:
     path = mount_base / "new" / "deeper"
     with start_mount(target(device), path, identity=device.identity()) as m:
         assert stat.S_IMODE(os.stat(mount_base / "new").st_mode) == 0o700
@@ -76,7 +82,7 @@ def test_mountpoint_created_when_missing_and_removed(device: SshDevice, mount_ba
     assert not (mount_base / "new").exists()
 
 
-def test_identity_never_touches_disk(device: SshDevice, mountpoint: Path) -> None:
+def test_identity_never_touches_disk(device: LoopbackDevice, mountpoint: Path) -> None:
     with start_mount(target(device), mountpoint, identity=device.identity()) as m:
         identity = next(a for a in m.argv if a.startswith("IdentityFile="))
         path = identity.split("=", 1)[1]
@@ -85,7 +91,7 @@ def test_identity_never_touches_disk(device: SshDevice, mountpoint: Path) -> Non
         assert device.identity() not in " ".join(m.argv)
 
 
-def test_user_option_replaces_default(device: SshDevice, mountpoint: Path, tmp_path: Path) -> None:
+def test_user_option_replaces_default(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts_empty"
     empty.write_text("")
     strict = ["StrictHostKeyChecking=yes", f"UserKnownHostsFile={empty}"]
@@ -103,7 +109,7 @@ def test_user_option_replaces_default(device: SshDevice, mountpoint: Path, tmp_p
         assert (m / "etc/os-release").exists()
 
 
-def test_ready_means_usable_and_is_fast(device: SshDevice, mountpoint: Path) -> None:
+def test_ready_means_usable_and_is_fast(device: LoopbackDevice, mountpoint: Path) -> None:
     started = time.monotonic()
     with start_mount(target(device), mountpoint, identity=device.identity()) as m:
         elapsed = time.monotonic() - started
@@ -118,21 +124,19 @@ def test_ready_means_usable_and_is_fast(device: SshDevice, mountpoint: Path) -> 
         ("/etc/os-release", RemotePathError, "not a directory"),
     ],
 )
-def test_bad_remote_path(device: SshDevice, mountpoint: Path, remote: str, error: type, message: str) -> None:
+def test_bad_remote_path(device: LoopbackDevice, mountpoint: Path, remote: str, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         start_mount(target(device, remote), mountpoint, identity=device.identity())
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_relative_remote_path_refused(device: SshDevice, mountpoint: Path) -> None:
+def test_relative_remote_path_refused(device: LoopbackDevice, mountpoint: Path) -> None:
     bad = SshfsTarget(device.host, device.port, device.user, "var/log")
     with pytest.raises(RemotePathError, match="not absolute"):
         start_mount(bad, mountpoint, identity=device.identity())
 
 
-def test_wrong_identity(device: SshDevice, mountpoint: Path, tmp_path: Path) -> None:
-    from device import keygen
-
+def test_wrong_identity(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
     other = keygen(tmp_path / "other_key").read_text()
     with pytest.raises(AuthenticationError, match="refused the identity") as info:
         start_mount(target(device), mountpoint, identity=other)
@@ -140,9 +144,7 @@ def test_wrong_identity(device: SshDevice, mountpoint: Path, tmp_path: Path) -> 
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_nothing_listening(device: SshDevice, mountpoint: Path) -> None:
-    from device import closed_port
-
+def test_nothing_listening(device: LoopbackDevice, mountpoint: Path) -> None:
     with closed_port() as port, pytest.raises(ConnectError, match="connection refused"):
         start_mount(
             SshfsTarget(device.host, port, device.user, device.remote()), mountpoint, identity=device.identity()
@@ -151,19 +153,19 @@ def test_nothing_listening(device: SshDevice, mountpoint: Path) -> None:
 
 
 @pytest.mark.parametrize("option", ["-oProxyCommand=touch /tmp/x", "", "a\nb"])
-def test_flag_injection_refused_before_anything_runs(device: SshDevice, mountpoint: Path, option: str) -> None:
+def test_flag_injection_refused_before_anything_runs(device: LoopbackDevice, mountpoint: Path, option: str) -> None:
     with pytest.raises(InvalidOptionError):
         start_mount(target(device), mountpoint, identity=device.identity(), options=[option])
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_unknown_option_reported(device: SshDevice, mountpoint: Path) -> None:
+def test_unknown_option_reported(device: LoopbackDevice, mountpoint: Path) -> None:
     with pytest.raises(InvalidOptionError, match="no_such_option"):
         start_mount(target(device), mountpoint, identity=device.identity(), options=["no_such_option"])
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_mountpoint_is_a_file(device: SshDevice, mount_base: Path) -> None:
+def test_mountpoint_is_a_file(device: LoopbackDevice, mount_base: Path) -> None:
     file = mount_base / "a-file"
     file.write_text("x")
     try:
@@ -174,7 +176,7 @@ def test_mountpoint_is_a_file(device: SshDevice, mount_base: Path) -> None:
         file.unlink()
 
 
-def test_mountpoint_not_empty(device: SshDevice, mountpoint: Path) -> None:
+def test_mountpoint_not_empty(device: LoopbackDevice, mountpoint: Path) -> None:
     (mountpoint / "precious").write_text("keep me")
     try:
         with pytest.raises(MountpointError, match="not empty"):
@@ -184,7 +186,7 @@ def test_mountpoint_not_empty(device: SshDevice, mountpoint: Path) -> None:
         (mountpoint / "precious").unlink()
 
 
-def test_second_mount_on_same_mountpoint_refused(device: SshDevice, mountpoint: Path) -> None:
+def test_second_mount_on_same_mountpoint_refused(device: LoopbackDevice, mountpoint: Path) -> None:
     with start_mount(target(device), mountpoint, identity=device.identity()) as first:
         with pytest.raises(MountpointError, match="already mounted"):
             start_mount(target(device, "/var"), mountpoint, identity=device.identity())
@@ -193,17 +195,13 @@ def test_second_mount_on_same_mountpoint_refused(device: SshDevice, mountpoint: 
         assert (first / "etc/os-release").exists()
 
 
-def test_sshfs_missing(device: SshDevice, mountpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jumpstarter_driver_ssh_mount.sshfs import SshfsNotFoundError
-
+def test_sshfs_missing(device: LoopbackDevice, mountpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(mountpoint))  # an empty directory: nothing to find
     with pytest.raises(SshfsNotFoundError, match="apt-get install sshfs"):
         start_mount(target(device), mountpoint, identity=device.identity())
 
 
-def test_timeout_cleans_up(device: SshDevice, mountpoint: Path) -> None:
-    from jumpstarter_driver_ssh_mount.sshfs import MountTimeoutError
-
+def test_timeout_cleans_up(device: LoopbackDevice, mountpoint: Path) -> None:
     os.kill(device.process.pid, 19)  # SIGSTOP: the device accepts TCP but never answers
     try:
         with pytest.raises(MountTimeoutError, match="not ready within 1s"):
@@ -213,7 +211,7 @@ def test_timeout_cleans_up(device: SshDevice, mountpoint: Path) -> None:
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def mount_in_child(device: SshDevice, mountpoint: Path) -> tuple[subprocess.Popen[str], int]:
+def mount_in_child(device: LoopbackDevice, mountpoint: Path) -> tuple[subprocess.Popen[str], int]:
     """Another Python process mounts the device on ``mountpoint``: (that process, its sshfs pid)."""
     script = textwrap.dedent(
         f"""
@@ -230,13 +228,15 @@ def mount_in_child(device: SshDevice, mountpoint: Path) -> tuple[subprocess.Pope
 
 
 def wait_all_gone(mountpoint: Path, timeout: float = 10.0) -> None:
-    """Until no mount, sshfs, ssh, fusermount3 or watchdog of ``mountpoint`` is left (or timeout)."""
-    deadline = time.monotonic() + timeout
-    while (sshfs_mounts(mountpoint) or live_processes_mentioning(str(mountpoint))) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """Until no mount, sshfs, ssh, fusermount3 or watchdog of ``mountpoint`` is left."""
+    wait_until(
+        lambda: not sshfs_mounts(mountpoint) and not live_processes_mentioning(str(mountpoint)),
+        timeout,
+        f"the mount of {mountpoint} and its processes to go",
+    )
 
 
-def test_sshfs_dies_with_its_parent(device: SshDevice, mountpoint: Path) -> None:
+def test_sshfs_dies_with_its_parent(device: LoopbackDevice, mountpoint: Path) -> None:
     """kill -9 of the process that mounted: sshfs gets SIGTERM and the mount goes away."""
     child, sshfs_pid = mount_in_child(device, mountpoint)
     assert sshfs_mounts(mountpoint) == [str(mountpoint)]
@@ -247,7 +247,7 @@ def test_sshfs_dies_with_its_parent(device: SshDevice, mountpoint: Path) -> None
     assert not Path(f"/proc/{sshfs_pid}").exists() or "Z" in Path(f"/proc/{sshfs_pid}/stat").read_text().split()[2]
 
 
-def test_busy_mountpoint_detached_lazily(device: SshDevice, mountpoint: Path, caplog) -> None:
+def test_busy_mountpoint_detached_lazily(device: LoopbackDevice, mountpoint: Path, caplog) -> None:
     m = start_mount(target(device), mountpoint, identity=device.identity())
     holder = open(m / "etc/os-release")  # noqa: SIM115 - kept open on purpose
     try:
@@ -273,7 +273,7 @@ def test_private_and_created_mountpoints_are_0700(mount_base: Path) -> None:
         assert not place.path.exists()
 
 
-def test_dead_mount_removed_when_its_owner_dies(device: SshDevice, mountpoint: Path) -> None:
+def test_dead_mount_removed_when_its_owner_dies(device: LoopbackDevice, mountpoint: Path) -> None:
     """sshfs SIGKILLed (it cannot unmount), then its parent too: the watchdog unmounts lazily."""
     child, sshfs_pid = mount_in_child(device, mountpoint)
     os.kill(sshfs_pid, 9)

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice
-from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
-from leftovers import leftovers
+from helpers import LoopbackDevice, leftovers, target
+from jumpstarter_driver_ssh_mount.sshfs import start_mount
 
 
-def target(device: SshDevice) -> SshfsTarget:
-    return SshfsTarget(device.host, device.port, device.user, device.remote())
-
-
-def run_in_private_mount_namespace(shell_setup: str, device: SshDevice, mountpoint: Path) -> str:
+def run_in_private_mount_namespace(shell_setup: str, device: LoopbackDevice, mountpoint: Path) -> str:
     """Run a mount attempt in a mount namespace of our own, after ``shell_setup`` changed /dev there."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) to make a private mount namespace")
@@ -57,13 +52,13 @@ def run_in_private_mount_namespace(shell_setup: str, device: SshDevice, mountpoi
     return result.stdout.strip()
 
 
-def test_dev_fuse_not_a_fuse_device(device: SshDevice, mountpoint: Path) -> None:
+def test_dev_fuse_not_a_fuse_device(device: LoopbackDevice, mountpoint: Path) -> None:
     out = run_in_private_mount_namespace("mount --bind /dev/null /dev/fuse", device, mountpoint)
     assert out.startswith("FuseUnavailableError: FUSE is not available"), out
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_dev_fuse_missing(device: SshDevice, mountpoint: Path, tmp_path: Path) -> None:
+def test_dev_fuse_missing(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
     real = tmp_path / "realdev"
     real.mkdir()
     setup = (
@@ -78,7 +73,7 @@ def test_dev_fuse_missing(device: SshDevice, mountpoint: Path, tmp_path: Path) -
 
 
 def test_allow_other_refused_retries_without(
-    device: SshDevice, mountpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+    device: LoopbackDevice, mountpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
     """Simulated: as root FUSE always allows allow_other, so a wrapper plays a non-root
     fusermount3 without user_allow_other; the retry itself runs the real sshfs."""

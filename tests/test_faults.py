@@ -14,50 +14,31 @@ from pathlib import Path
 
 import pytest
 
-from device import SshDevice, child_pids
-from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
-from leftovers import identity_fds, leftovers, live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import StandaloneExporter
-from test_plugin import JMP, Suite, suite  # noqa: F401 - the pytester suite fixture
+from helpers import (
+    JMP,
+    SLEEPING_TEST,
+    LoopbackDevice,
+    StandaloneExporter,
+    Suite,
+    child_pids,
+    env_with_jmp,
+    exporter_config,
+    identity_fds,
+    leftovers,
+    live_processes_mentioning,
+    sshfs_mounts,
+    start_pytest,
+    target,
+    wait_until,
+)
+from jumpstarter_driver_ssh_mount.sshfs import start_mount
 
 FAST_KEEPALIVE = ["ServerAliveInterval=1", "ServerAliveCountMax=2", "ConnectTimeout=2"]
-
-
-def wait_until(condition, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic() - started
-
-
-def target(device: SshDevice, remote: str = "/") -> SshfsTarget:
-    return SshfsTarget(device.host, device.port, device.user, device.remote(remote))
-
-
-def start_pytest(suite: Suite, *args: str, ready: Path, env: dict | None = None) -> subprocess.Popen:  # noqa: F811
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", *suite.args(), *args],
-        cwd=suite.pytester.path,
-        env={**os.environ, "READY_FILE": str(ready), **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-SLEEPING_TEST = """
-import os, time
-
-def test_sleeps(remote_fs):
-    open(os.environ["READY_FILE"], "w").write(str(remote_fs.mountpoint))
-    time.sleep(120)
-"""
+FAST_KEEPALIVE_ARGS = tuple(f"--jmp-mount-option={o}" for o in FAST_KEEPALIVE)
 
 
 # 1. kill -9 of the pytest process; the next run sweeps; foreign mounts are never touched
-def test_kill_9_of_pytest_then_next_run_sweeps(suite: Suite, device: SshDevice, mount_base: Path) -> None:  # noqa: F811
+def test_kill_9_of_pytest_then_next_run_sweeps(suite: Suite, device: LoopbackDevice, mount_base: Path) -> None:
     suite.pytester.makepyfile(test_sleep=SLEEPING_TEST)
     ready = suite.pytester.path / "ready"
     proc = start_pytest(suite, "test_sleep.py", ready=ready)
@@ -91,18 +72,15 @@ def test_kill_9_of_pytest_then_next_run_sweeps(suite: Suite, device: SshDevice, 
     suite.assert_clean()
 
 
-def test_kill_9_of_j_mount_foreground(device: SshDevice, mountpoint: Path, tmp_path: Path) -> None:
-    from device import exporter_config
-
+def test_kill_9_of_j_mount_foreground(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
     yaml = exporter_config(device, tmp_path / "exporter.yaml")
-    env = {**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ['PATH']}"}
     shell = subprocess.Popen(
         [JMP, "shell", "--exporter-config", str(yaml), "--", "j", "mount", str(mountpoint), "--foreground"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=env_with_jmp(),
         start_new_session=True,
     )
     try:
@@ -118,7 +96,7 @@ def test_kill_9_of_j_mount_foreground(device: SshDevice, mountpoint: Path, tmp_p
 
 
 # 2. sshfs killed mid-test
-def test_sshfs_killed_mid_test(device: SshDevice, mountpoint: Path) -> None:
+def test_sshfs_killed_mid_test(device: LoopbackDevice, mountpoint: Path) -> None:
     with start_mount(target(device), mountpoint, identity=device.identity()) as m:
         os.kill(m.pid, signal.SIGKILL)
         started = time.monotonic()
@@ -134,7 +112,7 @@ def test_sshfs_killed_mid_test(device: SshDevice, mountpoint: Path) -> None:
 
 # 3. sshd restarted mid-session: the default options reconnect
 def test_sshd_restart_recovers(tmp_path: Path, mountpoint: Path) -> None:
-    dev = SshDevice(tmp_path / "dev").setup().start()
+    dev = LoopbackDevice(tmp_path / "dev").setup().start()
     try:
         with start_mount(target(dev), mountpoint, identity=dev.identity()) as m:
             assert (m / "etc/os-release").exists()
@@ -150,7 +128,7 @@ def test_sshd_restart_recovers(tmp_path: Path, mountpoint: Path) -> None:
 
 # 4. device frozen: access fails within ServerAliveInterval x ServerAliveCountMax (+ ConnectTimeout)
 def test_frozen_device_fails_within_bound(tmp_path: Path, mountpoint: Path) -> None:
-    dev = SshDevice(tmp_path / "dev").setup().start()
+    dev = LoopbackDevice(tmp_path / "dev").setup().start()
     frozen: list[int] = []
     try:
         m = start_mount(target(dev), mountpoint, identity=dev.identity(), options=FAST_KEEPALIVE)
@@ -173,7 +151,7 @@ def test_frozen_device_fails_within_bound(tmp_path: Path, mountpoint: Path) -> N
 
 
 # 5. busy mountpoint at teardown, through the plugin
-def test_busy_mountpoint_at_teardown(suite: Suite) -> None:  # noqa: F811
+def test_busy_mountpoint_at_teardown(suite: Suite) -> None:
     suite.pytester.makepyfile(
         test_busy="""
         import subprocess
@@ -196,7 +174,7 @@ def test_busy_mountpoint_at_teardown(suite: Suite) -> None:  # noqa: F811
     suite.assert_clean()
 
 
-def test_busy_warning_names_the_holder(device: SshDevice, mountpoint: Path, caplog) -> None:
+def test_busy_warning_names_the_holder(device: LoopbackDevice, mountpoint: Path, caplog) -> None:
     m = start_mount(target(device), mountpoint, identity=device.identity())
     holder = subprocess.Popen(["sleep", "30"], cwd=m / "etc")
     try:
@@ -209,7 +187,7 @@ def test_busy_warning_names_the_holder(device: SshDevice, mountpoint: Path, capl
 
 
 # 6. standalone exporter killed mid-session
-def test_standalone_exporter_killed(suite: Suite) -> None:  # noqa: F811
+def test_standalone_exporter_killed(suite: Suite) -> None:
     with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
         serving = exporter.wait_ready().pids  # jmp run serves from a child process
         suite.pytester.makepyfile(
@@ -229,7 +207,7 @@ def test_standalone_exporter_killed(suite: Suite) -> None:  # noqa: F811
                     raise AssertionError("read through a dead exporter succeeded")
             """
         )
-        args = [a for a in suite.args(*FAST_KEEPALIVE_ARGS) if not a.startswith("--jmp-mount-exporter-config")]
+        args = suite.args_without("--jmp-mount-exporter-config", *FAST_KEEPALIVE_ARGS)
         started = time.monotonic()
         result = suite.pytester.runpytest_subprocess(
             *args, "-s", f"--jmp-mount-tls-grpc={exporter.address}", "--jmp-mount-tls-grpc-insecure", timeout=120
@@ -240,17 +218,14 @@ def test_standalone_exporter_killed(suite: Suite) -> None:  # noqa: F811
     suite.assert_clean()
 
 
-FAST_KEEPALIVE_ARGS = tuple(f"--jmp-mount-option={o}" for o in FAST_KEEPALIVE)
-
-
 # 7. Ctrl+C while a mount is being established (the device accepts TCP but never answers)
-def test_ctrl_c_during_mount_establishment(suite: Suite, tmp_path: Path) -> None:  # noqa: F811
-    dev = SshDevice(tmp_path / "frozen").setup().start()
+def test_ctrl_c_during_mount_establishment(suite: Suite, tmp_path: Path) -> None:
+    dev = LoopbackDevice(tmp_path / "frozen").setup().start()
     os.kill(dev.process.pid, signal.SIGSTOP)
     try:
         yaml = dev.exporter_config(tmp_path / "frozen.yaml")
         suite.pytester.makepyfile(test_hang="def test_hang(remote_fs):\n    pass\n")
-        args = [a for a in suite.args() if not a.startswith("--jmp-mount-exporter-config")]
+        args = suite.args_without("--jmp-mount-exporter-config")
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", *args, f"--jmp-mount-exporter-config={yaml}", "--jmp-mount-timeout=60"],
             cwd=suite.pytester.path,
@@ -270,7 +245,7 @@ def test_ctrl_c_during_mount_establishment(suite: Suite, tmp_path: Path) -> None
 
 
 # 8. an xdist worker killed: the other worker's mount is unaffected, nothing of the dead one survives
-def test_xdist_worker_killed(suite: Suite) -> None:  # noqa: F811
+def test_xdist_worker_killed(suite: Suite) -> None:
     suite.pytester.makepyfile(
         test_workers="""
         import os, signal, time, pytest
@@ -292,7 +267,7 @@ def test_xdist_worker_killed(suite: Suite) -> None:  # noqa: F811
 
 
 # no data loss
-def test_no_data_loss(device: SshDevice, mountpoint: Path, tmp_path: Path) -> None:
+def test_no_data_loss(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
     target_dir = device.root / "data" / "bulk"
     target_dir.mkdir()
     expected: dict[str, str] = {}

@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.procfs import child_pids
-from leftovers import live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
+from helpers import (
+    LoopbackDevice,
+    StandaloneExporter,
+    child_pids,
+    live_processes_mentioning,
+    sshfs_mounts,
+    summary_outcomes,
+)
 
 DEVICE_ADDR, CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside the two namespaces below
 EXPORTER_PORT = 7777
@@ -113,7 +118,7 @@ def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: P
             env = {**os.environ, "DIRECT": "1" if direct else ""}
             cmd = base_cmd + (["--jmp-mount-direct"] if direct else [])
             result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=suite)
-            assert "2 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+            assert summary_outcomes(result.stdout) == {"passed": 2}, result.stdout[-3000:] + result.stderr[-3000:]
         assert sshfs_mounts(mount_dir) == []
         assert live_processes_mentioning(str(mount_dir)) == []
         if mount_dir.exists():

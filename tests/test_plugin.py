@@ -2,85 +2,29 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from device import SshDevice, exporter_config, make_driver
-from leftovers import identity_fds, live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import StandaloneExporter
-
-JMP = str(Path(sys.executable).with_name("jmp"))
-
-COUNTING_CONFTEST = """
-import json, os
-
-def pytest_jmp_mount_ready(mount, request):
-    with open(os.environ["MOUNT_LOG"], "a") as f:
-        f.write(json.dumps({"event": "ready", "mountpoint": str(mount.mountpoint),
-                            "remote": mount.remote_path, "pid": mount.pid}) + "\\n")
-
-def pytest_jmp_mount_teardown(mount):
-    with open(os.environ["MOUNT_LOG"], "a") as f:
-        f.write(json.dumps({"event": "teardown", "mountpoint": str(mount.mountpoint)}) + "\\n")
-"""
-
-
-@pytest.fixture
-def suite(pytester: pytest.Pytester, device: SshDevice, mount_base: Path, monkeypatch: pytest.MonkeyPatch):
-    """A pytester directory with an exporter config for the device and a mount-counting conftest."""
-    exporter_config(device, pytester.path / "exporter.yaml")
-    pytester.makeconftest(COUNTING_CONFTEST)
-    log = pytester.path / "mounts.jsonl"
-    monkeypatch.setenv("MOUNT_LOG", str(log))
-    monkeypatch.setenv("DEVICE_ROOT", str(device.root))
-    monkeypatch.delenv("JUMPSTARTER_HOST", raising=False)
-    mount_dir = mount_base / f"plugin-{os.getpid()}-{time.monotonic_ns()}"
-    yield Suite(pytester, device, log, mount_dir)
-    if mount_dir.exists():  # after a failed test; rmdir only, so a left mount stays visible
-        for child in mount_dir.iterdir():
-            child.rmdir()
-        mount_dir.rmdir()
-
-
-class Suite:
-    def __init__(self, pytester: pytest.Pytester, device: SshDevice, log: Path, mount_dir: Path) -> None:
-        self.pytester, self.device, self.log, self.mount_dir = pytester, device, log, mount_dir
-
-    def args(self, *extra: str, remote: str = "/") -> list[str]:
-        return [
-            "-p",
-            "no:cacheprovider",
-            f"--jmp-mount-exporter-config={self.pytester.path / 'exporter.yaml'}",
-            f"--jmp-mount-remote={self.device.remote(remote)}",
-            f"--jmp-mount-dir={self.mount_dir}",
-            *extra,
-        ]
-
-    def run(self, *extra: str, remote: str = "/") -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess(*self.args(*extra, remote=remote), timeout=120)
-
-    def events(self, kind: str) -> list[dict]:
-        import json
-
-        if not self.log.exists():
-            return []
-        return [e for e in map(json.loads, self.log.read_text().splitlines()) if e["event"] == kind]
-
-    def assert_clean(self) -> None:
-        """Nothing of the run remains: no mount, no process, no directory but the (empty) base."""
-        assert sshfs_mounts(self.mount_dir) == []
-        assert live_processes_mentioning(str(self.mount_dir)) == []
-        if self.mount_dir.exists():
-            assert os.listdir(self.mount_dir) == [], os.listdir(self.mount_dir)
-            os.rmdir(self.mount_dir)
-        assert identity_fds() == []
+from helpers import (
+    COUNTING_CONFTEST,
+    JMP,
+    SLEEPING_TEST,
+    LoopbackDevice,
+    StandaloneExporter,
+    Suite,
+    env_with_jmp,
+    keygen,
+    make_driver,
+    sshfs_mounts,
+    start_pytest,
+    summary_outcomes,
+    wait_until,
+)
 
 
 def test_remote_fs_session_scope_reads_device(suite: Suite) -> None:
@@ -225,28 +169,11 @@ def test_exitfirst_and_keyboard_interrupt_clean_up(suite: Suite) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_tear_down(suite: Suite, sig: signal.Signals) -> None:
-    suite.pytester.makepyfile(
-        test_sleep="""
-        import os, time
-
-        def test_sleeps(remote_fs):
-            open(os.environ["READY_FILE"], "w").write(str(remote_fs.mountpoint))
-            time.sleep(60)
-        """
-    )
+    suite.pytester.makepyfile(test_sleep=SLEEPING_TEST)
     ready = suite.pytester.path / "ready"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *suite.args()],
-        cwd=suite.pytester.path,
-        env={**os.environ, "READY_FILE": str(ready)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_pytest(suite, ready=ready)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: ready.exists() or proc.poll() is not None, 60, "the mount")
         mountpoint = ready.read_text()
         assert sshfs_mounts(mountpoint) == [mountpoint]
         proc.send_signal(sig)
@@ -406,7 +333,6 @@ def test_inside_jmp_shell(suite: Suite) -> None:
             assert (remote_fs / "etc/os-release").exists()
         """
     )
-    env = {**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ['PATH']}"}
     cmd = [
         JMP,
         "shell",
@@ -422,17 +348,12 @@ def test_inside_jmp_shell(suite: Suite) -> None:
         f"--jmp-mount-remote={suite.device.remote('/')}",
         "-v",
     ]
-    result = subprocess.run(cmd, cwd=suite.pytester.path, env=env, capture_output=True, text=True, timeout=120)
-    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    result = subprocess.run(
+        cmd, cwd=suite.pytester.path, env=env_with_jmp(), capture_output=True, text=True, timeout=120
+    )
+    assert summary_outcomes(result.stdout) == {"passed": 1}, result.stdout + result.stderr
     assert "jumpstarter mount: device: jmp shell" in result.stdout
     suite.assert_clean()
-
-
-@pytest.fixture
-def standalone_exporter(suite: Suite):
-    """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID."""
-    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
-        yield exporter.wait_ready().address
 
 
 def test_standalone_exporter_tls_grpc(suite: Suite, standalone_exporter: str) -> None:
@@ -445,7 +366,7 @@ def test_standalone_exporter_tls_grpc(suite: Suite, standalone_exporter: str) ->
             assert not remote_fs.direct
         """
     )
-    args = [a for a in suite.args() if not a.startswith("--jmp-mount-exporter-config")]
+    args = suite.args_without("--jmp-mount-exporter-config")
     result = suite.pytester.runpytest_subprocess(
         *args, f"--jmp-mount-tls-grpc={standalone_exporter}", "--jmp-mount-tls-grpc-insecure", timeout=120
     )
@@ -464,9 +385,9 @@ def test_controller_lease_wiring(suite: Suite) -> None:
             import contextlib, json, os, sys
             sys.path.insert(0, {str(Path(__file__).parent)!r})
             import jumpstarter.config.client as client_config
-            from device import SshDevice, make_driver
+            from helpers import LoopbackDevice, make_driver
 
-            device = SshDevice(__import__("pathlib").Path({str(suite.device.base)!r}), port={suite.device.port})
+            device = LoopbackDevice(__import__("pathlib").Path({str(suite.device.base)!r}), port={suite.device.port})
 
             class FakeLease:
                 name = "lease-123"
@@ -500,7 +421,7 @@ def test_controller_lease_wiring(suite: Suite) -> None:
         )
     )
     suite.pytester.makepyfile(test_lease="def test_lease(remote_fs):\n    assert (remote_fs / 'etc').is_dir()\n")
-    args = [a for a in suite.args() if not a.startswith("--jmp-mount-exporter-config")]
+    args = suite.args_without("--jmp-mount-exporter-config")
     result = suite.pytester.runpytest_subprocess(
         *args, "--jmp-mount-client=lab", "--jmp-mount-selector=board=rpi4", "--jmp-mount-duration=1h30m", timeout=120
     )
@@ -532,7 +453,7 @@ def test_missing_or_malformed_exporter_config(pytester: pytest.Pytester, config:
 
 def test_unwritable_mount_dir(suite: Suite) -> None:
     suite.pytester.makepyfile(test_x="def test_x(remote_fs):\n    pass\n")
-    args = [a for a in suite.args() if not a.startswith("--jmp-mount-dir")]
+    args = suite.args_without("--jmp-mount-dir")
     result = suite.pytester.runpytest_subprocess(*args, "--jmp-mount-dir=/dev/null/mounts", timeout=120)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*cannot create mount directory /dev/null/mounts*pass a writable --jmp-mount-dir*"])
@@ -544,8 +465,6 @@ def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
     The README's recipe: the port forward's local port changes every time, so the key is
     pinned under a HostKeyAlias rather than host:port.
     """
-    from device import keygen
-
     kind, key = (suite.device.base / "host_key.pub").read_text().split()[:2]
     good = tmp_path / "known_hosts"
     good.write_text(f"board-7 {kind} {key}\n")
@@ -563,7 +482,7 @@ def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
 
 def test_standalone_exporter_with_passphrase(suite: Suite) -> None:
     suite.pytester.makepyfile(test_pp="def test_pp(remote_fs):\n    assert (remote_fs / 'etc').is_dir()\n")
-    args = [a for a in suite.args() if not a.startswith("--jmp-mount-exporter-config")]
+    args = suite.args_without("--jmp-mount-exporter-config")
     with StandaloneExporter(suite.pytester.path / "exporter.yaml", passphrase="open sesame") as exporter:
         tls = [f"--jmp-mount-tls-grpc={exporter.wait_ready().address}", "--jmp-mount-tls-grpc-insecure"]
         refused = suite.pytester.runpytest_subprocess(*args, *tls, timeout=120)
@@ -573,7 +492,7 @@ def test_standalone_exporter_with_passphrase(suite: Suite) -> None:
     suite.assert_clean()
 
 
-def test_nested_driver_path(device: SshDevice) -> None:
+def test_nested_driver_path(device: LoopbackDevice) -> None:
     """--jmp-mount-driver board.mount: a dotted path into nested composites."""
     from jumpstarter.common.utils import serve
     from jumpstarter_driver_composite.driver import Composite

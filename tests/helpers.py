@@ -1,0 +1,256 @@
+"""What the tests share: the loopback device and drivers for it, waiting, running pytest
+as a user would, and finding what a mount may leave behind (mounts, processes, keys, directories).
+
+The only module of the tests that imports the loopback device and the /proc scanner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jumpstarter_driver_ssh_mount.procfs import child_pids
+from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
+from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter, keygen
+
+__all__ = [
+    "COUNTING_CONFTEST",
+    "IDENTITY_MEMFD",
+    "JMP",
+    "SLEEPING_TEST",
+    "LoopbackDevice",
+    "StandaloneExporter",
+    "Suite",
+    "child_pids",
+    "closed_port",
+    "descendants",
+    "env_with_jmp",
+    "exporter_config",
+    "identity_fds",
+    "keygen",
+    "leftovers",
+    "live_processes_mentioning",
+    "make_driver",
+    "sshfs_mounts",
+    "start_pytest",
+    "summary_outcomes",
+    "target",
+    "wait_until",
+]
+
+JMP = str(Path(sys.executable).with_name("jmp"))
+"""The ``jmp`` command of this environment."""
+
+IDENTITY_MEMFD = "memfd:jmp-mount-identity"
+"""How /proc names the in-memory file that holds a mount's identity."""
+
+
+def env_with_jmp(**extra: str) -> dict[str, str]:
+    """This process's environment with ``jmp`` and ``j`` first on PATH (and ``extra`` set)."""
+    return {**os.environ, "PATH": f"{Path(JMP).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+
+
+# -- the device -----------------------------------------------------------------------
+def target(device: LoopbackDevice, remote: str = "/") -> SshfsTarget:
+    """What sshfs mounts to reach ``remote`` (a device path) on ``device`` directly."""
+    return SshfsTarget(device.host, device.port, device.user, device.remote(remote))
+
+
+@contextlib.contextmanager
+def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port that refuses connections and that nobody else can take meanwhile (bound, not listening)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        yield s.getsockname()[1]
+
+
+def make_driver(device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None):
+    """The SSHMount driver tree for ``device``, as an exporter would build it."""
+    from jumpstarter_driver_network.driver import TcpNetwork
+    from jumpstarter_driver_ssh.driver import SSHWrapper
+
+    from jumpstarter_driver_ssh_mount.driver import SSHMount
+
+    tcp = TcpNetwork(host=device.host, port=device.port, enable_address=enable_address)
+    ssh = SSHWrapper(
+        default_username=device.user,
+        ssh_identity=device.identity() if identity is None else identity,
+        children={"tcp": tcp},
+    )
+    return SSHMount(children={"ssh": ssh})
+
+
+def exporter_config(device: LoopbackDevice, path: Path) -> Path:
+    """Write an exporter config for ``device`` in the upstream README's shape."""
+    return device.exporter_config(path)
+
+
+# -- waiting and processes ------------------------------------------------------------------
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> float:
+    """Poll ``condition`` until it is true; the seconds it took. AssertionError after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def descendants(pid: int) -> list[int]:
+    """Children of ``pid``, their children, and so on."""
+    found = []
+    for child in child_pids(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+# -- what a mount may leave behind ------------------------------------------------------------
+def live_processes_mentioning(text: str, names: tuple[str, ...] = ("sshfs", "ssh", "fusermount3", "sh")) -> list[str]:
+    """Live (non-zombie) processes named in ``names`` whose command line contains ``text``.
+
+    ``sh`` is the unmount watchdog, which names the mountpoint in its arguments.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z" or not argv or not argv[0]:
+            continue
+        if os.path.basename(argv[0].decode(errors="replace")) in names and text.encode() in b" ".join(argv):
+            found.append(f"{entry.name}: {b' '.join(argv).decode(errors='replace')}")
+    return found
+
+
+def sshfs_mounts(under: str | os.PathLike[str] = "/") -> list[str]:
+    """Mountpoints of sshfs mounts at ``under`` or below it (default: all)."""
+    return [e.mountpoint for e in sshfs_mounts_under(under)]
+
+
+def identity_fds() -> list[str]:
+    """Our open in-memory identity files."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(IDENTITY_MEMFD):
+                found.append(fd)
+        except OSError:
+            continue
+    return found
+
+
+def leftovers(mountpoint: str | os.PathLike[str], *, dir_should_exist: bool) -> list[str]:
+    """Everything a finished mount at ``mountpoint`` left behind; empty when clean."""
+    path = os.fspath(mountpoint)
+    problems = [f"still mounted: {m}" for m in sshfs_mounts() if m == path]
+    problems += [f"process left: {p}" for p in live_processes_mentioning(path)]
+    problems += [f"identity fd left open: {fd}" for fd in identity_fds()]
+    if os.path.exists(path) != dir_should_exist:
+        problems.append(f"mountpoint directory {'missing' if dir_should_exist else 'left behind'}: {path}")
+    return problems
+
+
+# -- the plugin, run as a user would ------------------------------------------------------
+COUNTING_CONFTEST = """
+import json, os
+
+def pytest_jmp_mount_ready(mount, request):
+    with open(os.environ["MOUNT_LOG"], "a") as f:
+        f.write(json.dumps({"event": "ready", "mountpoint": str(mount.mountpoint),
+                            "remote": mount.remote_path, "pid": mount.pid}) + "\\n")
+
+def pytest_jmp_mount_teardown(mount):
+    with open(os.environ["MOUNT_LOG"], "a") as f:
+        f.write(json.dumps({"event": "teardown", "mountpoint": str(mount.mountpoint)}) + "\\n")
+"""
+"""A conftest that logs every mount the plugin makes and releases to ``$MOUNT_LOG`` (JSON lines)."""
+
+SLEEPING_TEST = """
+import os, time
+
+def test_sleeps(remote_fs):
+    open(os.environ["READY_FILE"], "w").write(str(remote_fs.mountpoint))
+    time.sleep(120)
+"""
+"""A test that writes its mountpoint to ``$READY_FILE`` once mounted, then sleeps until killed."""
+
+
+class Suite:
+    """A pytester directory set up to mount the loopback device through the plugin.
+
+    ``log`` is where ``COUNTING_CONFTEST`` records mounts; ``mount_dir`` is the run's
+    ``--jmp-mount-dir`` (inside the session's ``mount_base``).
+    """
+
+    def __init__(self, pytester: pytest.Pytester, device: LoopbackDevice, log: Path, mount_dir: Path) -> None:
+        self.pytester, self.device, self.log, self.mount_dir = pytester, device, log, mount_dir
+
+    def args(self, *extra: str, remote: str = "/") -> list[str]:
+        """Command-line arguments that point the plugin at the device."""
+        return [
+            "-p",
+            "no:cacheprovider",
+            f"--jmp-mount-exporter-config={self.pytester.path / 'exporter.yaml'}",
+            f"--jmp-mount-remote={self.device.remote(remote)}",
+            f"--jmp-mount-dir={self.mount_dir}",
+            *extra,
+        ]
+
+    def args_without(self, prefix: str, *extra: str) -> list[str]:
+        """``args(*extra)`` without the arguments starting with ``prefix`` (to give another value)."""
+        return [a for a in self.args(*extra) if not a.startswith(prefix)]
+
+    def run(self, *extra: str, remote: str = "/") -> pytest.RunResult:
+        """Run pytest in a subprocess with ``args``."""
+        return self.pytester.runpytest_subprocess(*self.args(*extra, remote=remote), timeout=120)
+
+    def events(self, kind: str) -> list[dict]:
+        """The logged events of ``kind`` ("ready", "teardown", ...), in order."""
+        if not self.log.exists():
+            return []
+        return [e for e in map(json.loads, self.log.read_text().splitlines()) if e["event"] == kind]
+
+    def assert_clean(self) -> None:
+        """Nothing of the run remains: no mount, no process, no directory but the (empty) base."""
+        assert sshfs_mounts(self.mount_dir) == []
+        assert live_processes_mentioning(str(self.mount_dir)) == []
+        if self.mount_dir.exists():
+            assert os.listdir(self.mount_dir) == [], os.listdir(self.mount_dir)
+            os.rmdir(self.mount_dir)
+        assert identity_fds() == []
+
+
+def start_pytest(suite: Suite, *args: str, ready: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start pytest on ``suite`` in the background, ``$READY_FILE`` set to ``ready`` (see ``SLEEPING_TEST``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *suite.args(), *args],
+        cwd=suite.pytester.path,
+        env={**os.environ, "READY_FILE": str(ready), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def summary_outcomes(output: str) -> dict[str, int]:
+    """The outcome counts of pytest's summary line in ``output`` (``{}`` if there is none); warnings left out."""
+    try:
+        counts = pytest.RunResult.parse_summary_nouns(output.splitlines())
+    except ValueError:
+        return {}
+    counts.pop("warnings", None)
+    return counts
