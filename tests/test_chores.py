@@ -216,7 +216,9 @@ def test_marker_restore(suite: Suite, outcome: str) -> None:
             {body}
         """
     )
-    suite.run()
+    result = suite.run()
+    expected = {"pass": {"passed": 1}, "fail": {"failed": 1}, "error": {"failed": 1, "errors": 1}}[outcome]
+    result.assert_outcomes(**expected)
     assert conf.read_text() == "factory settings\n"
     assert not absent.exists()
     conf.unlink()

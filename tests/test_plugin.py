@@ -300,11 +300,13 @@ def test_option_precedence_cli_env_ini(pytester: pytest.Pytester, monkeypatch: p
     monkeypatch.setenv("JMP_MOUNT_SCOPE", "class")
     monkeypatch.setenv("JMP_MOUNT_TIMEOUT", "12.5")
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--jmp-mount-timeout=3")
+    result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*REMOTE /from-ini SCOPE class TIMEOUT 3.0"])
 
 
 def test_fixtures_are_documented(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     result.stdout.fnmatch_lines(
         ["jmp_client *", "*root Jumpstarter client*", "remote_fs *", "*mounted with sshfs*", "remote_path *"],
         consecutive=False,
