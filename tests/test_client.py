@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, closed_port, leftovers, make_driver
-from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountpointError
+from helpers import LoopbackDevice, closed_port, descendants, leftovers, make_driver, wait_until
+from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountLostError, MountpointError
 
 
 def test_mount_via_port_forward(client, device: LoopbackDevice, mountpoint: Path) -> None:
@@ -92,6 +95,40 @@ def test_errors_from_client_are_typed(client, device: LoopbackDevice, mountpoint
     with pytest.raises(MountError, match="does not exist"):
         client.mounted(mountpoint, remote_path=device.remote("/missing"))
     assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_sshfs_dying_while_held_is_mount_lost(
+    client, device: LoopbackDevice, mountpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mount(foreground=True)`` holds the mount until Ctrl+C; sshfs killed meanwhile ends it with MountLostError."""
+
+    def our_sshfs() -> list[int]:
+        return [
+            pid
+            for pid in descendants(os.getpid())
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshfs"
+            and str(mountpoint).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+
+    printed: list[str] = []
+
+    def holding() -> bool:
+        printed.append(capsys.readouterr().out)
+        return "Press Ctrl+C to unmount" in "".join(printed)
+
+    def kill_sshfs_once_mounted() -> None:
+        wait_until(holding, 30, "the mount to be held")
+        (pid,) = our_sshfs()
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_sshfs_once_mounted)
+    killer.start()
+    try:
+        with pytest.raises(MountLostError, match=r"sshfs exited unexpectedly \(code -9\)"):
+            client.mount(mountpoint, remote_path=device.remote(), foreground=True)
+    finally:
+        killer.join()
+    wait_until(lambda: not leftovers(mountpoint, dir_should_exist=True), 10, "the dead mount to be cleaned up")
 
 
 def test_missing_ssh_child_is_configuration_error() -> None:

@@ -28,12 +28,12 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     ConnectError,
     HostKeyError,
     InvalidOptionError,
-    MountError,
     MountpointError,
     MountTimeoutError,
     RemotePathError,
     SshfsNotFoundError,
     SshfsTarget,
+    UnmountError,
     start_mount,
 )
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
@@ -259,9 +259,19 @@ def test_busy_mountpoint_detached_lazily(device: LoopbackDevice, mountpoint: Pat
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
-def test_errors_are_mount_errors() -> None:
-    for cls in (AuthenticationError, ConnectError, HostKeyError, InvalidOptionError, RemotePathError):
-        assert issubclass(cls, MountError)
+def test_no_unmount_command_is_unmount_error(
+    device: LoopbackDevice, mountpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither fusermount3 nor umount on PATH: UnmountError says so; stopping sshfs still unmounts."""
+    m = start_mount(target(device), mountpoint, identity=device.identity())
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(UnmountError, match="not found; install fuse3"):
+        m.unmount()
+    monkeypatch.undo()
+    assert not m.is_mounted()
+    wait_all_gone(mountpoint)
+    assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
 def test_private_and_created_mountpoints_are_0700(mount_base: Path) -> None:
