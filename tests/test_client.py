@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, closed_port, descendants, leftovers, make_driver, wait_until
+from helpers import LoopbackDevice, closed_port, leftovers, live_processes_mentioning, make_driver, wait_until
 from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountLostError, MountpointError
 
 
@@ -101,15 +101,6 @@ def test_sshfs_dying_while_held_is_mount_lost(
     client, device: LoopbackDevice, mountpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``mount(foreground=True)`` holds the mount until Ctrl+C; sshfs killed meanwhile ends it with MountLostError."""
-
-    def our_sshfs() -> list[int]:
-        return [
-            pid
-            for pid in descendants(os.getpid())
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshfs"
-            and str(mountpoint).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
-
     printed: list[str] = []
 
     def holding() -> bool:
@@ -118,8 +109,8 @@ def test_sshfs_dying_while_held_is_mount_lost(
 
     def kill_sshfs_once_mounted() -> None:
         wait_until(holding, 30, "the mount to be held")
-        (pid,) = our_sshfs()
-        os.kill(pid, signal.SIGKILL)
+        (sshfs,) = live_processes_mentioning(str(mountpoint), names=("sshfs",))  # "PID: command line"
+        os.kill(int(sshfs.split(":")[0]), signal.SIGKILL)
 
     killer = threading.Thread(target=kill_sshfs_once_mounted)
     killer.start()
