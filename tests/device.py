@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.procfs import child_pids
+from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
 from pytest_jumpstarter_mount.loopback import DEVICE_FILES, free_port, keygen, wait_for_port
 from pytest_jumpstarter_mount.loopback import LoopbackDevice as SshDevice
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.procfs import child_pids
+from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
 from leftovers import live_processes_mentioning, sshfs_mounts
 from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from ..procfs import child_pids, live_group_members, start_time
+from .procfs import child_pids, live_group_members, start_time
 
 
 def die_with_parent_prefix() -> list[str]:
