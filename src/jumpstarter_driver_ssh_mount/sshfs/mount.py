@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import re
 import shutil
 import subprocess
 import sys
@@ -30,20 +29,10 @@ from .command import (
     option_parts,
     validate_remote_path,
 )
-from .devicefiles import (
-    COLLECT_MAX_BYTES,
-    COLLECT_TIMEOUT,
-    SNAPSHOT_MAX_BYTES,
-    Collection,
-    Snapshot,
-    collect,
-    run_bounded,
-    wait_for,
-)
+from .devicefiles import DeviceFiles
 from .diagnose import last_line
 from .errors import (
     FuseUnavailableError,
-    RestoreError,
     SshfsNotFoundError,
     UnmountError,
     install_hint,
@@ -61,8 +50,12 @@ FUSE_DEVICE = "/dev/fuse"
 LAZY_EXIT_GRACE = 1.0  # after a lazy detach, for the last users of the filesystem to let go
 
 
-class Mount:
-    """A mounted device filesystem. Unmount it with ``unmount()`` or by leaving ``with``."""
+class Mount(DeviceFiles):
+    """A mounted device filesystem. Unmount it with ``unmount()`` or by leaving ``with``.
+
+    Device-file chores (``snapshot``, ``preserve``, ``restore_preserved``, ``wait_for``,
+    ``collect``) come from ``DeviceFiles``.
+    """
 
     def __init__(
         self,
@@ -74,6 +67,7 @@ class Mount:
         transport: str,
         options: Sequence[str],
     ) -> None:
+        super().__init__()
         self._target = target
         self._mountpoint = mountpoint
         self._process = process
@@ -82,8 +76,6 @@ class Mount:
         self._closed = False
         self.transport = transport
         self.options: tuple[str, ...] = tuple(options)
-        self._preserved: list[Snapshot] = []
-        self._preserved_lock = threading.Lock()
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -181,89 +173,6 @@ class Mount:
         """
         return self._process.wait(timeout)
 
-    # -- device-file chores --------------------------------------------------------
-    def snapshot(self, *device_paths: str, max_bytes: int = SNAPSHOT_MAX_BYTES) -> Snapshot:
-        """Save these device files (content, mode, or their absence); ``.restore()`` puts them back."""
-        return Snapshot.take(self.local_path, device_paths, max_bytes=max_bytes)
-
-    def preserve(self, *device_paths: str) -> None:
-        """Snapshot these device files now; ``restore_preserved()`` puts them back.
-
-        The pytest plugin restores after each test, pass or fail; otherwise they are
-        restored just before ``unmount``.
-        """
-        snap = self.snapshot(*device_paths)
-        with self._preserved_lock:
-            self._preserved.append(snap)
-
-    def restore_preserved(self) -> None:
-        """Put back every preserved file (latest first). Raises RestoreError naming failures."""
-        with self._preserved_lock:
-            snaps, self._preserved = self._preserved, []
-        problems = []
-        for snap in reversed(snaps):
-            try:
-                snap.restore()
-            except RestoreError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise RestoreError("; ".join(problems))
-
-    def wait_for(
-        self,
-        device_path: str,
-        *,
-        exists: bool = True,
-        contains: str | re.Pattern[str] | None = None,
-        timeout: float = DEFAULT_MOUNT_TIMEOUT,
-        interval: float = 0.1,
-    ) -> str | None:
-        """Wait until a device file exists (or not) and, if given, contains a string or regex.
-
-        Returns the file's text when ``contains`` is given. Raises WaitTimeoutError showing
-        the last content seen.
-        """
-        return wait_for(
-            self.local_path(device_path),
-            device_path,
-            exists=exists,
-            contains=contains,
-            timeout=timeout,
-            interval=interval,
-        )
-
-    def collect(
-        self,
-        device_globs: Sequence[str],
-        dest: str | os.PathLike[str],
-        *,
-        max_bytes: int = COLLECT_MAX_BYTES,
-        timeout: float = COLLECT_TIMEOUT,
-    ) -> Collection:
-        """Copy device files matching absolute globs into ``dest``, keeping their device paths.
-
-        Bounded by ``max_bytes`` in all and ``timeout``; never follows symlinks; what is
-        skipped is listed in the result's ``notes``.
-        """
-        result = Collection()
-        deadline = time.monotonic() + timeout
-
-        def work() -> None:
-            for device_glob in device_globs:
-                collect(
-                    self.mountpoint,
-                    self.local_path,
-                    device_glob,
-                    Path(dest),
-                    result,
-                    max_bytes=max_bytes,
-                    deadline=deadline,
-                )
-
-        if not run_bounded(work, timeout + 1.0):
-            result.notes.append(f"collection did not finish within {timeout:g}s (device not answering?)")
-        return result
-
     # -- ending it ----------------------------------------------------------------
     def unmount(self, lazy: bool = False) -> None:
         """Unmount and release everything this mount holds. Idempotent.
@@ -272,11 +181,7 @@ class Mount:
         warning naming who keeps it busy. Raises ``UnmountError`` only if the filesystem is
         still mounted after sshfs was stopped; everything else is released regardless.
         """
-        if self._preserved and self.is_mounted():
-            try:
-                self.restore_preserved()
-            except RestoreError as exc:
-                logger.warning("before unmounting %s: %s", self.mountpoint, exc)
+        self._restore_before_unmount()
         with self._lock:
             if self._closed:
                 return
