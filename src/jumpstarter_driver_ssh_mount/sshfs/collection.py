@@ -55,32 +55,37 @@ def collect(
         if time.monotonic() > deadline:
             result.notes.append(f"{device_path}: skipped, collection timed out")
             return
-        try:
-            info = local.lstat()
-        except OSError as exc:
-            result.notes.append(f"{device_path}: skipped, {exc.strerror}")
-            continue
-        if stat.S_ISLNK(info.st_mode):
-            result.notes.append(f"{device_path}: skipped, a symlink (not followed)")
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            continue
-        if not os.path.realpath(local).startswith(root + os.sep):
-            result.notes.append(f"{device_path}: skipped, outside the mount")
-            continue
-        if result.bytes + info.st_size > max_bytes:
-            result.notes.append(f"{device_path}: skipped, {info.st_size} bytes would pass the {max_bytes}-byte cap")
-            continue
-        target = dest / device_path.lstrip("/")
-        try:
-            data = local.read_bytes()
-        except OSError as exc:
-            result.notes.append(f"{device_path}: skipped, unreadable ({exc.strerror})")
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        result.files.append(target)
-        result.bytes += len(data)
+        _copy_one(local, device_path, root, dest, result, max_bytes)
+
+
+def _copy_one(local: Path, device_path: str, root: str, dest: Path, result: Collection, max_bytes: int) -> None:
+    """Copy one matched file into ``dest`` if it is a regular file inside ``root`` that fits the cap."""
+    try:
+        info = local.lstat()
+    except OSError as exc:
+        result.notes.append(f"{device_path}: skipped, {exc.strerror}")
+        return
+    if stat.S_ISLNK(info.st_mode):
+        result.notes.append(f"{device_path}: skipped, a symlink (not followed)")
+        return
+    if not stat.S_ISREG(info.st_mode):
+        return
+    if not os.path.realpath(local).startswith(root + os.sep):
+        result.notes.append(f"{device_path}: skipped, outside the mount")
+        return
+    if result.bytes + info.st_size > max_bytes:
+        result.notes.append(f"{device_path}: skipped, {info.st_size} bytes would pass the {max_bytes}-byte cap")
+        return
+    try:
+        data = local.read_bytes()
+    except OSError as exc:
+        result.notes.append(f"{device_path}: skipped, unreadable ({exc.strerror})")
+        return
+    target = dest / device_path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    result.files.append(target)
+    result.bytes += len(data)
 
 
 def split_glob(device_glob: str) -> tuple[str, str]:
