@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.procfs import child_pids
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
+from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids, processes
 from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter, keygen
 
 __all__ = [
@@ -121,18 +121,10 @@ def live_processes_mentioning(text: str, names: tuple[str, ...] = ("sshfs", "ssh
     ``sh`` is the unmount watchdog, which names the mountpoint in its arguments.
     """
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z" or not argv or not argv[0]:
-            continue
-        if os.path.basename(argv[0].decode(errors="replace")) in names and text.encode() in b" ".join(argv):
-            found.append(f"{entry.name}: {b' '.join(argv).decode(errors='replace')}")
+    for process in processes():
+        argv = process.argv()
+        if argv and os.path.basename(argv[0]) in names and text in " ".join(argv):
+            found.append(f"{process.pid}: {' '.join(argv)}")
     return found
 
 

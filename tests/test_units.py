@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from jumpstarter_driver_ssh_mount.client import parse_tcp_address
-from jumpstarter_driver_ssh_mount.session import subshell_command, tagged_prompt
+from jumpstarter_driver_ssh_mount.interactive import subshell_command, tagged_prompt
 from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError, SshfsTarget, build_argv, merge_options
 from jumpstarter_driver_ssh_mount.sshfs.command import default_options, without_option
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import parse_mountinfo
@@ -132,7 +132,7 @@ def test_jumpstarter_prompt_gets_tag_before_arrow() -> None:
 def test_core_imports_no_jumpstarter() -> None:
     """The layering rule: sshfs process handling knows nothing of Jumpstarter."""
     code = (
-        "import sys, jumpstarter_driver_ssh_mount.sshfs, jumpstarter_driver_ssh_mount.session;"
+        "import sys, jumpstarter_driver_ssh_mount.sshfs, jumpstarter_driver_ssh_mount.interactive;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('jumpstarter', 'grpc', 'anyio'));"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -127,7 +127,7 @@ class SSHMountClient(CompositeClient):
         SIGTERM and SIGHUP end it like Ctrl+C. Raises ``MountError`` on failure, including
         ``MountLostError`` when sshfs dies while it waits.
         """
-        from .session import hold_foreground, run_subshell
+        from .interactive import hold_foreground, run_subshell
         from .signals import signals_interrupt
 
         with signals_interrupt():

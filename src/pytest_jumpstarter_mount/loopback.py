@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.procfs import child_pids
+from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
 
 SSHD = "/usr/sbin/sshd"
 CHROOT_AT = "/mnt/jmp-loopback-device"  # inside sshd's private mount namespace only

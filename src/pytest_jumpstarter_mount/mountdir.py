@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.procfs import start_time
+from jumpstarter_driver_ssh_mount.sshfs.procfs import start_time
 
 
 class MountDirError(Exception):

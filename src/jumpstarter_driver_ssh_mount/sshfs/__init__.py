@@ -30,8 +30,9 @@ from .errors import (
     UnmountError,
     WaitTimeoutError,
 )
-from .mount import DEFAULT_MOUNT_TIMEOUT, Mount, start_mount
+from .mount import Mount, start_mount
 from .mountpoint import PRIVATE_DIR_PREFIX
+from .ready import DEFAULT_MOUNT_TIMEOUT
 from .unmount import run_unmount, unmount_command
 
 __all__ = [

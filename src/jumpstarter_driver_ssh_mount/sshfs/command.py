@@ -61,6 +61,11 @@ def option_key(option: str) -> str:
     return option.split("=", 1)[0].strip().lower()
 
 
+def option_parts(options: Iterable[str]) -> list[str]:
+    """Each option split at commas (``-o a,b`` is two options)."""
+    return [part for option in options for part in option.split(",")]
+
+
 def validate_option(option: str) -> str:
     """Refuse options that are empty or could be read as a separate command-line flag."""
     if not isinstance(option, str) or not option.strip():
@@ -90,7 +95,7 @@ def validate_remote_path(path: str) -> str:
 def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
     """Defaults first, minus any whose key a user option also sets, then the user options."""
     user = list(validate_options(user))
-    user_keys = {option_key(part) for o in user for part in o.split(",")}
+    user_keys = {option_key(part) for part in option_parts(user)}
     return [d for d in defaults if option_key(d) not in user_keys] + user
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
 from .command import TRANSPORT_LABELS, SshfsTarget
 from .errors import (
     AuthenticationError,
@@ -29,62 +33,112 @@ def first_line(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
+@dataclass(frozen=True)
+class _Exit:
+    """What an sshfs that exited early left to go on."""
+
+    stderr: str
+    where: str  # "user@host port N (transport)"
+    remote: str
+
+    @cached_property
+    def text(self) -> str:
+        """stderr, lower-cased."""
+        return self.stderr.lower()
+
+    def says(self, *phrases: str) -> bool:
+        """True when stderr (lower-cased) holds any of ``phrases``."""
+        return any(phrase in self.text for phrase in phrases)
+
+    def says_all(self, *phrases: str) -> bool:
+        """True when stderr (lower-cased) holds every one of ``phrases``."""
+        return all(phrase in self.text for phrase in phrases)
+
+    def ends_about_remote(self, phrase: str) -> bool:
+        """True when stderr ends with ``phrase`` and names the remote path (sshfs's last word on it)."""
+        return self.text.rstrip().endswith(phrase) and self.remote in self.stderr
+
+
+#: (does it match, the error it means), tried in order; the first match wins.
+_RULES: tuple[tuple[Callable[[_Exit], bool], Callable[[_Exit], MountError]], ...] = (
+    (
+        lambda e: e.says("remote host identification has changed") or e.says_all("host key for", "has changed"),
+        lambda e: HostKeyError(
+            f"the host key of {e.where} does not match the one pinned in the known-hosts file; if the device "
+            "was re-provisioned, pin its new key, otherwise do not trust it"
+        ),
+    ),
+    (
+        lambda e: e.says("host key verification failed"),
+        lambda e: HostKeyError(
+            f"the host key of {e.where} is not in the known-hosts file; add it there "
+            "(ssh-keyscan) or drop StrictHostKeyChecking=yes"
+        ),
+    ),
+    (
+        lambda e: e.says("permission denied (", "too many authentication failures"),
+        lambda e: AuthenticationError(
+            f"{e.where} refused the identity ({first_line(e.stderr)}); check the SSH driver's "
+            "default_username and ssh_identity/ssh_identity_file"
+        ),
+    ),
+    (
+        lambda e: e.says("connection refused"),
+        lambda e: ConnectError(f"connection refused by {e.where}; is sshd running and listening on that port?"),
+    ),
+    (
+        lambda e: e.says("connection timed out", "no route to host", "could not resolve"),
+        lambda e: ConnectError(
+            f"cannot reach {e.where}: {first_line(e.stderr)}; check the device's address and network"
+        ),
+    ),
+    (
+        lambda e: e.says("unknown option"),
+        lambda e: InvalidOptionError(f"sshfs refused an option: {last_line(e.stderr)}; fix or drop that -o option"),
+    ),
+    (
+        lambda e: e.says(ALLOW_OTHER_REFUSED),
+        lambda e: FuseUnavailableError(
+            f"FUSE refused allow_other: {last_line(e.stderr)}; add user_allow_other to /etc/fuse.conf"
+        ),
+    ),
+    (
+        lambda e: (
+            e.says("/dev/fuse", "fuse: device not found", "mount failed") or e.says_all("fusermount", "not found")
+        ),
+        lambda e: FuseUnavailableError(
+            f"FUSE is not available: {last_line(e.stderr)}; load the fuse module and make /dev/fuse "
+            f"usable ({install_hint('fuse')})"
+        ),
+    ),
+    (
+        lambda e: e.ends_about_remote("no such file or directory"),
+        lambda e: RemotePathError(f"remote path {e.remote} does not exist on {e.where}; choose an existing directory"),
+    ),
+    (
+        lambda e: e.ends_about_remote("not a directory"),
+        lambda e: RemotePathError(f"remote path {e.remote} on {e.where} is not a directory; mount a directory"),
+    ),
+    (
+        lambda e: e.says(
+            "connection reset", "connection closed", "kex_exchange_identification", "remote host has disconnected"
+        ),
+        lambda e: ConnectError(
+            f"the SSH connection to {e.where} was closed before login ({first_line(e.stderr)}); "
+            "is sshd running on the device and reachable from the exporter?"
+        ),
+    ),
+)
+
+
 def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, transport: str) -> MountError:
     """The error for an sshfs that exited before the filesystem appeared.
 
     ``transport`` says how the device was reached (``"direct"`` or ``"forward"``).
     """
     where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({TRANSPORT_LABELS.get(transport, transport)})"
-    text = stderr.lower()
-    remote = target.remote_path
-    if "remote host identification has changed" in text or ("host key for" in text and "has changed" in text):
-        return HostKeyError(
-            f"the host key of {where} does not match the one pinned in the known-hosts file; if the device "
-            "was re-provisioned, pin its new key, otherwise do not trust it"
-        )
-    if "host key verification failed" in text:
-        return HostKeyError(
-            f"the host key of {where} is not in the known-hosts file; add it there "
-            "(ssh-keyscan) or drop StrictHostKeyChecking=yes"
-        )
-    if "permission denied (" in text or "too many authentication failures" in text:
-        return AuthenticationError(
-            f"{where} refused the identity ({first_line(stderr)}); check the SSH driver's "
-            "default_username and ssh_identity/ssh_identity_file"
-        )
-    if "connection refused" in text:
-        return ConnectError(f"connection refused by {where}; is sshd running and listening on that port?")
-    if "connection timed out" in text or "no route to host" in text or "could not resolve" in text:
-        return ConnectError(f"cannot reach {where}: {first_line(stderr)}; check the device's address and network")
-    if "unknown option" in text:
-        return InvalidOptionError(f"sshfs refused an option: {last_line(stderr)}; fix or drop that -o option")
-    if ALLOW_OTHER_REFUSED in text:
-        return FuseUnavailableError(
-            f"FUSE refused allow_other: {last_line(stderr)}; add user_allow_other to /etc/fuse.conf"
-        )
-    if (
-        "/dev/fuse" in text
-        or "fuse: device not found" in text
-        or "mount failed" in text
-        or ("fusermount" in text and "not found" in text)
-    ):
-        return FuseUnavailableError(
-            f"FUSE is not available: {last_line(stderr)}; load the fuse module and make /dev/fuse "
-            f"usable ({install_hint('fuse')})"
-        )
-    if text.rstrip().endswith("no such file or directory") and remote in stderr:
-        return RemotePathError(f"remote path {remote} does not exist on {where}; choose an existing directory")
-    if text.rstrip().endswith("not a directory") and remote in stderr:
-        return RemotePathError(f"remote path {remote} on {where} is not a directory; mount a directory")
-    if (
-        "connection reset" in text
-        or "connection closed" in text
-        or "kex_exchange_identification" in text
-        or "remote host has disconnected" in text
-    ):
-        return ConnectError(
-            f"the SSH connection to {where} was closed before login ({first_line(stderr)}); "
-            "is sshd running on the device and reachable from the exporter?"
-        )
-    detail = last_line(stderr) or "no message"
-    return MountError(f"sshfs exited with code {returncode} before mounting: {detail}")
+    exited = _Exit(stderr, where, target.remote_path)
+    for matches, error in _RULES:
+        if matches(exited):
+            return error(exited)
+    return MountError(f"sshfs exited with code {returncode} before mounting: {last_line(stderr) or 'no message'}")

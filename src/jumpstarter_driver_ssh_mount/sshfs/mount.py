@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import re
 import shutil
 import subprocess
 import sys
@@ -24,50 +23,39 @@ from pathlib import Path
 from .command import (
     TRANSPORT_LABELS,
     SshfsTarget,
-    build_argv,
     default_options,
     merge_options,
     option_key,
+    option_parts,
     validate_remote_path,
-    without_option,
 )
-from .devicefiles import (
-    COLLECT_MAX_BYTES,
-    COLLECT_TIMEOUT,
-    SNAPSHOT_MAX_BYTES,
-    Collection,
-    Snapshot,
-    collect,
-    run_bounded,
-    wait_for,
-)
-from .diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
+from .devicefiles import DeviceFiles
+from .diagnose import last_line
 from .errors import (
     FuseUnavailableError,
-    MountError,
-    MountTimeoutError,
-    RestoreError,
     SshfsNotFoundError,
     UnmountError,
     install_hint,
 )
 from .identity import IdentityFile
-from .mountinfo import MountTableWatcher, mounts_at
+from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
-from .process import ChildProcess, UnmountIfWeDie
+from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess, UnmountIfWeDie
+from .ready import DEFAULT_MOUNT_TIMEOUT, spawn_ready
 from .unmount import holders, is_busy, run_unmount, unmount_command
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
 FUSE_DEVICE = "/dev/fuse"
-EXIT_GRACE = 5.0  # seconds sshfs gets to exit after its filesystem is unmounted
 LAZY_EXIT_GRACE = 1.0  # after a lazy detach, for the last users of the filesystem to let go
-HELPER_GRACE = 2.0  # seconds ssh and fusermount3 get to exit after sshfs
-DEFAULT_MOUNT_TIMEOUT = 30.0  # seconds a mount may take to become ready
 
 
-class Mount:
-    """A mounted device filesystem. Unmount it with ``unmount()`` or by leaving ``with``."""
+class Mount(DeviceFiles):
+    """A mounted device filesystem. Unmount it with ``unmount()`` or by leaving ``with``.
+
+    Device-file chores (``snapshot``, ``preserve``, ``restore_preserved``, ``wait_for``,
+    ``collect``) come from ``DeviceFiles``.
+    """
 
     def __init__(
         self,
@@ -79,6 +67,7 @@ class Mount:
         transport: str,
         options: Sequence[str],
     ) -> None:
+        super().__init__()
         self._target = target
         self._mountpoint = mountpoint
         self._process = process
@@ -87,8 +76,6 @@ class Mount:
         self._closed = False
         self.transport = transport
         self.options: tuple[str, ...] = tuple(options)
-        self._preserved: list[Snapshot] = []
-        self._preserved_lock = threading.Lock()
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -186,89 +173,6 @@ class Mount:
         """
         return self._process.wait(timeout)
 
-    # -- device-file chores --------------------------------------------------------
-    def snapshot(self, *device_paths: str, max_bytes: int = SNAPSHOT_MAX_BYTES) -> Snapshot:
-        """Save these device files (content, mode, or their absence); ``.restore()`` puts them back."""
-        return Snapshot.take(self.local_path, device_paths, max_bytes=max_bytes)
-
-    def preserve(self, *device_paths: str) -> None:
-        """Snapshot these device files now; ``restore_preserved()`` puts them back.
-
-        The pytest plugin restores after each test, pass or fail; otherwise they are
-        restored just before ``unmount``.
-        """
-        snap = self.snapshot(*device_paths)
-        with self._preserved_lock:
-            self._preserved.append(snap)
-
-    def restore_preserved(self) -> None:
-        """Put back every preserved file (latest first). Raises RestoreError naming failures."""
-        with self._preserved_lock:
-            snaps, self._preserved = self._preserved, []
-        problems = []
-        for snap in reversed(snaps):
-            try:
-                snap.restore()
-            except RestoreError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise RestoreError("; ".join(problems))
-
-    def wait_for(
-        self,
-        device_path: str,
-        *,
-        exists: bool = True,
-        contains: str | re.Pattern[str] | None = None,
-        timeout: float = DEFAULT_MOUNT_TIMEOUT,
-        interval: float = 0.1,
-    ) -> str | None:
-        """Wait until a device file exists (or not) and, if given, contains a string or regex.
-
-        Returns the file's text when ``contains`` is given. Raises WaitTimeoutError showing
-        the last content seen.
-        """
-        return wait_for(
-            self.local_path(device_path),
-            device_path,
-            exists=exists,
-            contains=contains,
-            timeout=timeout,
-            interval=interval,
-        )
-
-    def collect(
-        self,
-        device_globs: Sequence[str],
-        dest: str | os.PathLike[str],
-        *,
-        max_bytes: int = COLLECT_MAX_BYTES,
-        timeout: float = COLLECT_TIMEOUT,
-    ) -> Collection:
-        """Copy device files matching absolute globs into ``dest``, keeping their device paths.
-
-        Bounded by ``max_bytes`` in all and ``timeout``; never follows symlinks; what is
-        skipped is listed in the result's ``notes``.
-        """
-        result = Collection()
-        deadline = time.monotonic() + timeout
-
-        def work() -> None:
-            for device_glob in device_globs:
-                collect(
-                    self.mountpoint,
-                    self.local_path,
-                    device_glob,
-                    Path(dest),
-                    result,
-                    max_bytes=max_bytes,
-                    deadline=deadline,
-                )
-
-        if not run_bounded(work, timeout + 1.0):
-            result.notes.append(f"collection did not finish within {timeout:g}s (device not answering?)")
-        return result
-
     # -- ending it ----------------------------------------------------------------
     def unmount(self, lazy: bool = False) -> None:
         """Unmount and release everything this mount holds. Idempotent.
@@ -277,11 +181,7 @@ class Mount:
         warning naming who keeps it busy. Raises ``UnmountError`` only if the filesystem is
         still mounted after sshfs was stopped; everything else is released regardless.
         """
-        if self._preserved and self.is_mounted():
-            try:
-                self.restore_preserved()
-            except RestoreError as exc:
-                logger.warning("before unmounting %s: %s", self.mountpoint, exc)
+        self._restore_before_unmount()
         with self._lock:
             if self._closed:
                 return
@@ -378,10 +278,10 @@ def start_mount(
         undo.callback(place.release)
         undo.callback(UnmountIfWeDie(unmount_command(str(place.path), lazy=True)).disarm)
         identity_path = None
-        if identity and "identityfile" not in {option_key(o) for o in _parts(options)}:
+        if identity and "identityfile" not in {option_key(o) for o in option_parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
         merged = merge_options(default_options(identity_path), options)
-        process, merged = _spawn_ready(target, place.path, merged, timeout, transport, executable)
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable)
         owned = undo.pop_all()
     return Mount(
         target=target,
@@ -391,140 +291,3 @@ def start_mount(
         transport=transport,
         options=merged,
     )
-
-
-def _spawn_ready(
-    target: SshfsTarget,
-    mountpoint: Path,
-    options: list[str],
-    timeout: float,
-    transport: str,
-    executable: str,
-) -> tuple[ChildProcess, list[str]]:
-    """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
-
-    Returns the process and the options it runs with.
-    """
-    via = TRANSPORT_LABELS.get(transport, transport)
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        process = ChildProcess(build_argv(target, str(mountpoint), options, executable=executable))
-        try:
-            _wait_until_mounted(process, mountpoint, deadline, timeout)
-        except _ExitedEarly as exited:
-            process.stop()  # normally gone already
-            stderr = process.stderr_text()
-            _clear_failed_mount(process, mountpoint)
-            if ALLOW_OTHER_REFUSED in stderr and any(option_key(o) == "allow_other" for o in _parts(options)):
-                logger.warning("FUSE refused allow_other (%s); mounting without it", last_line(stderr))
-                options = without_option(options, "allow_other")
-                continue
-            raise diagnose(stderr, exited.returncode, target, transport=transport) from None
-        except BaseException:
-            process.stop()
-            _clear_failed_mount(process, mountpoint)
-            raise
-        logger.info("mounted %s on %s via %s in %.3fs", target.spec, mountpoint, via, time.monotonic() - started)
-        return process, options
-
-
-def _clear_failed_mount(process: ChildProcess, mountpoint: Path) -> None:
-    """After sshfs exited without a usable mount: no helper, no mount table entry left."""
-    process.wait_helpers(HELPER_GRACE)  # ssh (and an auto_unmount fusermount3, if asked for)
-    if mounts_at(mountpoint):
-        run_unmount(str(mountpoint), lazy=True)
-    process.close()
-
-
-class _ExitedEarly(Exception):
-    def __init__(self, returncode: int) -> None:
-        self.returncode = returncode
-
-
-def _parts(options: Sequence[str]) -> list[str]:
-    return [part for option in options for part in option.split(",")]
-
-
-def _wait_until_mounted(process: ChildProcess, mountpoint: Path, deadline: float, timeout: float) -> None:
-    """Return once the mount is in the table *and* its root answers a ``stat``.
-
-    sshfs 3 mounts first and connects afterwards; FUSE holds requests until the SSH
-    session is up, so the first ``stat`` of the root returns exactly when the device's
-    filesystem is usable (or fails when sshfs gives up). The stat runs in a helper
-    thread so that an early sshfs exit or the deadline can end the wait.
-    """
-    probe: _RootProbe | None = None
-    with MountTableWatcher() as watcher:
-        if process.pidfd is not None:
-            watcher.watch_fd(process.pidfd)
-        try:
-            while True:
-                if probe is None and any(e.fstype.startswith("fuse") for e in mounts_at(mountpoint)):
-                    process.note_children()  # e.g. an auto_unmount fusermount3, while it is still ours
-                    probe = _RootProbe(mountpoint)
-                    watcher.watch_fd(probe.fileno())
-                if probe is not None and probe.done():
-                    if probe.error is None and probe.crossed_into_mount:
-                        return
-                    if probe.error is None:  # sshfs gave up and unmounted before the stat: it will exit
-                        process.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
-                        raise _ExitedEarly(process.poll() if process.poll() is not None else -1)
-                    try:  # the root fails when sshfs gives up: let it exit and say why
-                        process.wait(max(0.0, min(EXIT_GRACE, deadline - time.monotonic())))
-                    except subprocess.TimeoutExpired:
-                        raise MountError(
-                            f"{mountpoint} was mounted but its root cannot be read ({probe.error.strerror}); "
-                            "check the remote path's permissions on the device"
-                        ) from None
-                returncode = process.poll()
-                if returncode is not None:
-                    raise _ExitedEarly(returncode)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    stderr = last_line(process.stderr_text())
-                    detail = f"; sshfs said: {stderr}" if stderr else ""
-                    raise MountTimeoutError(
-                        f"{mountpoint} was not ready within {timeout:g}s{detail}; "
-                        "check that the device answers, or raise the timeout"
-                    )
-                watcher.wait(remaining)
-        finally:
-            if probe is not None:
-                probe.close()
-
-
-class _RootProbe:
-    """``stat`` the mount's root in a thread; its pipe becomes readable when done."""
-
-    def __init__(self, mountpoint: Path) -> None:
-        self.error: OSError | None = None
-        self.crossed_into_mount = False  # the stat answered from another filesystem than the parent's
-        self._finished = threading.Event()
-        self._read, self._write = os.pipe()
-        threading.Thread(target=self._run, args=(mountpoint,), name="jmp-mount-probe", daemon=True).start()
-
-    def _run(self, mountpoint: Path) -> None:
-        try:
-            # sshfs may give up and unmount between the mount-table event and this stat; then the
-            # stat answers from the plain directory underneath, which is not "ready"
-            self.crossed_into_mount = os.stat(mountpoint).st_dev != os.stat(mountpoint.parent).st_dev
-        except OSError as exc:
-            self.error = exc
-        self._finished.set()
-        try:
-            os.write(self._write, b"x")
-        except OSError:
-            pass  # the waiter already gave up and closed its end
-        finally:
-            os.close(self._write)
-
-    def fileno(self) -> int:
-        return self._read
-
-    def done(self) -> bool:
-        return self._finished.is_set()
-
-    def close(self) -> None:
-        """Close the waiter's end (the thread closes its own when the stat returns)."""
-        os.close(self._read)

@@ -25,7 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from ..procfs import child_pids, live_group_members, start_time
+from .procfs import child_pids, live_group_members, start_time
+
+EXIT_GRACE = 5.0  # seconds sshfs gets to exit after its filesystem is unmounted
+HELPER_GRACE = 2.0  # seconds ssh and fusermount3 get to exit after sshfs
 
 
 def die_with_parent_prefix() -> list[str]:

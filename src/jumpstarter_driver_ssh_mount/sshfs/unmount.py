@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from .errors import UnmountError
+from .procfs import processes
 
 UNMOUNT_TIMEOUT = 30.0  # seconds; a normal FUSE unmount takes milliseconds
 
@@ -48,25 +46,9 @@ def holders(mountpoint: str, *, limit: int = 5) -> list[str]:
     """
     base = mountpoint.rstrip("/")
     found: list[str] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or len(found) >= limit:
-            continue
-        links = [entry / "cwd", entry / "root"]
-        with contextlib.suppress(OSError):
-            links += list((entry / "fd").iterdir())
-        for link in links:
-            try:
-                target = os.readlink(link)
-            except OSError:
-                continue
-            if target == base or target.startswith(base + "/"):
-                try:
-                    name = (entry / "comm").read_text().strip()
-                except OSError:
-                    name = "?"
-                found.append(f"{entry.name} ({name})")
-                break
+    for process in processes():
+        if len(found) >= limit:
+            break
+        if any(path == base or path.startswith(base + "/") for path in process.open_paths()):
+            found.append(f"{process.pid} ({process.name})")
     return found

@@ -1,0 +1,73 @@
+"""Saving device files through a mount and putting them back: ``Snapshot``."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RestoreError
+
+SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # per snapshot (all its files together)
+
+
+@dataclass(frozen=True)
+class _Saved:
+    device_path: str
+    local: Path
+    content: bytes | None  # None: the file did not exist
+    mode: int | None
+
+
+class Snapshot:
+    """Content, mode and absence of some device files, to put back later with ``restore``."""
+
+    def __init__(self, files: list[_Saved]) -> None:
+        self._files = files
+
+    @classmethod
+    def take(cls, resolve: Callable[[str], Path], device_paths: Iterable[str], *, max_bytes: int) -> Snapshot:
+        """Save each file (``resolve`` maps a device path to its local path). Directories are refused."""
+        saved, total = [], 0
+        for device_path in device_paths:
+            local = resolve(device_path)
+            try:
+                info = local.lstat()
+            except FileNotFoundError:
+                saved.append(_Saved(device_path, local, None, None))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise RestoreError(f"cannot preserve {device_path}: not a regular file; preserve files one by one")
+            total += info.st_size
+            if total > max_bytes:
+                raise RestoreError(
+                    f"cannot preserve {device_path}: the snapshot would exceed {max_bytes} bytes; preserve less"
+                )
+            saved.append(_Saved(device_path, local, local.read_bytes(), stat.S_IMODE(info.st_mode)))
+        return cls(saved)
+
+    @property
+    def device_paths(self) -> list[str]:
+        return [f.device_path for f in self._files]
+
+    def restore(self) -> None:
+        """Put every file back (content and mode; delete what did not exist). Raises RestoreError
+        naming each file that could not be restored, after trying them all."""
+        failed = []
+        for f in reversed(self._files):
+            try:
+                if f.content is None:
+                    if f.local.is_symlink() or f.local.exists():
+                        f.local.unlink()
+                    continue
+                if f.local.is_symlink():
+                    f.local.unlink()
+                f.local.write_bytes(f.content)
+                if f.mode is not None and stat.S_IMODE(f.local.stat().st_mode) != f.mode:
+                    os.chmod(f.local, f.mode)
+            except OSError as exc:
+                failed.append(f"{f.device_path} ({exc.strerror or exc})")
+        if failed:
+            raise RestoreError(f"could not restore device file(s): {', '.join(failed)}")

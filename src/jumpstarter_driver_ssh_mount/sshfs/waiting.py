@@ -1,0 +1,53 @@
+"""Waiting for a device file to appear, disappear or contain something: ``wait_for``."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from .errors import WaitTimeoutError
+
+DEFAULT_WAIT_TIMEOUT = 30.0  # seconds ``wait_for`` waits unless told otherwise
+TAIL_CHARS = 400  # how much of the last content a wait_for timeout shows
+
+
+def wait_for(
+    local: Path,
+    device_path: str,
+    *,
+    exists: bool = True,
+    contains: str | re.Pattern[str] | None = None,
+    timeout: float = DEFAULT_WAIT_TIMEOUT,
+    interval: float = 0.1,
+) -> str | None:
+    """Poll ``local`` until it exists (or not, ``exists=False``) and, if given, contains ``contains``.
+
+    Returns the file's text when ``contains`` is given (else None). On timeout raises
+    WaitTimeoutError showing the tail of the last content seen.
+    """
+    if contains is not None and not exists:
+        raise ValueError("contains= needs exists=True")
+    pattern = re.compile(re.escape(contains)) if isinstance(contains, str) else contains
+    deadline = time.monotonic() + timeout
+    last: str | None = None
+    while True:
+        present = os.path.lexists(local)
+        if present and pattern is not None:
+            try:
+                last = local.read_text(errors="replace")
+            except OSError:
+                last = None
+            if last is not None and pattern.search(last):
+                return last
+        elif present == exists:
+            return None
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+    if pattern is not None:
+        seen = "the file never appeared" if last is None else f"last content ends: {last[-TAIL_CHARS:]!r}"
+        raise WaitTimeoutError(f"{device_path} did not contain {pattern.pattern!r} within {timeout:g}s; {seen}")
+    state = "appear" if exists else "disappear"
+    raise WaitTimeoutError(f"{device_path} did not {state} within {timeout:g}s")
