@@ -91,7 +91,7 @@ class SSHMount(Driver):
                 vouched = await self._scan()
                 if vouched.problem:
                     return vouched.to_dict()
-                if self._scanned_keys and vouched.keys != self._scanned_keys:
+                if self._scanned_keys and vouched.lines != VouchedKeys(self._scanned_keys, SCANNED).lines:
                     self.logger.info("the device's host key changed: %s", ", ".join(map(str, vouched.keys)))
                 self._scanned_keys = vouched.keys
         return VouchedKeys(self._scanned_keys, SCANNED).to_dict()

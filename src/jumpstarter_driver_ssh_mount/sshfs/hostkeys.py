@@ -128,6 +128,11 @@ class VouchedKeys:
         """True when the keys are the driver's configured ``host_key`` (never overridden)."""
         return self.source == CONFIGURED
 
+    @property
+    def lines(self) -> frozenset[str]:
+        """The keys as ``KEYTYPE BASE64`` lines, in no order (to compare two answers)."""
+        return frozenset(k.line for k in self.keys)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the exporter's answer."""
         return {

@@ -86,6 +86,7 @@ class Mount:
         self._lock = threading.Lock()
         self._closed = False
         self.transport = transport
+        self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
         self.options: tuple[str, ...] = tuple(options)
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
