@@ -111,12 +111,12 @@ class SSHMount(Driver):
         keys = parse_keyscan_output(result.stdout.decode(errors="replace"))
         if keys:
             return VouchedKeys(keys, SCANNED)
-        problem = await _reach_problem(host, port)
-        if problem:
-            return VouchedKeys((), SCANNED, problem, unreachable=True)
         said = result.stderr.decode(errors="replace").strip().splitlines()
-        detail = f" (ssh-keyscan: {said[-1]})" if said else ""
-        return VouchedKeys((), SCANNED, f"{host}:{port} offered no SSH host key{detail}")
+        problem = await _reach_problem(host, port) or (
+            f"{host}:{port} accepts connections but sent no SSH host key within {SCAN_TIMEOUT:g}s"
+            + (f" (ssh-keyscan: {said[-1]})" if said else "")
+        )
+        return VouchedKeys((), SCANNED, problem, unreachable=True)
 
 
 async def _reach_problem(host: str, port: int) -> str | None:
