@@ -100,7 +100,10 @@ class SSHMountClient(CompositeClient):
         plan = _Plan(mountpoint, remote_path, list(validate_options(extra_args or ())), timeout, mount_dir)
         if insecure:
             self.logger.warning("insecure: the device's host key is not verified")
-        vouched = None if insecure or user_sets_host_key_policy(plan.options) else self._fetch_vouched()
+            plan.unverified = "insecure: the device's host key is not verified"
+        elif user_sets_host_key_policy(plan.options):
+            plan.unverified = "host key checking is left to the given ssh options"
+        vouched = None if plan.unverified else self._fetch_vouched()
         try:
             return self._mount_via(transport, vouched, plan)
         except Refused as refused:
@@ -121,7 +124,7 @@ class SSHMountClient(CompositeClient):
         if transport == "forward":
             return self._start(plan, vouched, None)
         if transport == "auto" and vouched is None:
-            return self._auto_forward(plan, vouched, "the device's host key is not verified")
+            return self._auto_forward(plan, vouched, plan.unverified or "the exporter does not vouch for a host key")
         address, unpublished = self._address()
         if address is None and transport == "direct":
             self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
@@ -280,7 +283,7 @@ async def _wait_readable_unless_cancelled(fd: int) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
     """What every mount attempt of one ``mounted()`` call shares."""
 
@@ -289,3 +292,4 @@ class _Plan:
     options: list[str]
     timeout: float
     mount_dir: str | os.PathLike[str] | None
+    unverified: str = ""  # why the host key is not verified (insecure, the user's options)
