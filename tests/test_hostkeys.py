@@ -72,6 +72,7 @@ def test_malformed_lines_are_named(tmp_path: Path) -> None:
         f"ssh-rsa {blob}\n": "line 1: the key is labelled 'ssh-rsa' but its data holds 'ssh-ed25519'",
         "ssh-ed25519 AAAA\n": "line 1: the key is labelled 'ssh-ed25519' but its data holds no key type",
         "\n# nothing\n": "no host key given",
+        f"[board]:22 {kind} {blob}\n": "line 1: starts with '\\[board\\]:22'; give only 'KEYTYPE BASE64",
     }
     for text, message in cases.items():
         with pytest.raises(ValueError, match=f"^{message}"):

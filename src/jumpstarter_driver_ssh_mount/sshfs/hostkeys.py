@@ -48,6 +48,8 @@ class HostKey:
         if len(fields) < 2:
             raise ValueError(f"line {lineno}: expected 'KEYTYPE BASE64 [COMMENT]' (a ssh_host_*_key.pub), got {line!r}")
         keytype, blob = fields[0], fields[1]
+        if _looks_like_keytype(blob) and not _looks_like_keytype(keytype):
+            raise ValueError(f"line {lineno}: starts with {keytype!r}; give only 'KEYTYPE BASE64 [COMMENT]'")
         try:
             raw = base64.b64decode(blob, validate=True)
         except (binascii.Error, ValueError):
@@ -78,6 +80,10 @@ def fingerprint(key_data: bytes) -> str:
     """``SHA256:...`` of the raw public key data, as ``ssh-keygen -l`` prints it."""
     digest = hashlib.sha256(key_data).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _looks_like_keytype(word: str) -> bool:
+    return word.startswith(("ssh-", "ecdsa-", "sk-"))
 
 
 def _embedded_type(raw: bytes) -> str:
