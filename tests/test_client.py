@@ -15,7 +15,7 @@ from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountLo
 
 
 def test_mount_via_port_forward(client, device: LoopbackDevice, mountpoint: Path) -> None:
-    with client.mounted(mountpoint, remote_path=device.remote("/var/log")) as m:
+    with client.mounted(mountpoint, remote_path=device.remote("/var/log"), transport="forward") as m:
         assert m.transport == "forward" and not m.direct
         assert m.host == "127.0.0.1" and m.port != device.port  # the local end of the forward
         assert (m / "messages").read_text() == (device.root / "var/log/messages").read_text()

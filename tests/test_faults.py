@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -188,7 +189,10 @@ def test_busy_warning_names_the_holder(device: LoopbackDevice, mountpoint: Path,
 
 # 6. standalone exporter killed mid-session
 def test_standalone_exporter_killed(suite: Suite) -> None:
-    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
+    config = suite.pytester.path / "exporter.yaml"
+    port = f"port: {suite.device.port}\n"
+    config.write_text(config.read_text().replace(port, port + "          enable_address: false\n"))  # forward
+    with StandaloneExporter(config) as exporter:
         serving = exporter.wait_ready().pids  # jmp run serves from a child process
         suite.pytester.makepyfile(
             test_exp=f"""
@@ -224,6 +228,8 @@ def test_ctrl_c_during_mount_establishment(suite: Suite, tmp_path: Path) -> None
     os.kill(dev.process.pid, signal.SIGSTOP)
     try:
         yaml = dev.exporter_config(tmp_path / "frozen.yaml")
+        host_key = json.dumps((dev.base / "host_key.pub").read_text().strip())
+        yaml.write_text(yaml.read_text() + f"    config:\n      host_key: {host_key}\n")  # no scan: sshfs waits
         suite.pytester.makepyfile(test_hang="def test_hang(remote_fs):\n    pass\n")
         args = suite.args_without("--jmp-mount-exporter-config")
         proc = subprocess.Popen(

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 import anyio
 import click
@@ -17,8 +16,22 @@ from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
-from .sshfs import DEFAULT_MOUNT_TIMEOUT, TRANSPORTS, ConnectError, Mount, MountError, SshfsTarget, start_mount
+from .sshfs import (
+    DEFAULT_MOUNT_TIMEOUT,
+    ConnectError,
+    HostKeyError,
+    Mount,
+    MountError,
+    SshfsTarget,
+    start_mount,
+    validate_options,
+)
+from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.unmount import run_unmount
+from .transport import format_address, parse_tcp_address, probe_tcp, resolve_transport
+from .trust import Refused, fetch_vouched, mismatch_error, read_offered
+
+__all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
 CANCEL_CHECK_INTERVAL = 0.25  # seconds
 
@@ -54,6 +67,7 @@ class SSHMountClient(CompositeClient):
         remote_path: str = "/",
         transport: str | None = None,
         direct: bool = False,
+        insecure: bool = False,
         extra_args: Sequence[str] | None = None,
         timeout: float = DEFAULT_MOUNT_TIMEOUT,
         mount_dir: str | os.PathLike[str] | None = None,
@@ -62,43 +76,119 @@ class SSHMountClient(CompositeClient):
 
         The returned ``Mount`` is a context manager; without ``with``, call its
         ``unmount()``. Either way it releases the sshfs process, the port forward, the
-        key material and a mountpoint directory it created.
+        key material, the known-hosts file and a mountpoint directory it created.
+
+        The device's host key is checked against the keys the exporter vouches for, before
+        ssh logs in. When they were read from the device (not configured) and the device
+        offers another key, the exporter is asked once to read them again.
 
         :param mountpoint: local directory (must be empty; created if missing), or None for
             a private 0700 directory in ``mount_dir`` (default: the temp dir).
-        :param transport: how sshfs reaches the device: ``"forward"`` (default), a Jumpstarter
-            port forward, or ``"direct"``, the TCP driver's address (falls back to the port
-            forward, with a warning, if the exporter publishes no address).
+        :param transport: how sshfs reaches the device: ``"auto"`` (default) the TCP driver's
+            address when it answers with the vouched host key, else a Jumpstarter port forward;
+            ``"forward"``; or ``"direct"``, the address only (falls back to the port forward,
+            with a warning, only if the exporter publishes no address).
         :param direct: upstream's spelling of ``transport="direct"``.
-        :param extra_args: sshfs ``-o`` options; each replaces a default with the same key.
+        :param insecure: do not verify the device's host key (logged as a warning).
+        :param extra_args: sshfs ``-o`` options; each replaces a default with the same key. Host
+            key options (``StrictHostKeyChecking=no``, ``UserKnownHostsFile``...) replace ours.
         :param timeout: seconds the filesystem may take to become ready.
-        :raises MountError: (a subclass naming the problem and the fix) on any failure,
-            after releasing everything.
+        :raises MountError: (a subclass naming the problem and the fix, ``HostKeyError`` for a
+            host key mismatch) on any failure, after releasing everything.
         """
         transport = resolve_transport(transport, direct)
-        with ExitStack() as resources:
-            host, port, transport = self._endpoint(transport, resources)
-            return start_mount(
-                SshfsTarget(host=host, port=port, user=self.username, remote_path=remote_path),
-                mountpoint,
-                identity=self.identity,
-                options=list(extra_args or ()),
-                timeout=timeout,
-                resources=resources.pop_all(),
-                transport=transport,
-                mount_dir=mount_dir,
-            )
-
-    def _endpoint(self, transport: str, resources: ExitStack) -> tuple[str, int, str]:
-        """(host, port, transport): the device's address, or a new local port forward."""
-        if transport == "direct":
+        plan = _Plan(mountpoint, remote_path, list(validate_options(extra_args or ())), timeout, mount_dir)
+        if insecure:
+            self.logger.warning("insecure: the device's host key is not verified")
+            plan.unverified = "insecure: the device's host key is not verified"
+        elif user_sets_host_key_policy(plan.options):
+            plan.unverified = "host key checking is left to the given ssh options"
+        vouched = None if plan.unverified else self._fetch_vouched()
+        try:
+            return self._mount_via(transport, vouched, plan)
+        except Refused as refused:
+            renewed = self._fetch_vouched(refresh=True) if vouched and not vouched.configured else None
+            if renewed is None or renewed.lines == refused.vouched.lines:
+                raise self._mismatch(refused) from None
+            self.logger.info("the device's host key changed; mounting with the one the exporter reads now")
             try:
-                return (*parse_tcp_address(self.ssh.tcp.address()), "direct")
-            except (DriverError, ValueError) as exc:
-                self.logger.warning("direct address unavailable (%s); using the port forward", exc)
-        self._check_reachable()
-        host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
-        return host, port, "forward"
+                return self._mount_via(transport, renewed, plan)
+            except Refused as again:
+                raise self._mismatch(again) from None
+
+    def _fetch_vouched(self, refresh: bool = False) -> VouchedKeys | None:
+        return fetch_vouched(self.call, self.logger, refresh)
+
+    def _mount_via(self, transport: str, vouched: VouchedKeys | None, plan: _Plan) -> Mount:
+        """Mount over ``transport``; "auto" tries the address first, only when the host key is verified."""
+        if transport == "forward":
+            return self._start(plan, vouched, None)
+        if transport == "auto" and vouched is None:
+            return self._auto_forward(plan, vouched, plan.unverified or "the exporter does not vouch for a host key")
+        address, unpublished = self._address()
+        if address is None and transport == "direct":
+            self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
+            return self._start(plan, vouched, None, note=unpublished)
+        if address is None:
+            return self._auto_forward(plan, vouched, unpublished)
+        if transport == "direct":
+            return self._start(plan, vouched, address)
+        at, reason = format_address(*address), probe_tcp(*address)
+        if reason is None:
+            try:
+                return self._start(plan, vouched, address, note=f"{at} answered with the vouched host key")
+            except ConnectError as exc:
+                reason = str(exc)
+            except Refused:
+                reason = f"{at} offered another host key than the exporter vouches for"
+        return self._auto_forward(plan, vouched, reason)
+
+    def _auto_forward(self, plan: _Plan, vouched: VouchedKeys | None, reason: str) -> Mount:
+        self.logger.info("transport auto: using the port forward (%s)", reason)
+        return self._start(plan, vouched, None, note=reason)
+
+    def _address(self) -> tuple[tuple[str, int] | None, str]:
+        """(the device's published address or None, why there is none)."""
+        try:
+            return parse_tcp_address(self.ssh.tcp.address()), ""
+        except (DriverError, ValueError) as exc:
+            return None, f"the exporter publishes no address: {exc}"
+
+    def _start(
+        self, plan: _Plan, vouched: VouchedKeys | None, address: tuple[str, int] | None, note: str | None = None
+    ) -> Mount:
+        """One sshfs mount, to ``address`` or (None) through a new port forward."""
+        with ExitStack() as resources:
+            if address is None:
+                self._check_reachable()
+                host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
+            else:
+                host, port = address
+            options = plan.options
+            if vouched is not None:
+                options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
+            how = "forward" if address is None else "direct"
+            try:
+                mount = start_mount(
+                    SshfsTarget(host=host, port=port, user=self.username, remote_path=plan.remote_path),
+                    plan.mountpoint,
+                    identity=self.identity,
+                    options=options,
+                    timeout=plan.timeout,
+                    resources=resources.pop_all(),
+                    transport=how,
+                    mount_dir=plan.mount_dir,
+                )
+            except HostKeyError as exc:
+                if vouched is None:  # the user's own host key options decided
+                    raise
+                raise Refused(vouched, how, address) from exc
+        mount.transport_note = note
+        return mount
+
+    def _mismatch(self, refused: Refused) -> HostKeyError:
+        """The error naming the vouched keys and those offered (read again, best effort)."""
+        return mismatch_error(refused, read_offered(refused, self.ssh.tcp, self.logger))
 
     def _check_reachable(self) -> None:
         """Ask the exporter whether the device's sshd answers, before forwarding to it."""
@@ -117,7 +207,9 @@ class SSHMountClient(CompositeClient):
         mountpoint: str | os.PathLike[str],
         *,
         remote_path: str = "/",
+        transport: str | None = None,
         direct: bool = False,
+        insecure: bool = False,
         foreground: bool = False,
         extra_args: Sequence[str] | None = None,
     ) -> None:
@@ -131,7 +223,14 @@ class SSHMountClient(CompositeClient):
         from .signals import signals_interrupt
 
         with signals_interrupt():
-            with self.mounted(mountpoint, remote_path=remote_path, direct=direct, extra_args=extra_args) as m:
+            with self.mounted(
+                mountpoint,
+                remote_path=remote_path,
+                transport=transport,
+                direct=direct,
+                insecure=insecure,
+                extra_args=extra_args,
+            ) as m:
                 click.echo(f"Mounted {m.target.spec} on {m.mountpoint}")
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
@@ -184,18 +283,13 @@ async def _wait_readable_unless_cancelled(fd: int) -> bool:
     return False
 
 
-def resolve_transport(transport: str | None, direct: bool = False) -> str:
-    """The transport to use: ``transport`` if given, else "direct" when ``direct``, else "forward"."""
-    if transport is None:
-        return "direct" if direct else "forward"
-    if transport not in TRANSPORTS:
-        raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
-    return transport
+@dataclass
+class _Plan:
+    """What every mount attempt of one ``mounted()`` call shares."""
 
-
-def parse_tcp_address(address: str) -> tuple[str, int]:
-    """``tcp://host:port`` (IPv6 in brackets) -> (host, port); ValueError if malformed."""
-    parsed = urlparse(address)
-    if parsed.scheme != "tcp" or not parsed.hostname or not parsed.port:
-        raise ValueError(f"not a tcp://host:port address: {address!r}")
-    return parsed.hostname, parsed.port
+    mountpoint: str | os.PathLike[str] | None
+    remote_path: str
+    options: list[str]
+    timeout: float
+    mount_dir: str | os.PathLike[str] | None
+    unverified: str = ""  # why the host key is not verified (insecure, the user's options)

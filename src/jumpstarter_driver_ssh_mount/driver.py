@@ -1,13 +1,23 @@
-"""The exporter side: ``SSHMount`` points the client at an SSH driver, and can check the device is up."""
+"""The exporter side: ``SSHMount`` points the client at an SSH driver and vouches for the device.
+
+The exporter reaches the device over its own network and the client reaches the exporter
+over Jumpstarter's authenticated channel, so the exporter is the party that can tell the
+client which host key the device has: the configured ``host_key``, or what it reads from
+the device itself.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.driver import Driver, export
+
+from .sshfs.hostkeys import CONFIGURED, SCAN_TIMEOUT, SCANNED, HostKey, VouchedKeys, parse_host_keys, scan_command
+from .sshfs.hostkeys import parse_keyscan as parse_keyscan_output
 
 REACHABLE_TIMEOUT = 5.0  # seconds for the exporter's TCP check of the device's sshd
 
@@ -18,7 +28,16 @@ class SSHMount(Driver):
 
     Requires a child ``ssh``: an ``SSHWrapper`` (usually ``ref: ssh``) whose ``tcp``
     child reaches the device's sshd. Username and identity come from that driver.
+
+    ``host_key``: the device's public host key(s), one ``ssh_host_*_key.pub`` line each.
+    Unset, the exporter reads them from the device (as ``ssh-keyscan`` does) when first
+    asked and keeps them while it runs.
     """
+
+    host_key: str | None = None
+    _configured_keys: tuple[HostKey, ...] = field(init=False, default=(), repr=False)
+    _scanned_keys: tuple[HostKey, ...] = field(init=False, default=(), repr=False)
+    _scan_lock: anyio.Lock = field(init=False, repr=False, default_factory=anyio.Lock)
 
     def __post_init__(self) -> None:
         if hasattr(super(), "__post_init__"):
@@ -28,10 +47,22 @@ class SSHMount(Driver):
                 "SSHMount needs an 'ssh' child: add `children: {ssh: {ref: ssh}}` to the mount driver, "
                 "pointing at an SSHWrapper driver"
             )
+        if self.host_key is not None:
+            try:
+                self._configured_keys = parse_host_keys(self.host_key)
+            except ValueError as exc:
+                raise ConfigurationError(f"SSHMount host_key, {exc}") from None
 
     @classmethod
     def client(cls) -> str:
         return "jumpstarter_driver_ssh_mount.client.SSHMountClient"
+
+    def _device_address(self) -> tuple[str | None, int | None]:
+        """The host and port of the ``tcp`` driver under ``ssh`` (None when it is not a TcpNetwork)."""
+        ssh = self.children["ssh"]
+        ssh = getattr(ssh, "_proxy_target", None) or ssh  # `ref: ssh` is a composite Proxy
+        tcp = ssh.children.get("tcp")
+        return getattr(tcp, "host", None), getattr(tcp, "port", None)
 
     @export
     async def check_reachable(self) -> str | None:
@@ -40,20 +71,64 @@ class SSHMount(Driver):
         Returns None when it connects, else the reason as text. A value, not an exception,
         so that an unreachable device is one line on the client, not a traceback here.
         """
-        ssh = self.children["ssh"]
-        ssh = getattr(ssh, "_proxy_target", None) or ssh  # `ref: ssh` is a composite Proxy
-        tcp = ssh.children.get("tcp")
-        host, port = getattr(tcp, "host", None), getattr(tcp, "port", None)
+        host, port = self._device_address()
         if not host or not port:
             return None  # not a TcpNetwork: nothing we know how to check
+        return await _reach_problem(host, port)
+
+    @export
+    async def host_keys(self, refresh: bool = False) -> dict[str, Any]:
+        """The device's host keys this exporter vouches for, as ``VouchedKeys.to_dict()``.
+
+        ``source`` is "configured" (``host_key``, returned as is, never re-read) or
+        "scanned" (read from the device once, again when ``refresh`` is true). When they
+        cannot be read, ``keys`` is empty and ``problem`` says why: a value, not an exception.
+        """
+        if self._configured_keys:
+            return VouchedKeys(self._configured_keys, CONFIGURED).to_dict()
+        async with self._scan_lock:
+            if refresh or not self._scanned_keys:
+                vouched = await self._scan()
+                if vouched.problem:
+                    return vouched.to_dict()
+                if self._scanned_keys and vouched.lines != VouchedKeys(self._scanned_keys, SCANNED).lines:
+                    self.logger.info("the device's host key changed: %s", ", ".join(map(str, vouched.keys)))
+                self._scanned_keys = vouched.keys
+        return VouchedKeys(self._scanned_keys, SCANNED).to_dict()
+
+    async def _scan(self) -> VouchedKeys:
+        """Read the device's host keys with ssh-keyscan, from the exporter's side."""
+        host, port = self._device_address()
+        if not host or not port:
+            return VouchedKeys((), SCANNED, "the SSH driver's tcp child is not a TcpNetwork; set host_key")
         try:
-            with anyio.fail_after(REACHABLE_TIMEOUT):
-                stream = await anyio.connect_tcp(host, port)
-            await stream.aclose()
+            with anyio.fail_after(SCAN_TIMEOUT + 2):
+                result = await anyio.run_process(scan_command(host, port, SCAN_TIMEOUT), check=False)
+        except FileNotFoundError:
+            return VouchedKeys((), SCANNED, "ssh-keyscan is not installed on the exporter; install openssh-client")
         except TimeoutError:
-            return f"no answer from {host}:{port} within {REACHABLE_TIMEOUT:g}s"
-        except OSError as exc:
-            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
-            reason = os.strerror(cause.errno) if cause.errno else str(cause)
-            return f"{host}:{port}: {reason}"
-        return None
+            return VouchedKeys((), SCANNED, f"ssh-keyscan got no answer from {host}:{port}", unreachable=True)
+        keys = parse_keyscan_output(result.stdout.decode(errors="replace"))
+        if keys:
+            return VouchedKeys(keys, SCANNED)
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        problem = await _reach_problem(host, port) or (
+            f"{host}:{port} accepts connections but sent no SSH host key within {SCAN_TIMEOUT:g}s"
+            + (f" (ssh-keyscan: {said[-1]})" if said else "")
+        )
+        return VouchedKeys((), SCANNED, problem, unreachable=True)
+
+
+async def _reach_problem(host: str, port: int) -> str | None:
+    """None when ``host:port`` accepts a TCP connection, else the reason as one line."""
+    try:
+        with anyio.fail_after(REACHABLE_TIMEOUT):
+            stream = await anyio.connect_tcp(host, port)
+        await stream.aclose()
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {REACHABLE_TIMEOUT:g}s"
+    except OSError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        return f"{host}:{port}: {reason}"
+    return None

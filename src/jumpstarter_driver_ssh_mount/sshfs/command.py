@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from .errors import InvalidOptionError, RemotePathError
 
-#: How the device is reached; a label for messages, chosen by the caller.
-TRANSPORTS: tuple[str, ...] = ("direct", "forward")
+#: How the device is reached: "auto" (the device's address when it answers with the vouched
+#: host key, else the port forward), "direct" or "forward". A mount's own transport is never "auto".
+TRANSPORTS: tuple[str, ...] = ("auto", "direct", "forward")
 TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward"}
 
 #: Options every mount gets unless the caller passes the same key.

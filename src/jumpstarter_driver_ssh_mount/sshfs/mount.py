@@ -75,6 +75,7 @@ class Mount(DeviceFiles):
         self._lock = threading.Lock()
         self._closed = False
         self.transport = transport
+        self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
         self.options: tuple[str, ...] = tuple(options)
 
     # -- what it is ---------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""Host key trust on the client: what the exporter vouches for, and the error when the device differs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jumpstarter.client.core import DriverMethodNotImplemented
+from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
+
+from .sshfs import ConnectError, HostKeyError
+from .sshfs.hostkeys import HostKey, VouchedKeys, describe, scan_host_keys
+
+
+def fetch_vouched(call: Callable[..., Any], logger: logging.Logger, refresh: bool = False) -> VouchedKeys | None:
+    """The keys the exporter vouches for; None (with a warning) from an exporter without ``host_keys``.
+
+    :raises ConnectError: the exporter cannot reach the device's sshd.
+    :raises HostKeyError: the exporter cannot read the device's host key for another reason.
+    """
+    try:
+        vouched = VouchedKeys.from_dict(call("host_keys", refresh))
+    except DriverMethodNotImplemented:
+        logger.warning(
+            "the exporter's SSHMount does not vouch for host keys (an older version): the device's host key "
+            "is not verified; update jumpstarter-driver-ssh-mount on the exporter"
+        )
+        return None
+    if vouched.unreachable:
+        raise ConnectError(
+            f"the exporter cannot reach the device's sshd ({vouched.problem}); "
+            "is the device up and sshd listening on the TcpNetwork driver's host and port?"
+        )
+    if vouched.problem or not vouched.keys:
+        raise HostKeyError(
+            f"the exporter cannot vouch for the device's host key ({vouched.problem or 'no key'}); set host_key "
+            "in the exporter's SSHMount config, or mount insecure (host key not verified)"
+        )
+    return vouched
+
+
+class Refused(Exception):
+    """The device offered another host key than ``vouched``, over ``transport`` (at ``address`` if direct)."""
+
+    def __init__(self, vouched: VouchedKeys, transport: str, address: tuple[str, int] | None) -> None:
+        super().__init__(f"host key refused ({transport})")
+        self.vouched, self.transport, self.address = vouched, transport, address
+
+    @property
+    def where(self) -> str:
+        """Where the key was offered, for messages."""
+        if self.address is None:
+            return "the device (port forward)"
+        return f"{self.address[0]} port {self.address[1]} (direct)"
+
+
+def read_offered(refused: Refused, tcp: Any, logger: logging.Logger) -> tuple[HostKey, ...]:
+    """The keys offered where ``refused`` happened: at its address, or through a new forward over ``tcp``."""
+    try:
+        if refused.address is not None:
+            return scan_host_keys(*refused.address)
+        with TcpPortforwardAdapter(client=tcp) as (host, port):
+            return scan_host_keys(host, port)
+    except Exception as exc:  # the report is best effort; the mismatch stands
+        logger.debug("reading the offered host key failed: %r", exc)
+        return ()
+
+
+def mismatch_error(refused: Refused, offered: Sequence[HostKey]) -> HostKeyError:
+    """The one-line error for a host that offered another key (``offered``, if read) than the vouched ones."""
+    vouched = refused.vouched
+    source = "the configured host_key" if vouched.configured else "read from the device by the exporter"
+    if vouched.configured:
+        fix = (
+            "if the device was reflashed, put its new /etc/ssh/ssh_host_*_key.pub in host_key "
+            "in the exporter's SSHMount config; otherwise do not trust it"
+        )
+    elif refused.transport == "direct":
+        fix = (
+            "that address is not the device the exporter reaches: use transport 'auto' or 'forward', "
+            "or publish the device's right address"
+        )
+    else:
+        fix = "the device's host key changed while mounting; retry, or set host_key in the exporter's SSHMount config"
+    seen = describe(offered) if offered else "a key ssh-keyscan could not read"
+    return HostKeyError(
+        f"host key mismatch at {refused.where}: it offered {seen}, the exporter vouches for "
+        f"{describe(vouched.keys)} ({source}); no login was attempted; {fix}"
+    )
