@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice
+from pytest_jumpstarter_mount.testing import LoopbackDevice
 
 HERE = Path(__file__).resolve().parent.parent
 

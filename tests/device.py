@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.procfs import child_pids
-from pytest_jumpstarter_mount.loopback import DEVICE_FILES, free_port, keygen, wait_for_port
-from pytest_jumpstarter_mount.loopback import LoopbackDevice as SshDevice
+from pytest_jumpstarter_mount.testing import DEVICE_FILES, free_port, keygen, wait_for_port
+from pytest_jumpstarter_mount.testing import LoopbackDevice as SshDevice
 
 __all__ = [
     "DEVICE_FILES",

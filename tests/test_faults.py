@@ -17,7 +17,7 @@ import pytest
 from device import SshDevice, child_pids
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
 from leftovers import identity_fds, leftovers, live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import StandaloneExporter
+from pytest_jumpstarter_mount.testing import StandaloneExporter
 from test_plugin import JMP, Suite, suite  # noqa: F401 - the pytester suite fixture
 
 FAST_KEEPALIVE = ["ServerAliveInterval=1", "ServerAliveCountMax=2", "ConnectTimeout=2"]

@@ -15,7 +15,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.procfs import child_pids
 from leftovers import live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
+from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter
 
 DEVICE_ADDR, CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside the two namespaces below
 EXPORTER_PORT = 7777

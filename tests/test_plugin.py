@@ -14,7 +14,7 @@ import pytest
 
 from device import SshDevice, exporter_config, make_driver
 from leftovers import identity_fds, live_processes_mentioning, sshfs_mounts
-from pytest_jumpstarter_mount.loopback import StandaloneExporter
+from pytest_jumpstarter_mount.testing import StandaloneExporter
 
 JMP = str(Path(sys.executable).with_name("jmp"))
 
