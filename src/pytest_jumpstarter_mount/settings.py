@@ -24,6 +24,7 @@ Scope = Literal["session", "package", "module", "class", "function"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 IniType = Literal["string", "bool", "linelist"]
 INI_TYPES: dict[str, IniType] = {"bool": "bool", "list": "linelist"}
+DEFAULT_LEASE_DURATION = 30 * 60.0  # seconds
 GROUP = "jumpstarter mount"
 SOURCES_HELP = (
     "run inside `jmp shell`, or pass --jmp-mount-exporter-config PATH, "
@@ -96,7 +97,6 @@ OPTIONS = (
     Option(
         "duration",
         "with --jmp-mount-client: lease duration, e.g. 30m, 1h30m, 900 (default 30m)",
-        default="30m",
         metavar="DURATION",
     ),
     Option(
@@ -181,7 +181,7 @@ class Settings:
     client: str | None = None
     selector: str | None = None
     lease: str | None = None
-    duration: float = 1800.0
+    duration: float = DEFAULT_LEASE_DURATION
     collect: tuple[str, ...] = ()
     artifacts: Path | None = None
     collect_max_bytes: int = COLLECT_MAX_BYTES
@@ -250,7 +250,7 @@ def load_settings(config: pytest.Config) -> Settings:
         client=value["client"] or None,
         selector=value["selector"] or None,
         lease=value["lease"] or None,
-        duration=parse_duration(str(value["duration"])),
+        duration=DEFAULT_LEASE_DURATION if value["duration"] is None else parse_duration(str(value["duration"])),
         collect=tuple(value["collect"]),
         artifacts=_path(value["artifacts"]),
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
