@@ -37,7 +37,9 @@ def pytest_jmp_mount_ready(mount: Mount, request: pytest.FixtureRequest | None) 
 
 @pytest.hookspec()
 def pytest_jmp_mount_teardown(mount: Mount) -> None:
-    """Called before a mount is unmounted (still mounted, unless sshfs died). Example::
+    """Called before a mount is unmounted (still mounted, unless sshfs died).
+
+    Example::
 
         def pytest_jmp_mount_teardown(mount):
             print("device log tail:", (mount / "var/log/messages").read_text()[-200:])
