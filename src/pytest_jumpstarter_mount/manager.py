@@ -55,12 +55,13 @@ class MountManager:
 
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
+        """The sweep's notice, and where mounts come from: device source, remote path, scope."""
         lines = [self.notice] if self.notice else []
         s = self.settings
         if s.source is not None:
             lines.append(
                 f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; "
-                f"scope: {s.scope}{'; direct' if s.direct else ''}"
+                f"scope: {s.scope}{'; direct' if s.transport == 'direct' else ''}"
             )
         return lines
 
