@@ -28,7 +28,7 @@ from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter
+from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter
 
 JMP = str(Path(sys.executable).with_name("jmp"))
 SSH_OPTS = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR", "BatchMode=yes"]

@@ -7,7 +7,7 @@ def pytest_jmp_mount_ready(mount, request):
     """Runs once per mount, before the tests use it."""
     print(
         f"\n[device] mounted {mount.remote_path} at {mount.mountpoint} "
-        f"({'direct' if mount.direct else 'via port forward'})"
+        f"({'direct' if mount.transport == 'direct' else 'via port forward'})"
     )
 
 

@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
-from pytest_jumpstarter_mount.loopback import LoopbackDevice
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts, sshfs_mounts_under
+from pytest_jumpstarter_mount.testing import LoopbackDevice
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -26,6 +26,7 @@ def say(text: str) -> None:
 
 
 def mounts_under(path: Path) -> list[str]:
+    """Every mount (any filesystem) at or below ``path``: what must stop a recursive delete."""
     base = str(path).rstrip("/") + "/"
     return [e.mountpoint for e in read_mounts() if (e.mountpoint + "/").startswith(base)]
 
@@ -78,7 +79,7 @@ def main() -> int:
             result = subprocess.run(cmd, cwd=HERE)
             if result.returncode != 0:
                 failures.append(f"the example suite failed (exit {result.returncode})")
-            left = mounts_under(mount_dir)
+            left = [e.mountpoint for e in sshfs_mounts_under(mount_dir)]
             procs = sshfs_processes_under(mount_dir)
             if left or procs:
                 failures.append(f"left behind: mounts {left}, sshfs processes {procs}")

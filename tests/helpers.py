@@ -21,7 +21,7 @@ import pytest
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
 from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids, processes
-from pytest_jumpstarter_mount.loopback import LoopbackDevice, StandaloneExporter, keygen
+from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, keygen
 
 __all__ = [
     "COUNTING_CONFTEST",

@@ -72,7 +72,7 @@ def test_marker_gives_own_mount(suite: Suite) -> None:
     suite.pytester.makepyfile(
         test_marker=f"""
         import pytest
-        from pytest_jumpstarter_mount.plugin import item_mounts_key
+        from pytest_jumpstarter_mount.manager import item_mounts_key
 
         @pytest.mark.jmp_mount(remote={suite.device.remote("/etc")!r}, options=["cache=no"])
         def test_etc(remote_path, remote_fs):
@@ -290,7 +290,7 @@ def test_option_precedence_cli_env_ini(pytester: pytest.Pytester, monkeypatch: p
     pytester.makeini("[pytest]\njmp_mount_remote = /from-ini\njmp_mount_scope = module\n")
     pytester.makepyfile(
         test_p="""
-        from pytest_jumpstarter_mount.plugin import manager_key
+        from pytest_jumpstarter_mount.manager import manager_key
 
         def test_settings(request):
             s = request.config.stash[manager_key].settings

@@ -24,18 +24,23 @@ def pytest_jmp_mount_options(config: pytest.Config, remote_path: str, options: l
 
 
 @pytest.hookspec()
-def pytest_jmp_mount_ready(mount: Mount, request: pytest.FixtureRequest) -> None:
-    """Called once a mount is ready, before any test uses it. Example::
+def pytest_jmp_mount_ready(mount: Mount, request: pytest.FixtureRequest | None) -> None:
+    """Called once a mount is ready, before any test uses it.
 
-    def pytest_jmp_mount_ready(mount, request):
-        assert (mount / "etc/os-release").exists(), "not the device we expected"
+    ``request`` is the request of the fixture that made the mount, or None for the
+    short-lived mount of ``/`` that collects a failed test's files. Example::
+
+        def pytest_jmp_mount_ready(mount, request):
+            assert (mount / "etc/os-release").exists(), "not the device we expected"
     """
 
 
 @pytest.hookspec()
 def pytest_jmp_mount_teardown(mount: Mount) -> None:
-    """Called before a mount is unmounted (still mounted, unless sshfs died). Example::
+    """Called before a mount is unmounted (still mounted, unless sshfs died).
 
-    def pytest_jmp_mount_teardown(mount):
-        print("device log tail:", (mount / "var/log/messages").read_text()[-200:])
+    Example::
+
+        def pytest_jmp_mount_teardown(mount):
+            print("device log tail:", (mount / "var/log/messages").read_text()[-200:])
     """

@@ -19,6 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from jumpstarter_driver_ssh_mount.sshfs import PRIVATE_DIR_PREFIX
 from jumpstarter_driver_ssh_mount.sshfs.procfs import start_time
 
 
@@ -51,7 +52,6 @@ def private_dir(path: Path) -> Path:
 
 OWNER_FILE = "owner"
 OWNER_TAG = "pytest-jumpstarter-mount"
-MOUNTPOINT_PREFIX = "jmp-mount-"
 
 
 def run_dir(base: Path, run_id: str, worker_id: str) -> Path:
@@ -93,7 +93,7 @@ def sweep(base: Path) -> list[str]:
         from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
 
         for mountpoint in sorted(run.iterdir()):
-            if not mountpoint.name.startswith(MOUNTPOINT_PREFIX):
+            if not mountpoint.name.startswith(PRIVATE_DIR_PREFIX):
                 continue
             if any(e.fstype == "fuse.sshfs" for e in mounts_at(mountpoint)):
                 run_unmount(str(mountpoint), lazy=True)

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pytest
 
-SCOPES = ("session", "package", "module", "class", "function")
+from jumpstarter_driver_ssh_mount.sshfs import (
+    COLLECT_MAX_BYTES,
+    COLLECT_TIMEOUT,
+    DEFAULT_MOUNT_TIMEOUT,
+    InvalidOptionError,
+    RemotePathError,
+    validate_option,
+    validate_remote_path,
+)
+
+Scope = Literal["session", "package", "module", "class", "function"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+IniType = Literal["string", "bool", "linelist"]
+INI_TYPES: dict[str, IniType] = {"bool": "bool", "list": "linelist"}
+DEFAULT_LEASE_DURATION = 30 * 60.0  # seconds
 GROUP = "jumpstarter mount"
 SOURCES_HELP = (
     "run inside `jmp shell`, or pass --jmp-mount-exporter-config PATH, "
@@ -68,9 +82,9 @@ OPTIONS = (
     ),
     Option(
         "timeout",
-        "seconds a mount may take to become ready (default 30)",
+        f"seconds a mount may take to become ready (default {DEFAULT_MOUNT_TIMEOUT:g})",
         kind="float",
-        default=30.0,
+        default=DEFAULT_MOUNT_TIMEOUT,
         metavar="SECONDS",
     ),
     Option("exporter-config", "device source: run this exporter config in-process", kind="path", metavar="PATH"),
@@ -83,7 +97,6 @@ OPTIONS = (
     Option(
         "duration",
         "with --jmp-mount-client: lease duration, e.g. 30m, 1h30m, 900 (default 30m)",
-        default="30m",
         metavar="DURATION",
     ),
     Option(
@@ -98,16 +111,16 @@ OPTIONS = (
     ),
     Option(
         "collect-max-bytes",
-        "cap on the bytes collected per failed test (default 20 MiB)",
+        f"cap on the bytes collected per failed test (default {COLLECT_MAX_BYTES / 2**20:g} MiB)",
         kind="float",
-        default=20 * 1024 * 1024,
+        default=COLLECT_MAX_BYTES,
         metavar="BYTES",
     ),
     Option(
         "collect-timeout",
-        "seconds collecting may take per failed test (default 30)",
+        f"seconds collecting may take per failed test (default {COLLECT_TIMEOUT:g})",
         kind="float",
-        default=30.0,
+        default=COLLECT_TIMEOUT,
         metavar="SECONDS",
     ),
 )
@@ -123,7 +136,7 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(o.flag, action="append", dest=o.dest, default=None, metavar=o.metavar, help=o.help)
         else:
             group.addoption(o.flag, action="store", dest=o.dest, default=None, metavar=o.metavar, help=o.help)
-        ini_type = {"bool": "bool", "list": "linelist"}.get(o.kind, "string")
+        ini_type = INI_TYPES.get(o.kind, "string")
         parser.addini(o.dest, f"{o.help} [env {o.env}]", type=ini_type, default=None)
 
 
@@ -155,12 +168,12 @@ class Settings:
     """Every ``--jmp-mount-*`` value, resolved and checked."""
 
     remote: str = "/"
-    scope: str = "session"
+    scope: Scope = "session"
     options: tuple[str, ...] = ()
     direct: bool = False
     driver: str = "mount"
     dir: Path | None = None
-    timeout: float = 30.0
+    timeout: float = DEFAULT_MOUNT_TIMEOUT
     exporter_config: Path | None = None
     tls_grpc: str | None = None
     tls_grpc_insecure: bool = False
@@ -168,11 +181,16 @@ class Settings:
     client: str | None = None
     selector: str | None = None
     lease: str | None = None
-    duration: float = 1800.0
+    duration: float = DEFAULT_LEASE_DURATION
     collect: tuple[str, ...] = ()
     artifacts: Path | None = None
-    collect_max_bytes: int = 20 * 1024 * 1024
-    collect_timeout: float = 30.0
+    collect_max_bytes: int = COLLECT_MAX_BYTES
+    collect_timeout: float = COLLECT_TIMEOUT
+
+    @property
+    def transport(self) -> str:
+        """How mounts reach the device unless a marker says otherwise: "direct" or "forward"."""
+        return "direct" if self.direct else "forward"
 
     @property
     def source(self) -> str | None:
@@ -206,32 +224,25 @@ def load_settings(config: pytest.Config) -> Settings:
     """Resolve and check every option; a bad value is a ``pytest.UsageError`` naming the fix."""
     value = {o.name: raw_value(config, o) for o in OPTIONS}
     remote = str(value["remote"])
-    if not remote.startswith("/"):
-        raise pytest.UsageError(f"--jmp-mount-remote must be an absolute device path, got {remote!r}")
-    scope = str(value["scope"])
-    if scope not in SCOPES:
-        raise pytest.UsageError(f"--jmp-mount-scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    timeout = _positive(value, "timeout", "number of seconds")
-    collect = tuple(value["collect"])
-    for pattern in collect:
-        if not pattern.startswith("/"):
-            raise pytest.UsageError(f"--jmp-mount-collect {pattern!r}: give an absolute device glob, e.g. /var/log/*")
-    options = tuple(value["option"])
-    for option in options:
-        if not option.strip() or option.lstrip().startswith("-"):
-            raise pytest.UsageError(
-                f"--jmp-mount-option {option!r}: give the option itself (e.g. reconnect), not a flag"
-            )
+    _check(validate_remote_path, remote, f"--jmp-mount-remote must be an absolute device path, got {remote!r}")
+    for pattern in value["collect"]:
+        _check(
+            validate_remote_path,
+            pattern,
+            f"--jmp-mount-collect {pattern!r}: give an absolute device glob, e.g. /var/log/*",
+        )
+    for option in value["option"]:
+        _check(validate_option, option, "--jmp-mount-option takes an sshfs option, not a flag", give_reason=True)
     if value["client"] and not (value["selector"] or value["lease"]):
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
     return Settings(
         remote=remote,
-        scope=scope,
-        options=options,
+        scope=_scope(str(value["scope"])),
+        options=tuple(value["option"]),
         direct=bool(value["direct"]),
         driver=str(value["driver"]),
         dir=_path(value["dir"]),
-        timeout=timeout,
+        timeout=_positive(value, "timeout", "number of seconds"),
         exporter_config=_path(value["exporter-config"]),
         tls_grpc=value["tls-grpc"] or None,
         tls_grpc_insecure=bool(value["tls-grpc-insecure"]),
@@ -239,12 +250,27 @@ def load_settings(config: pytest.Config) -> Settings:
         client=value["client"] or None,
         selector=value["selector"] or None,
         lease=value["lease"] or None,
-        duration=parse_duration(str(value["duration"])),
-        collect=collect,
+        duration=DEFAULT_LEASE_DURATION if value["duration"] is None else parse_duration(str(value["duration"])),
+        collect=tuple(value["collect"]),
         artifacts=_path(value["artifacts"]),
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
         collect_timeout=_positive(value, "collect-timeout", "number of seconds"),
     )
+
+
+def _check(validate: Callable[[str], str], text: str, message: str, *, give_reason: bool = False) -> None:
+    """Run a core validator on ``text``; its error becomes a UsageError saying ``message`` (and why)."""
+    try:
+        validate(text)
+    except (InvalidOptionError, RemotePathError) as exc:
+        raise pytest.UsageError(f"{message}: {exc}" if give_reason else message) from None
+
+
+def _scope(text: str) -> Scope:
+    for scope in SCOPES:
+        if text == scope:
+            return scope
+    raise pytest.UsageError(f"--jmp-mount-scope must be one of {', '.join(SCOPES)}, got {text!r}")
 
 
 def _positive(value: dict[str, Any], name: str, what: str) -> float:
@@ -261,16 +287,11 @@ def _path(value: Any) -> Path | None:
     return Path(value).expanduser() if value not in (None, "") else None
 
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-
-
 def parse_duration(text: str) -> float:
-    """Seconds from ``900``, ``30m``, ``1h30m``, ``1d``; UsageError otherwise."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    match = _DURATION.match(text)
-    if not text or not match:
-        raise pytest.UsageError(f"--jmp-mount-duration: cannot read {text!r}; use e.g. 900, 30m or 1h30m")
-    parts = {k: int(v or 0) for k, v in match.groupdict().items()}
-    return float(parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"])
+    """Seconds from ``900``, ``30m``, ``1h30m``, ``1d`` (what ``jmp`` reads); UsageError otherwise."""
+    from pytimeparse2 import parse
+
+    seconds = parse(text.strip())
+    if not isinstance(seconds, int | float) or seconds < 0:
+        raise pytest.UsageError(f"--jmp-mount-duration: cannot read {text.strip()!r}; use e.g. 900, 30m or 1h30m")
+    return float(seconds)

@@ -43,10 +43,7 @@ def open_device(settings: Settings) -> Iterator[Device]:
             case "exporter-config":
                 yield Device(_exporter_config_client(settings, stack), settings.describe_source())
             case "tls-grpc":
-                client = _connect(
-                    stack, settings.tls_grpc, insecure=settings.tls_grpc_insecure, passphrase=settings.passphrase
-                )
-                yield Device(client, settings.describe_source())
+                yield Device(_tls_grpc_client(settings, stack), settings.describe_source())
             case "lease":
                 yield _leased_device(settings, stack)
             case _:
@@ -67,11 +64,17 @@ def _connect(stack: ExitStack, address: str, **kwargs: Any) -> Any:
     return client
 
 
+def _tls_grpc_client(settings: Settings, stack: ExitStack) -> Any:
+    address = settings.tls_grpc
+    assert address is not None  # the "tls-grpc" source is chosen only when it is set
+    return _connect(stack, address, insecure=settings.tls_grpc_insecure, passphrase=settings.passphrase)
+
+
 def _exporter_config_client(settings: Settings, stack: ExitStack) -> Any:
     from jumpstarter.config.exporter import ExporterConfigV1Alpha1
 
     path = settings.exporter_config
-    assert path is not None
+    assert path is not None  # the "exporter-config" source is chosen only when it is set
     if not path.is_file():
         raise DeviceSourceError(f"--jmp-mount-exporter-config {path}: no such file; check the path")
     try:
@@ -87,7 +90,9 @@ def _exporter_config_client(settings: Settings, stack: ExitStack) -> Any:
 def _leased_device(settings: Settings, stack: ExitStack) -> Device:
     from jumpstarter.config.client import ClientConfigV1Alpha1
 
-    config = ClientConfigV1Alpha1.load(settings.client)
+    alias = settings.client
+    assert alias is not None  # the "lease" source is chosen only when it is set
+    config = ClientConfigV1Alpha1.load(alias)
     lease = stack.enter_context(
         config.lease(
             selector=settings.selector,

@@ -1,8 +1,9 @@
 """A throwaway loopback "device": a real sshd on 127.0.0.1 with its own keys and files.
 
-For trying the plugin without hardware (``make demo``) and for this project's tests::
+For trying the plugin without hardware (``make demo``), for device suites under
+development, and for this project's tests::
 
-    python -m pytest_jumpstarter_mount.loopback /tmp/mydevice   # Ctrl+C stops it
+    python -m pytest_jumpstarter_mount.testing /tmp/mydevice   # Ctrl+C stops it
 
 The device's filesystem is a directory of this host: ``etc/os-release``,
 ``var/log/messages``, a writable ``data/``. As root, with ``unshare`` available and
@@ -92,6 +93,7 @@ class LoopbackDevice:
         self.netns = netns  # a network namespace name (ip netns) to run sshd in
         self.user = getpass.getuser()
         self.process: subprocess.Popen[bytes] | None = None
+        self.exporter_config_path: Path | None = None  # set by exporter_config()
 
     @property
     def root(self) -> Path:
@@ -100,10 +102,12 @@ class LoopbackDevice:
 
     @property
     def client_key(self) -> Path:
+        """The private key the device accepts (its ``.pub`` is in ``authorized_keys``)."""
         return self.base / "client_key"
 
     @property
     def host_key(self) -> Path:
+        """sshd's private host key."""
         return self.base / "host_key"
 
     def remote(self, device_path: str = "/") -> str:
@@ -113,6 +117,7 @@ class LoopbackDevice:
         return str(self.root / device_path.lstrip("/")).rstrip("/") or "/"
 
     def identity(self) -> str:
+        """The client private key's text, as an SSH driver's ``ssh_identity`` takes it."""
         return self.client_key.read_text()
 
     def known_hosts_line(self) -> str:
@@ -215,14 +220,17 @@ class LoopbackDevice:
         if self.process is None:
             return
         sessions = child_pids(self.process.pid)
-        _terminate(self.process)
+        terminate(self.process)
         for pid in sessions:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         self.process = None
 
     def exporter_config(self, path: str | os.PathLike[str], *, host: str | None = None) -> Path:
-        """Write an exporter config for this device, in the upstream README's shape."""
+        """Write an exporter config for this device, in the upstream README's shape; its path.
+
+        ``host`` overrides the address the exporter's TCP driver gives for the device.
+        """
         path = Path(path)
         path.write_text(
             "apiVersion: jumpstarter.dev/v1alpha1\n"
@@ -248,6 +256,7 @@ class LoopbackDevice:
             "      ssh:\n"
             '        ref: "ssh"\n'
         )
+        self.exporter_config_path = path
         return path
 
     def __enter__(self) -> LoopbackDevice:
@@ -257,71 +266,7 @@ class LoopbackDevice:
         self.stop()
 
 
-class StandaloneExporter:
-    """``jmp run --exporter-config CONFIG --tls-grpc-listener HOST:PORT --tls-grpc-insecure``, ended by PID.
-
-    ``jmp run`` serves from a child process; ``pids`` lists both, so a test can kill the one
-    that serves, and ``stop`` ends every one of them.
-    """
-
-    def __init__(
-        self,
-        config: str | os.PathLike[str],
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        netns: str | None = None,
-        passphrase: str | None = None,
-    ) -> None:
-        self.host, self.port = host, port or free_port(host)
-        jmp = str(Path(sys.executable).with_name("jmp"))
-        prefix = ["ip", "netns", "exec", netns] if netns else []
-        self.process = subprocess.Popen(
-            [
-                *prefix,
-                jmp,
-                "run",
-                "--exporter-config",
-                str(config),
-                "--tls-grpc-listener",
-                f"{host}:{self.port}",
-                "--tls-grpc-insecure",
-                *(["--passphrase", passphrase] if passphrase else []),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.pids = [self.process.pid]
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def wait_ready(self, timeout: float = 30.0) -> StandaloneExporter:
-        """Return once it accepts connections (only from this namespace), noting its serving child."""
-        wait_for_port(self.host, self.port, timeout=timeout)
-        self.pids = [self.process.pid, *child_pids(self.process.pid)]
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM the serving child and the parent, then SIGKILL what is left, by PID."""
-        for pid in reversed(self.pids[1:]):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        _terminate(self.process)
-        for pid in self.pids[1:]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-    def __enter__(self) -> StandaloneExporter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+def terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM our child, SIGKILL it after ``grace`` seconds, and reap it."""
     process.terminate()
     try:
@@ -329,26 +274,3 @@ def _terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run a loopback device in DIR until Ctrl+C; print how to use it."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m pytest_jumpstarter_mount.loopback", description=main.__doc__)
-    parser.add_argument("dir", help="a new directory for the device's files, keys and exporter config")
-    parser.add_argument("--no-chroot", action="store_true", help="serve host paths, even as root")
-    args = parser.parse_args(argv)
-    with LoopbackDevice(args.dir, chroot=not args.no_chroot) as device:
-        config = device.exporter_config(device.base / "exporter.yaml")
-        print(f"device: sshd on {device.host}:{device.port}, files in {device.root}")
-        print(f"  pytest --jmp-mount-exporter-config={config} --jmp-mount-remote={device.remote('/var/log')}")
-        print(f"  jmp shell --exporter-config {config}")
-        print("Ctrl+C stops it.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Failure reports: what each mount looked like, and device files copied for a failed test."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .marker import MarkerSpec, marker_spec
+from .restoring import covering
+
+if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount.sshfs import Mount
+
+    from .manager import MountManager
+
+REPORT_SECTION = "jumpstarter mount"
+ARTIFACTS_SECTION = "jumpstarter mount artifacts"
+ARTIFACT_PROPERTY = "jmp_mount_artifact"
+collected_key = pytest.StashKey[bool]()
+
+
+class FailureArtifacts:
+    """Plugin object: a failed test's report gets its mounts' state and the device files it asked for.
+
+    Files come from ``--jmp-mount-collect`` and the marker's ``collect=[...]``, copied once per
+    test into ``<artifacts>/<nodeid>/``, through the test's own mounts, or a short-lived mount
+    of ``/`` (made by the manager) for globs none of them covers.
+    """
+
+    def __init__(self, manager: MountManager) -> None:
+        self.manager = manager
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.failed:
+            mounts = self.manager.used_mounts(item)
+            if mounts:
+                report.sections.append((REPORT_SECTION, "\n\n".join(describe(m) for m in mounts)))
+            globs = self.manager.settings.collect + marker_spec(item).collect
+            if globs and (mounts or self.manager.mount_client is not None):
+                self.collect(item, report, globs, mounts)
+        return report
+
+    def collect(
+        self, item: pytest.Item, report: pytest.TestReport, globs: Sequence[str], mounts: Sequence[Mount]
+    ) -> None:
+        """Copy ``globs`` from the device for a failed test, once; list them in the report and JUnit XML."""
+        if item.stash.get(collected_key, False):
+            return
+        item.stash[collected_key] = True
+        jobs, uncovered = plan([m for m in mounts if m.is_mounted()], globs)
+        notes: list[str] = []
+        files: list[Path] = []
+        settings = self.manager.settings
+        dest = artifacts_dir(settings.artifacts, item.config, item.nodeid)
+        try:
+            with ExitStack() as temporary:
+                if uncovered:
+                    jobs += self._through_root_mount(uncovered, notes, temporary)
+                for mount, patterns in jobs:
+                    result = mount.collect(
+                        patterns, dest, max_bytes=settings.collect_max_bytes, timeout=settings.collect_timeout
+                    )
+                    files += result.files
+                    notes += result.notes
+        except Exception as exc:  # e.g. a teardown hook of the short-lived mount: a note, not an internal error
+            notes.append(f"collecting stopped: {exc}")
+        lines = [f"collected: {f}" for f in files] + [f"note: {n}" for n in notes]
+        report.sections.append((ARTIFACTS_SECTION, "\n".join(lines) or "nothing matched"))
+        for f in files:
+            prop = (ARTIFACT_PROPERTY, str(f))
+            item.user_properties.append(prop)  # the teardown report carries it into JUnit XML
+            if report.when == "teardown":
+                report.user_properties.append(prop)
+
+    def _through_root_mount(
+        self, patterns: list[str], notes: list[str], stack: ExitStack
+    ) -> list[tuple[Mount, list[str]]]:
+        """``patterns`` paired with a short-lived mount of ``/`` (unmounted when ``stack`` closes)."""
+        client = self.manager.mount_client
+        if client is None:
+            notes.append(f"no mount of this test covers {', '.join(patterns)}; nothing collected for them")
+            return []
+        try:
+            mount = stack.enter_context(self.manager.mounted(client, MarkerSpec(remote="/")))
+        except (Exception, pytest.fail.Exception) as exc:
+            notes.append(f"could not mount the device to collect {', '.join(patterns)}: {exc}")
+            return []
+        return [(mount, patterns)]
+
+
+def plan(mounts: Sequence[Mount], globs: Sequence[str]) -> tuple[list[tuple[Mount, list[str]]], list[str]]:
+    """Which mount collects which globs (in order, neighbours on one mount grouped); the uncovered globs."""
+    from jumpstarter_driver_ssh_mount.sshfs.devicefiles import split_glob
+
+    jobs: list[tuple[Mount, list[str]]] = []
+    uncovered = []
+    for pattern in globs:
+        mount = covering(mounts, split_glob(pattern)[0])
+        if mount is None:
+            uncovered.append(pattern)
+        elif jobs and jobs[-1][0] is mount:
+            jobs[-1][1].append(pattern)
+        else:
+            jobs.append((mount, [pattern]))
+    return jobs, uncovered
+
+
+def artifacts_dir(base: Path | None, config: pytest.Config, nodeid: str) -> Path:
+    """``<base, default <rootdir>/jmp-artifacts>/<nodeid, made a safe file name>/``."""
+    return (base or config.rootpath / "jmp-artifacts") / re.sub(r"[^\w.-]+", "_", nodeid).strip("_")
+
+
+def describe(mount: Mount) -> str:
+    """The report section text for one mount (no key material: the identity is only a /proc path)."""
+    via = "direct" if mount.transport == "direct" else f"port forward {mount.host}:{mount.port}"
+    lines = [
+        f"mountpoint:    {mount.mountpoint}",
+        f"remote:        {mount.remote_path} ({via})",
+        f"still mounted: {'yes' if mount.is_mounted() else 'no'}",
+    ]
+    tail = mount.stderr_tail(10)
+    lines.append("sshfs stderr:  " + ("\n               ".join(tail) if tail else "(empty)"))
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""``MountManager``: the plugin's state in one pytest process, registered as a plugin object.
+
+It holds the settings, the device client, the live mounts and the private mountpoint
+directory; its methods are the hook implementations around tests (header, restore
+markers, preserve/restore, end-of-session cleanup). Every mount the plugin makes goes
+through ``MountManager.mounted()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
+
+from .marker import NO_MARKER, MarkerSpec, marker_spec
+from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
+from .restoring import RestoreFailed, preserve, restore
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount.client import SSHMountClient
+    from jumpstarter_driver_ssh_mount.sshfs import Mount
+
+logger = logging.getLogger("pytest_jumpstarter_mount")
+
+manager_key = pytest.StashKey["MountManager"]()
+item_mounts_key = pytest.StashKey[list["Mount"]]()
+
+
+class MountManager:
+    """Everything the plugin holds in one pytest process: settings, device, live mounts, its directory."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.live: list[Mount] = []
+        self.mount_client: SSHMountClient | None = None  # set once a test needed the device
+        self.notice: str | None = None
+        self._lock = threading.Lock()
+        self._run_dir: Path | None = None
+        self._signals = SignalsAsInterrupt()
+        self._atexit_registered = False
+        workerinput = getattr(config, "workerinput", None) or {}
+        self.worker_id: str = workerinput.get("workerid", "main")
+        self.run_id: str = str(workerinput.get("testrunuid", os.urandom(6).hex()))[:12]
+
+    # -- hooks ----------------------------------------------------------------------
+    def pytest_report_header(self) -> list[str]:
+        """The sweep's notice, and where mounts come from: device source, remote path, scope."""
+        lines = [self.notice] if self.notice else []
+        s = self.settings
+        if s.source is not None:
+            lines.append(
+                f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; "
+                f"scope: {s.scope}{'; direct' if s.transport == 'direct' else ''}"
+            )
+        return lines
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Check every test's marker once (a bad one is a usage error); restoring needs the test's mount."""
+        for item in items:
+            spec = marker_spec(item)
+            if spec.restore and isinstance(item, pytest.Function) and "remote_path" not in item.fixturenames:
+                item.fixturenames.append("remote_path")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Snapshot the marker's ``restore=[...]`` files before the test body runs."""
+        paths = marker_spec(item).restore
+        if paths:
+            preserve(self.used_mounts(item), paths, item.nodeid)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
+        problems = restore(self.used_mounts(item))
+        result = yield
+        if problems:
+            raise RestoreFailed("; ".join(problems))
+        return result
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        """After pytest's own teardown: unmount whatever is left (an interrupted run), remove dirs.
+
+        The xdist controller also sweeps, so a worker that was killed leaves nothing behind.
+        """
+        self.unmount_all()
+        if self.worker_id == "main":
+            self.sweep()
+
+    # -- the device -----------------------------------------------------------------
+    @contextmanager
+    def device(self) -> Iterator[Any]:
+        """The device's root client while the context lasts; a source that fails fails the test."""
+        from .sources import DeviceSourceError, open_device
+
+        problem = None
+        try:
+            with open_device(self.settings) as device:
+                self._announce(device.description)
+                yield device.client
+        except DeviceSourceError as exc:
+            problem = str(exc)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+
+    def mount_driver(self, root: Any) -> SSHMountClient:
+        """The ``SSHMountClient`` at ``--jmp-mount-driver`` under ``root``, kept for later mounts."""
+        from .sources import DeviceSourceError, find_mount_driver
+
+        try:
+            self.mount_client = find_mount_driver(root, self.settings.driver)
+            return self.mount_client
+        except DeviceSourceError as exc:
+            problem = str(exc)
+        pytest.fail(problem, pytrace=False)
+
+    def _announce(self, description: str) -> None:
+        """Say which device was reached when the header could not (e.g. which lease, on which exporter)."""
+        if description == self.settings.describe_source():
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"\njumpstarter mount: device: {description}")
+        logger.info("device: %s", description)
+
+    # -- the one mount path ---------------------------------------------------------
+    @contextmanager
+    def mounted(
+        self,
+        client: SSHMountClient,
+        spec: MarkerSpec = NO_MARKER,
+        *,
+        request: pytest.FixtureRequest | None = None,
+    ) -> Iterator[Mount]:
+        """Mount the device for the ``with`` block: every mount the plugin makes comes from here.
+
+        The device path is ``spec.remote``, else ``--jmp-mount-remote``; the options are
+        ``--jmp-mount-option`` then ``spec.options``, as ``pytest_jmp_mount_options`` leaves
+        them; the transport is ``spec.transport``, else the settings'. The mount is tracked
+        as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
+        it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
+        whatever happened. A mount that cannot be made fails the test, naming the path.
+        """
+        remote = spec.remote or self.settings.remote
+        options = [*self.settings.options, *spec.options]
+        self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
+        mount = self._start(client, remote, options, spec.transport or self.settings.transport)
+        try:
+            self.config.hook.pytest_jmp_mount_ready(mount=mount, request=request)
+            yield mount
+        finally:
+            self._release(mount)
+
+    def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str) -> Mount:
+        from jumpstarter_driver_ssh_mount.sshfs import MountError
+
+        self._arm()
+        try:  # logs "mounted ... in N s" itself
+            mount = client.mounted(
+                None,
+                remote_path=remote,
+                transport=transport,
+                extra_args=options,
+                timeout=self.settings.timeout,
+                mount_dir=self.mount_dir(),
+            )
+        except (MountError, MountDirError) as exc:
+            problem = f"jumpstarter mount of {remote} failed: {exc}"
+        else:
+            with self._lock:
+                self.live.append(mount)
+            return mount
+        pytest.fail(problem, pytrace=False)
+
+    def _release(self, mount: Mount) -> None:
+        """Teardown hook, then unmount (even if the hook fails)."""
+        try:
+            if mount.is_mounted():
+                self.config.hook.pytest_jmp_mount_teardown(mount=mount)
+        finally:
+            try:
+                mount.unmount()  # logs "unmounted ... in N s" itself
+            finally:
+                with self._lock:
+                    if mount in self.live:
+                        self.live.remove(mount)
+
+    def note_use(self, item: pytest.Item, mount: Mount) -> Mount:
+        """Record that ``item`` uses ``mount`` (for its restores and failure report)."""
+        item.stash.setdefault(item_mounts_key, []).append(mount)
+        return mount
+
+    def used_mounts(self, item: pytest.Item) -> list[Mount]:
+        """The mounts a test used: ``remote_fs`` and those behind ``remote_path``."""
+        found = list(item.stash.get(item_mounts_key, None) or ())
+        fs = getattr(item, "funcargs", {}).get("remote_fs")
+        if fs is not None and fs not in found:
+            found.insert(0, fs)
+        return found
+
+    # -- directories and cleanup ----------------------------------------------------
+    def mount_dir(self) -> Path:
+        """This process's private mountpoint directory (made on first use)."""
+        if self._run_dir is None:
+            self._run_dir = run_dir(self.settings.dir or default_base(), self.run_id, self.worker_id)
+        return self._run_dir
+
+    def sweep(self) -> None:
+        """Clean up what killed runs left in the mount directory (ours only), with a one-line notice."""
+        base = self.settings.dir or default_base()
+        if not base.is_dir():
+            return
+        try:
+            swept = sweep(base)
+        except OSError as exc:
+            logger.warning("cannot sweep %s: %s", base, exc)
+            return
+        if swept:
+            self.notice = f"jumpstarter mount: cleaned up {len(swept)} stale mountpoint(s) of a killed run in {base}"
+            logger.warning(self.notice)
+
+    def unmount_all(self) -> None:
+        """Unmount every live mount (an interrupted run, or the atexit backstop); never raises."""
+        with self._lock:
+            left, self.live = list(self.live), []
+        for mount in reversed(left):
+            try:
+                mount.unmount()
+            except Exception as exc:
+                logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
+        if self._run_dir is not None:
+            close_run_dir(self._run_dir)
+            remove_if_empty(self._run_dir.parent)  # the per-user base too, when no other run uses it
+            self._run_dir = None  # made again if another mount comes
+
+    def close(self) -> None:
+        """The config's cleanup: unmount what is left, put the signal handlers back."""
+        self.unmount_all()
+        self._signals.restore()
+
+    def _arm(self) -> None:
+        """From the first mount on: SIGTERM/SIGHUP tear down in order, atexit as a backstop."""
+        self._signals.install()
+        if not self._atexit_registered:
+            atexit.register(self.unmount_all)
+            self._atexit_registered = True

@@ -1,0 +1,113 @@
+"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from jumpstarter_driver_ssh_mount.sshfs import (
+    InvalidOptionError,
+    RemotePathError,
+    validate_options,
+    validate_remote_path,
+)
+
+MARKER_HELP = (
+    "jmp_mount(remote='/path', options=[...], direct=False, collect=[globs], restore=[paths]): give this "
+    "test its own mount of a device path (remote_path), collect device files if it fails, restore files after"
+)
+ARGUMENTS = ("remote", "options", "direct", "collect", "restore")
+
+
+@dataclass(frozen=True)
+class MarkerSpec:
+    """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], direct=...)``.
+
+    ``direct=True`` / ``direct=False`` is kept as ``transport`` ("direct" / "forward");
+    None means "as the settings say".
+    """
+
+    remote: str | None = None
+    options: tuple[str, ...] = ()
+    transport: str | None = None
+    collect: tuple[str, ...] = ()
+    restore: tuple[str, ...] = ()
+
+    @property
+    def own_mount(self) -> bool:
+        """True when the marker asks for a mount other than ``remote_fs``."""
+        return self.remote is not None or bool(self.options) or self.transport is not None
+
+    @classmethod
+    def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:
+        """Check ``marker``'s arguments; a bad one is a ``pytest.UsageError`` naming ``where``."""
+
+        def bad(why: str) -> pytest.UsageError:
+            return pytest.UsageError(f"{where}: @pytest.mark.jmp_mount: {why}")
+
+        kwargs = dict(marker.kwargs)
+        if len(marker.args) > 1 or (marker.args and "remote" in kwargs):
+            raise bad("give one device path, as remote='/path'")
+        if marker.args:
+            kwargs["remote"] = marker.args[0]
+        unknown = set(kwargs) - set(ARGUMENTS)
+        if unknown:
+            raise bad(f"unknown argument(s) {', '.join(sorted(unknown))}; use {', '.join(ARGUMENTS)}")
+        remote = kwargs.get("remote")
+        if remote is not None and not _is_absolute(remote):
+            raise bad(f"remote must be an absolute device path, got {remote!r}")
+        return cls(
+            remote=remote,
+            options=_options(kwargs.get("options", ()), bad),
+            transport=_transport(kwargs.get("direct"), bad),
+            collect=_device_paths("collect", kwargs.get("collect", ()), bad),
+            restore=_device_paths("restore", kwargs.get("restore", ()), bad),
+        )
+
+
+NO_MARKER = MarkerSpec()
+marker_spec_key = pytest.StashKey[MarkerSpec]()
+
+
+def marker_spec(item: pytest.Item) -> MarkerSpec:
+    """The item's checked ``jmp_mount`` arguments (``NO_MARKER`` when unmarked), parsed once."""
+    spec = item.stash.get(marker_spec_key, None)
+    if spec is None:
+        marker = item.get_closest_marker("jmp_mount")
+        spec = NO_MARKER if marker is None else MarkerSpec.from_marker(marker, item.nodeid)
+        item.stash[marker_spec_key] = spec
+    return spec
+
+
+def _is_absolute(device_path: Any) -> bool:
+    try:
+        validate_remote_path(device_path)
+    except RemotePathError:
+        return False
+    return True
+
+
+def _options(value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(o, str) for o in value):
+        raise bad(f"options must be a list of strings, got {value!r}")
+    try:
+        return validate_options(value)
+    except InvalidOptionError as exc:
+        raise bad(f"options must be sshfs options such as 'reconnect', not flags: {exc}") from None
+
+
+def _transport(direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    if direct is None:
+        return None
+    if not isinstance(direct, bool):
+        raise bad(f"direct must be True or False, got {direct!r}")
+    return "direct" if direct else "forward"
+
+
+def _device_paths(name: str, value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(p, str) and _is_absolute(p) for p in value):
+        raise bad(f"{name} must be a list of absolute device paths, got {value!r}")
+    return tuple(value)
