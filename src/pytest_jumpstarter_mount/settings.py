@@ -189,8 +189,8 @@ class Settings:
 
     @property
     def transport(self) -> str:
-        """How mounts reach the device unless a marker says otherwise: "direct" or "forward"."""
-        return "direct" if self.direct else "forward"
+        """How mounts reach the device unless a marker says otherwise: "direct", else "auto"."""
+        return "direct" if self.direct else "auto"
 
     @property
     def source(self) -> str | None:
