@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts, sshfs_mounts_under
+from jumpstarter_driver_ssh_mount.sshfs.procfs import processes
 from pytest_jumpstarter_mount.testing import LoopbackDevice
 
 HERE = Path(__file__).resolve().parent.parent
@@ -32,19 +33,12 @@ def mounts_under(path: Path) -> list[str]:
 
 
 def sshfs_processes_under(path: Path) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            argv
-            and os.path.basename(argv[0].decode(errors="replace")) == "sshfs"
-            and str(path).encode() in b" ".join(argv)
-        ):
-            found.append(entry.name)
-    return found
+    """PIDs of live sshfs processes whose command line names ``path``."""
+    return [
+        str(p.pid)
+        for p in processes()
+        if (argv := p.argv()) and os.path.basename(argv[0]) == "sshfs" and str(path) in " ".join(argv)
+    ]
 
 
 def main() -> int:

@@ -1,46 +1,26 @@
 """sshfs process handling: build the command, start it, know when it is mounted, unmount.
 
 Nothing here imports Jumpstarter; the driver's client is thin glue over ``start_mount``.
+Names are loaded from their modules on first use, so that ``from .sshfs import X`` costs
+only the module that defines ``X`` (the pytest plugin loads in every pytest run).
 """
 
-from .command import (
-    DEFAULT_SSH_OPTIONS,
-    TRANSPORTS,
-    SshfsTarget,
-    build_argv,
-    merge_options,
-    validate_option,
-    validate_options,
-    validate_remote_path,
-)
-from .devicefiles import COLLECT_MAX_BYTES, COLLECT_TIMEOUT
-from .errors import (
-    AuthenticationError,
-    ConnectError,
-    FuseUnavailableError,
-    HostKeyError,
-    InvalidOptionError,
-    MountError,
-    MountLostError,
-    MountpointError,
-    MountTimeoutError,
-    RemotePathError,
-    RestoreError,
-    SshfsNotFoundError,
-    UnmountError,
-    WaitTimeoutError,
-)
-from .mount import Mount, start_mount
-from .mountpoint import PRIVATE_DIR_PREFIX
-from .ready import DEFAULT_MOUNT_TIMEOUT
-from .unmount import run_unmount, unmount_command
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Where the names live, lightest first: a name is taken from the first module that has it.
+_MODULES = ("command", "defaults", "errors", "unmount", "mount")
 
 __all__ = [
     "COLLECT_MAX_BYTES",
     "COLLECT_TIMEOUT",
     "DEFAULT_MOUNT_TIMEOUT",
     "DEFAULT_SSH_OPTIONS",
+    "DEFAULT_WAIT_TIMEOUT",
     "PRIVATE_DIR_PREFIX",
+    "SNAPSHOT_MAX_BYTES",
     "TRANSPORTS",
     "AuthenticationError",
     "ConnectError",
@@ -67,3 +47,56 @@ __all__ = [
     "validate_options",
     "validate_remote_path",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for module in _MODULES:
+            namespace = importlib.import_module(f".{module}", __name__)
+            if hasattr(namespace, name):
+                globals()[name] = value = getattr(namespace, name)
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from .command import (
+        DEFAULT_SSH_OPTIONS,
+        TRANSPORTS,
+        SshfsTarget,
+        build_argv,
+        merge_options,
+        validate_option,
+        validate_options,
+        validate_remote_path,
+    )
+    from .defaults import (
+        COLLECT_MAX_BYTES,
+        COLLECT_TIMEOUT,
+        DEFAULT_MOUNT_TIMEOUT,
+        DEFAULT_WAIT_TIMEOUT,
+        PRIVATE_DIR_PREFIX,
+        SNAPSHOT_MAX_BYTES,
+    )
+    from .errors import (
+        AuthenticationError,
+        ConnectError,
+        FuseUnavailableError,
+        HostKeyError,
+        InvalidOptionError,
+        MountError,
+        MountLostError,
+        MountpointError,
+        MountTimeoutError,
+        RemotePathError,
+        RestoreError,
+        SshfsNotFoundError,
+        UnmountError,
+        WaitTimeoutError,
+    )
+    from .mount import Mount, start_mount
+    from .unmount import run_unmount, unmount_command

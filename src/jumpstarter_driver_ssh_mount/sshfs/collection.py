@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
-COLLECT_TIMEOUT = 30.0  # seconds per collection
+from .defaults import COLLECT_MAX_BYTES
 
 
 @dataclass

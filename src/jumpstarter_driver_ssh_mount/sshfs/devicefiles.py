@@ -17,10 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
-from .collection import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, Collection, collect, run_bounded, split_glob
+from .collection import Collection, collect, run_bounded, split_glob
+from .defaults import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, SNAPSHOT_MAX_BYTES
 from .errors import RestoreError
-from .snapshot import SNAPSHOT_MAX_BYTES, Snapshot
-from .waiting import DEFAULT_WAIT_TIMEOUT, wait_for
+from .snapshot import Snapshot
+from .waiting import wait_for
 
 __all__ = [
     "COLLECT_MAX_BYTES",

@@ -29,6 +29,7 @@ from .command import (
     option_parts,
     validate_remote_path,
 )
+from .defaults import DEFAULT_MOUNT_TIMEOUT
 from .devicefiles import DeviceFiles
 from .diagnose import last_line
 from .errors import (
@@ -41,7 +42,7 @@ from .identity import IdentityFile
 from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
 from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess, UnmountIfWeDie
-from .ready import DEFAULT_MOUNT_TIMEOUT, spawn_ready
+from .ready import spawn_ready
 from .unmount import holders, is_busy, run_unmount, unmount_command
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")

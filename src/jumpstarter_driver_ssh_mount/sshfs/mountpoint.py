@@ -10,10 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from .defaults import PRIVATE_DIR_PREFIX
 from .errors import MountpointError
 from .mountinfo import is_mountpoint
-
-PRIVATE_DIR_PREFIX = "jmp-mount-"
 
 
 class Mountpoint:

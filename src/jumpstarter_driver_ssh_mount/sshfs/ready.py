@@ -22,8 +22,6 @@ from .unmount import run_unmount
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
-DEFAULT_MOUNT_TIMEOUT = 30.0  # seconds a mount may take to become ready
-
 
 class ExitedEarly(Exception):
     """sshfs exited (or is about to) before its filesystem became usable."""

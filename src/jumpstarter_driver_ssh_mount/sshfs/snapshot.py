@@ -10,8 +10,6 @@ from pathlib import Path
 
 from .errors import RestoreError
 
-SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # per snapshot (all its files together)
-
 
 @dataclass(frozen=True)
 class _Saved:

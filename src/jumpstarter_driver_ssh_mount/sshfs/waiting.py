@@ -7,9 +7,9 @@ import re
 import time
 from pathlib import Path
 
+from .defaults import DEFAULT_WAIT_TIMEOUT
 from .errors import WaitTimeoutError
 
-DEFAULT_WAIT_TIMEOUT = 30.0  # seconds ``wait_for`` waits unless told otherwise
 TAIL_CHARS = 400  # how much of the last content a wait_for timeout shows
 
 

@@ -1,0 +1,10 @@
+"""The mount core's defaults, in one light module that the other layers import."""
+
+from __future__ import annotations
+
+DEFAULT_MOUNT_TIMEOUT = 30.0  # seconds a mount may take to become ready
+DEFAULT_WAIT_TIMEOUT = 30.0  # seconds ``wait_for`` waits unless told otherwise
+COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
+COLLECT_TIMEOUT = 30.0  # seconds per collection
+SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # per snapshot (all its files together)
+PRIVATE_DIR_PREFIX = "jmp-mount-"  # of every directory the core makes
