@@ -4,11 +4,15 @@ Nothing here imports Jumpstarter; the driver's client is thin glue over ``start_
 """
 
 from .command import (
+    CACHE_MODES,
+    DEFAULT_CACHE,
     DEFAULT_SSH_OPTIONS,
     TRANSPORTS,
     SshfsTarget,
     build_argv,
+    cache_options,
     merge_options,
+    validate_cache,
     validate_option,
     validate_options,
     validate_remote_path,
@@ -36,8 +40,10 @@ from .ready import DEFAULT_MOUNT_TIMEOUT
 from .unmount import run_unmount, unmount_command
 
 __all__ = [
+    "CACHE_MODES",
     "COLLECT_MAX_BYTES",
     "COLLECT_TIMEOUT",
+    "DEFAULT_CACHE",
     "DEFAULT_MOUNT_TIMEOUT",
     "DEFAULT_SSH_OPTIONS",
     "PRIVATE_DIR_PREFIX",
@@ -59,10 +65,12 @@ __all__ = [
     "UnmountError",
     "WaitTimeoutError",
     "build_argv",
+    "cache_options",
     "merge_options",
     "run_unmount",
     "start_mount",
     "unmount_command",
+    "validate_cache",
     "validate_option",
     "validate_options",
     "validate_remote_path",

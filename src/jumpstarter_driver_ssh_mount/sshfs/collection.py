@@ -1,6 +1,7 @@
 """Copying device files out through a mount, bounded in size and time: ``collect``.
 
-Never follows a symlink, never leaves the mountpoint, and notes what it skips.
+Never follows a symlink, never leaves the mountpoint, never loops through a directory link
+the device follows (``globbing``), and notes what it skips.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .globbing import device_glob
 
 COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
 COLLECT_TIMEOUT = 30.0  # seconds per collection
@@ -47,7 +50,7 @@ def collect(
         result.notes.append(f"{device_glob}: {exc}")
         return
     root = os.path.realpath(mountpoint)
-    matches = sorted(base.glob(pattern)) if pattern else ([base] if os.path.lexists(base) else [])
+    matches = sorted(device_glob(base, pattern, mountpoint)) if pattern else ([base] if os.path.lexists(base) else [])
     if not matches:
         result.notes.append(f"{device_glob}: no match")
     for local in matches:
