@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .globbing import device_glob
+from .globbing import glob_device
 
 COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
 COLLECT_TIMEOUT = 30.0  # seconds per collection
@@ -50,7 +50,7 @@ def collect(
         result.notes.append(f"{device_glob}: {exc}")
         return
     root = os.path.realpath(mountpoint)
-    matches = sorted(device_glob(base, pattern, mountpoint)) if pattern else ([base] if os.path.lexists(base) else [])
+    matches = sorted(glob_device(base, pattern, mountpoint)) if pattern else ([base] if os.path.lexists(base) else [])
     if not matches:
         result.notes.append(f"{device_glob}: no match")
     for local in matches:

@@ -3,7 +3,7 @@
 A mount of the device's ``/`` follows symlinks on the device, so a link to an ancestor
 directory (``/proc/self/root``, ``/data/loop -> /``) looks like a real directory and
 ``Path.glob("**")`` would descend through it until the device answers ELOOP, once per
-link and level. ``device_glob`` matches like ``Path.glob`` but does not enter a
+link and level. ``glob_device`` matches like ``Path.glob`` but does not enter a
 directory that looks exactly like one of its ancestors (same attributes, same entries:
 the same device directory reached again), nor go deeper than ``MAX_GLOB_DEPTH``.
 """
@@ -19,7 +19,7 @@ MAX_GLOB_DEPTH = 32  # directory levels a ``**`` descends at most
 Signature = tuple[object, ...]
 
 
-def device_glob(base: Path, pattern: str, top: Path | None = None) -> Iterator[Path]:
+def glob_device(base: Path, pattern: str, top: Path | None = None) -> Iterator[Path]:
     """Paths under ``base`` matching ``pattern`` (``Path.glob`` syntax), each once.
 
     ``top`` (the mountpoint) bounds the ancestors of ``base`` compared against as well.
