@@ -255,7 +255,7 @@ class SSHMountClient(CompositeClient):
             return mount.wait
 
         def wait() -> int:
-            from .interactive import wait_readable_unless_cancelled
+            from .eventloop import wait_readable_unless_cancelled
 
             if not self.portal.call(wait_readable_unless_cancelled, fd):
                 raise CancelledError("the event loop was cancelled")

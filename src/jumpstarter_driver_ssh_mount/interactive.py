@@ -6,7 +6,6 @@ Knows nothing of Jumpstarter: it works on any ``Mount``.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -14,13 +13,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 
-import anyio
 import click
 
 from .signals import signals_interrupt
 from .sshfs import Mount, MountLostError
-
-CANCEL_CHECK_INTERVAL = 0.25  # seconds
 
 PROMPT_TAG = "(mount)"
 JUMPSTARTER_PROMPT_MARK = "➤"
@@ -95,16 +91,3 @@ def tagged_prompt(prompt: str, remote_path: str) -> str:
     if JUMPSTARTER_PROMPT_MARK in prompt:
         return prompt.replace(JUMPSTARTER_PROMPT_MARK, f"{PROMPT_TAG}{JUMPSTARTER_PROMPT_MARK}", 1)
     return f"[sshfs:{remote_path}] {prompt}"
-
-
-async def wait_readable_unless_cancelled(fd: int) -> bool:
-    """True once ``fd`` is readable; False if this task's scope is (or gets) cancelled.
-
-    Re-checks the effective deadline because a task spawned into a task group whose parent
-    scope was cancelled just before is not always cancelled by anyio itself.
-    """
-    while anyio.current_effective_deadline() != -math.inf:
-        with anyio.move_on_after(CANCEL_CHECK_INTERVAL):
-            await anyio.wait_readable(fd)
-            return True
-    return False
