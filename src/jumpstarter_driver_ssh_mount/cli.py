@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 from jumpstarter.client.decorators import driver_click_command
 
-from .sshfs import MountError
+from .sshfs import CACHE_MODES, DEFAULT_CACHE, MountError
 
 if TYPE_CHECKING:
     from .client import SSHMountClient
@@ -24,6 +24,13 @@ def mount_command(client: SSHMountClient) -> click.Command:
     @click.option("--lazy", "-l", is_flag=True, help="Lazy unmount (detach filesystem now, clean up later)")
     @click.option("--foreground", is_flag=True, help="Block on sshfs in foreground without spawning a subshell")
     @click.option("--extra-args", "-o", multiple=True, help="Extra sshfs -o options (e.g. -o reconnect)")
+    @click.option(
+        "--cache",
+        type=click.Choice(CACHE_MODES),
+        default=DEFAULT_CACHE,
+        show_default=True,
+        help="fresh: device changes show within 0.5 s; fast: sshfs's caching (listings up to 20 s stale)",
+    )
     def mount(
         mountpoint: str,
         umount: bool,
@@ -32,6 +39,7 @@ def mount_command(client: SSHMountClient) -> click.Command:
         lazy: bool,
         foreground: bool,
         extra_args: tuple[str, ...],
+        cache: str,
     ) -> None:
         """Mount or unmount remote filesystem via sshfs"""
         try:
@@ -44,6 +52,7 @@ def mount_command(client: SSHMountClient) -> click.Command:
                     direct=direct,
                     foreground=foreground,
                     extra_args=list(extra_args),
+                    cache=cache,
                 )
         except MountError as exc:
             raise click.ClickException(str(exc)) from None

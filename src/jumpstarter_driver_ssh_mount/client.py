@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -10,13 +9,13 @@ from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import anyio
 import click
 from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .sshfs import (
+    DEFAULT_CACHE,
     DEFAULT_MOUNT_TIMEOUT,
     ConnectError,
     HostKeyError,
@@ -24,6 +23,7 @@ from .sshfs import (
     MountError,
     SshfsTarget,
     start_mount,
+    validate_cache,
     validate_options,
 )
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
@@ -32,8 +32,6 @@ from .transport import format_address, parse_tcp_address, probe_tcp, resolve_tra
 from .trust import Refused, fetch_vouched, mismatch_error, read_offered
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
-
-CANCEL_CHECK_INTERVAL = 0.25  # seconds
 
 
 @dataclass(kw_only=True)
@@ -71,6 +69,7 @@ class SSHMountClient(CompositeClient):
         extra_args: Sequence[str] | None = None,
         timeout: float = DEFAULT_MOUNT_TIMEOUT,
         mount_dir: str | os.PathLike[str] | None = None,
+        cache: str = DEFAULT_CACHE,
     ) -> Mount:
         """Mount ``remote_path`` of the device and return as soon as it is usable.
 
@@ -93,11 +92,14 @@ class SSHMountClient(CompositeClient):
         :param extra_args: sshfs ``-o`` options; each replaces a default with the same key. Host
             key options (``StrictHostKeyChecking=no``, ``UserKnownHostsFile``...) replace ours.
         :param timeout: seconds the filesystem may take to become ready.
+        :param cache: ``"fresh"`` (default): changes on the device show within 0.5 s; ``"fast"``:
+            sshfs's caching, new, deleted and resized files may show up to 20 s late.
         :raises MountError: (a subclass naming the problem and the fix, ``HostKeyError`` for a
             host key mismatch) on any failure, after releasing everything.
         """
         transport = resolve_transport(transport, direct)
-        plan = _Plan(mountpoint, remote_path, list(validate_options(extra_args or ())), timeout, mount_dir)
+        options = list(validate_options(extra_args or ()))
+        plan = _Plan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
         if insecure:
             self.logger.warning("insecure: the device's host key is not verified")
             plan.unverified = "insecure: the device's host key is not verified"
@@ -178,6 +180,7 @@ class SSHMountClient(CompositeClient):
                     resources=resources.pop_all(),
                     transport=how,
                     mount_dir=plan.mount_dir,
+                    cache=plan.cache,
                 )
             except HostKeyError as exc:
                 if vouched is None:  # the user's own host key options decided
@@ -212,6 +215,7 @@ class SSHMountClient(CompositeClient):
         insecure: bool = False,
         foreground: bool = False,
         extra_args: Sequence[str] | None = None,
+        cache: str = DEFAULT_CACHE,
     ) -> None:
         """Mount, then block: in a subshell (default) or until Ctrl+C (``foreground=True``).
 
@@ -230,6 +234,7 @@ class SSHMountClient(CompositeClient):
                 direct=direct,
                 insecure=insecure,
                 extra_args=extra_args,
+                cache=cache,
             ) as m:
                 click.echo(f"Mounted {m.target.spec} on {m.mountpoint}")
                 if foreground:
@@ -250,7 +255,9 @@ class SSHMountClient(CompositeClient):
             return mount.wait
 
         def wait() -> int:
-            if not self.portal.call(_wait_readable_unless_cancelled, fd):
+            from .eventloop import wait_readable_unless_cancelled
+
+            if not self.portal.call(wait_readable_unless_cancelled, fd):
                 raise CancelledError("the event loop was cancelled")
             return mount.wait()
 
@@ -270,19 +277,6 @@ class SSHMountClient(CompositeClient):
         click.echo(f"Unmounted {path}")
 
 
-async def _wait_readable_unless_cancelled(fd: int) -> bool:
-    """True once ``fd`` is readable; False if this task's scope is (or gets) cancelled.
-
-    Re-checks the effective deadline because a task spawned into a task group whose parent
-    scope was cancelled just before is not always cancelled by anyio itself.
-    """
-    while anyio.current_effective_deadline() != -math.inf:
-        with anyio.move_on_after(CANCEL_CHECK_INTERVAL):
-            await anyio.wait_readable(fd)
-            return True
-    return False
-
-
 @dataclass
 class _Plan:
     """What every mount attempt of one ``mounted()`` call shares."""
@@ -292,4 +286,5 @@ class _Plan:
     options: list[str]
     timeout: float
     mount_dir: str | os.PathLike[str] | None
+    cache: str = DEFAULT_CACHE
     unverified: str = ""  # why the host key is not verified (insecure, the user's options)

@@ -150,7 +150,7 @@ class MountManager:
 
         The device path is ``spec.remote``, else ``--jmp-mount-remote``; the options are
         ``--jmp-mount-option`` then ``spec.options``, as ``pytest_jmp_mount_options`` leaves
-        them; the transport is ``spec.transport``, else the settings'. The mount is tracked
+        them; the transport and cache mode are the spec's, else the settings'. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
         whatever happened. A mount that cannot be made fails the test, naming the path.
@@ -158,14 +158,15 @@ class MountManager:
         remote = spec.remote or self.settings.remote
         options = [*self.settings.options, *spec.options]
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
-        mount = self._start(client, remote, options, spec.transport or self.settings.transport)
+        transport = spec.transport or self.settings.transport
+        mount = self._start(client, remote, options, transport, spec.cache or self.settings.cache)
         try:
             self.config.hook.pytest_jmp_mount_ready(mount=mount, request=request)
             yield mount
         finally:
             self._release(mount)
 
-    def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str) -> Mount:
+    def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
         from jumpstarter_driver_ssh_mount.sshfs import MountError
 
         self._arm()
@@ -177,6 +178,7 @@ class MountManager:
                 extra_args=options,
                 timeout=self.settings.timeout,
                 mount_dir=self.mount_dir(),
+                cache=cache,
             )
         except (MountError, MountDirError) as exc:
             problem = f"jumpstarter mount of {remote} failed: {exc}"

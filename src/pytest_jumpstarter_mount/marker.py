@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import (
+    CACHE_MODES,
     InvalidOptionError,
     RemotePathError,
     validate_options,
@@ -17,9 +18,10 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 
 MARKER_HELP = (
     "jmp_mount(remote='/path', options=[...], direct=False, collect=[globs], restore=[paths]): give this "
-    "test its own mount of a device path (remote_path), collect device files if it fails, restore files after"
+    "test its own mount of a device path (remote_path), collect device files if it fails, restore files after; "
+    "cache='fresh'|'fast' gives it its own mount with that cache mode"
 )
-ARGUMENTS = ("remote", "options", "direct", "collect", "restore")
+ARGUMENTS = ("remote", "options", "direct", "collect", "restore", "cache")
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,12 @@ class MarkerSpec:
     transport: str | None = None
     collect: tuple[str, ...] = ()
     restore: tuple[str, ...] = ()
+    cache: str | None = None  # "fresh" / "fast"; None: as the settings say
 
     @property
     def own_mount(self) -> bool:
         """True when the marker asks for a mount other than ``remote_fs``."""
-        return self.remote is not None or bool(self.options) or self.transport is not None
+        return self.remote is not None or bool(self.options) or self.transport is not None or self.cache is not None
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:
@@ -65,6 +68,7 @@ class MarkerSpec:
             transport=_transport(kwargs.get("direct"), bad),
             collect=_device_paths("collect", kwargs.get("collect", ()), bad),
             restore=_device_paths("restore", kwargs.get("restore", ()), bad),
+            cache=_cache(kwargs.get("cache"), bad),
         )
 
 
@@ -105,6 +109,12 @@ def _transport(direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | No
     if not isinstance(direct, bool):
         raise bad(f"direct must be True or False, got {direct!r}")
     return "direct" if direct else "forward"
+
+
+def _cache(cache: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    if cache is not None and cache not in CACHE_MODES:
+        raise bad(f"cache must be one of {', '.join(map(repr, CACHE_MODES))}, got {cache!r}")
+    return cache
 
 
 def _device_paths(name: str, value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import (
+    CACHE_MODES,
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
     DEFAULT_MOUNT_TIMEOUT,
@@ -123,6 +124,7 @@ OPTIONS = (
         default=COLLECT_TIMEOUT,
         metavar="SECONDS",
     ),
+    Option("cache", "fresh (device changes show in 0.5 s; default) or fast (sshfs caching)", default="fresh"),
 )
 
 
@@ -186,6 +188,7 @@ class Settings:
     artifacts: Path | None = None
     collect_max_bytes: int = COLLECT_MAX_BYTES
     collect_timeout: float = COLLECT_TIMEOUT
+    cache: str = "fresh"
 
     @property
     def transport(self) -> str:
@@ -237,7 +240,8 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
     return Settings(
         remote=remote,
-        scope=_scope(str(value["scope"])),
+        scope=_choice("scope", str(value["scope"]), SCOPES),
+        cache=_choice("cache", str(value["cache"]), CACHE_MODES),
         options=tuple(value["option"]),
         direct=bool(value["direct"]),
         driver=str(value["driver"]),
@@ -266,11 +270,10 @@ def _check(validate: Callable[[str], str], text: str, message: str, *, give_reas
         raise pytest.UsageError(f"{message}: {exc}" if give_reason else message) from None
 
 
-def _scope(text: str) -> Scope:
-    for scope in SCOPES:
-        if text == scope:
-            return scope
-    raise pytest.UsageError(f"--jmp-mount-scope must be one of {', '.join(SCOPES)}, got {text!r}")
+def _choice(name: str, text: str, choices: tuple[Any, ...]) -> Any:
+    if text in choices:
+        return text
+    raise pytest.UsageError(f"--jmp-mount-{name} must be one of {', '.join(choices)}, got {text!r}")
 
 
 def _positive(value: dict[str, Any], name: str, what: str) -> float:

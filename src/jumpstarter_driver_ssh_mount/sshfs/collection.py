@@ -1,6 +1,7 @@
 """Copying device files out through a mount, bounded in size and time: ``collect``.
 
-Never follows a symlink, never leaves the mountpoint, and notes what it skips.
+Never follows a symlink, never leaves the mountpoint, never loops through a directory link
+the device follows (``globbing``), and notes what it skips.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .defaults import COLLECT_MAX_BYTES
+from .globbing import glob_device
 
 
 @dataclass
@@ -46,7 +48,7 @@ def collect(
         result.notes.append(f"{device_glob}: {exc}")
         return
     root = os.path.realpath(mountpoint)
-    matches = sorted(base.glob(pattern)) if pattern else ([base] if os.path.lexists(base) else [])
+    matches = sorted(glob_device(base, pattern, mountpoint)) if pattern else ([base] if os.path.lexists(base) else [])
     if not matches:
         result.notes.append(f"{device_glob}: no match")
     for local in matches:

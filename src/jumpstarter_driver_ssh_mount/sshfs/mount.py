@@ -27,22 +27,19 @@ from .command import (
     merge_options,
     option_key,
     option_parts,
+    validate_cache,
     validate_remote_path,
 )
 from .defaults import DEFAULT_MOUNT_TIMEOUT
 from .devicefiles import DeviceFiles
 from .diagnose import last_line
-from .errors import (
-    FuseUnavailableError,
-    SshfsNotFoundError,
-    UnmountError,
-    install_hint,
-)
+from .errors import FuseUnavailableError, SshfsNotFoundError, UnmountError, install_hint
 from .identity import IdentityFile
 from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
 from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess, UnmountIfWeDie
 from .ready import spawn_ready
+from .symlinks import is_noise, symlink_options
 from .unmount import holders, is_busy, run_unmount, unmount_command
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
@@ -159,9 +156,9 @@ class Mount(DeviceFiles):
         return self.local_path(device_path)
 
     def stderr_tail(self, lines: int = 20) -> list[str]:
-        """The last lines sshfs (and ssh) wrote to stderr."""
+        """The last lines sshfs (and ssh) wrote to stderr, without its symlink-option warning."""
         text = self._process.stderr_text()
-        return [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
+        return [line for line in text.replace("\r", "").splitlines() if line.strip() and not is_noise(line)][-lines:]
 
     def exit_fileno(self) -> int | None:
         """A file descriptor that becomes readable when sshfs exits (Linux pidfd), or None."""
@@ -253,6 +250,7 @@ def start_mount(
     resources: ExitStack | None = None,
     transport: str = "direct",
     mount_dir: str | os.PathLike[str] | None = None,
+    cache: str = "fresh",
 ) -> Mount:
     """Mount ``target`` and return as soon as the filesystem is there.
 
@@ -262,6 +260,7 @@ def start_mount(
     options; each replaces a default with the same key. ``resources`` is an ExitStack
     the mount takes over and closes after sshfs is gone, on success and on failure.
     ``transport`` says how ``target`` reaches the device ("direct" or "forward"), for messages.
+    ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
@@ -275,6 +274,7 @@ def start_mount(
                 f"or, in a container, pass the device through (--device /dev/fuse); {install_hint('fuse')}"
             )
         validate_remote_path(target.remote_path)
+        validate_cache(cache)
         merge_options((), options)  # validate before anything is created
         place = Mountpoint.prepare(mountpoint, parent=mount_dir)
         undo.callback(place.release)
@@ -282,7 +282,8 @@ def start_mount(
         identity_path = None
         if identity and "identityfile" not in {option_key(o) for o in option_parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
-        merged = merge_options(default_options(identity_path), options)
+        links = symlink_options(target.remote_path, executable)
+        merged = merge_options(default_options(identity_path, cache=cache, symlinks=links), options)
         process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable)
         owned = undo.pop_all()
     return Mount(
