@@ -31,12 +31,7 @@ from .command import (
 )
 from .devicefiles import DeviceFiles
 from .diagnose import last_line
-from .errors import (
-    FuseUnavailableError,
-    SshfsNotFoundError,
-    UnmountError,
-    install_hint,
-)
+from .errors import FuseUnavailableError, SshfsNotFoundError, UnmountError, install_hint
 from .identity import IdentityFile
 from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
@@ -77,6 +72,8 @@ class Mount(DeviceFiles):
         self.transport = transport
         self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
         self.options: tuple[str, ...] = tuple(options)
+        #: What went otherwise than asked (also logged): a fallback taken, a busy mount detached lazily...
+        self.warnings: list[str] = []
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -209,6 +206,7 @@ class Mount(DeviceFiles):
         if is_busy(result) and not lazy:
             busy = ", ".join(holders(path)) or "unknown processes"
             logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
+            self.warnings.append(f"{path} is busy (used by {busy}); detached it lazily")
             result = run_unmount(path, lazy=True)
             if result.returncode == 0 or not mounts_at(path):
                 return None, True
@@ -222,6 +220,7 @@ class Mount(DeviceFiles):
             except subprocess.TimeoutExpired:
                 if grace:
                     logger.warning("sshfs (pid %d) still running %gs after unmount; stopping it", self.pid, grace)
+                    self.warnings.append(f"sshfs (pid {self.pid}) still ran {grace:g}s after unmount; stopped it")
                 self._process.stop()
             self._process.wait_helpers(HELPER_GRACE)
         finally:
@@ -232,6 +231,7 @@ class Mount(DeviceFiles):
                 logger.debug("releasing %s's resources was cancelled", self.mountpoint)
             except Exception as exc:
                 logger.warning("releasing %s's resources failed: %r", self.mountpoint, exc)
+                self.warnings.append(f"releasing {self.mountpoint}'s resources failed: {exc!r}")
             finally:
                 self._mountpoint.release()
 
@@ -282,9 +282,10 @@ def start_mount(
         if identity and "identityfile" not in {option_key(o) for o in option_parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
         merged = merge_options(default_options(identity_path), options)
-        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable)
+        notes: list[str] = []
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes)
         owned = undo.pop_all()
-    return Mount(
+    mount = Mount(
         target=target,
         mountpoint=place,
         process=process,
@@ -292,3 +293,5 @@ def start_mount(
         transport=transport,
         options=merged,
     )
+    mount.warnings += notes
+    return mount
