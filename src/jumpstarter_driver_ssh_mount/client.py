@@ -130,7 +130,7 @@ class SSHMountClient(CompositeClient):
         address, unpublished = self._address()
         if address is None and transport == "direct":
             self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
-            return self._start(plan, vouched, None, note=unpublished)
+            return self._auto_forward(plan, vouched, unpublished)
         if address is None:
             return self._auto_forward(plan, vouched, unpublished)
         if transport == "direct":
@@ -146,8 +146,11 @@ class SSHMountClient(CompositeClient):
         return self._auto_forward(plan, vouched, reason)
 
     def _auto_forward(self, plan: _Plan, vouched: VouchedKeys | None, reason: str) -> Mount:
+        """The port forward, taken instead of the device's address because of ``reason`` (a mount warning)."""
         self.logger.info("transport auto: using the port forward (%s)", reason)
-        return self._start(plan, vouched, None, note=reason)
+        mount = self._start(plan, vouched, None, note=reason)
+        mount.warnings.append(f"using the Jumpstarter port forward, not the device's address: {reason}")
+        return mount
 
     def _address(self) -> tuple[tuple[str, int] | None, str]:
         """(the device's published address or None, why there is none)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .marker import MarkerSpec, marker_spec
+from .notices import warn_cut_short
 from .restoring import covering
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class FailureArtifacts:
         jobs, uncovered = plan([m for m in mounts if m.is_mounted()], globs)
         notes: list[str] = []
         files: list[Path] = []
+        cut_short: list[str] = []
         settings = self.manager.settings
         dest = artifacts_dir(settings.artifacts, item.config, item.nodeid)
         try:
@@ -69,10 +71,12 @@ class FailureArtifacts:
                     )
                     files += result.files
                     notes += result.notes
+                    cut_short += [reason for reason in result.cut_short if reason not in cut_short]
         except Exception as exc:  # e.g. a teardown hook of the short-lived mount: a note, not an internal error
             notes.append(f"collecting stopped: {exc}")
         lines = [f"collected: {f}" for f in files] + [f"note: {n}" for n in notes]
         report.sections.append((ARTIFACTS_SECTION, "\n".join(lines) or "nothing matched"))
+        warn_cut_short(item.nodeid, cut_short)
         for f in files:
             prop = (ARTIFACT_PROPERTY, str(f))
             item.user_properties.append(prop)  # the teardown report carries it into JUnit XML

@@ -23,6 +23,7 @@ from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
 from .marker import NO_MARKER, MarkerSpec, marker_spec
 from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
+from .notices import warn_mount
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
 
@@ -154,17 +155,23 @@ class MountManager:
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
         whatever happened. A mount that cannot be made fails the test, naming the path.
+        What went otherwise than asked (``Mount.warnings``) becomes a ``JumpstarterMountWarning``.
         """
         remote = spec.remote or self.settings.remote
         options = [*self.settings.options, *spec.options]
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
         transport = spec.transport or self.settings.transport
         mount = self._start(client, remote, options, transport, spec.cache or self.settings.cache)
+        seen = 0
         try:
+            seen = warn_mount(mount)
             self.config.hook.pytest_jmp_mount_ready(mount=mount, request=request)
             yield mount
         finally:
-            self._release(mount)
+            try:
+                self._release(mount)
+            finally:
+                warn_mount(mount, seen)
 
     def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
         from jumpstarter_driver_ssh_mount.sshfs import MountError

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from .command import (
 )
 from .defaults import DEFAULT_MOUNT_TIMEOUT
 from .devicefiles import DeviceFiles
+from .devicepaths import local_path
 from .diagnose import last_line
 from .errors import FuseUnavailableError, SshfsNotFoundError, UnmountError, install_hint
 from .identity import IdentityFile
@@ -75,6 +75,8 @@ class Mount(DeviceFiles):
         self.transport = transport
         self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
         self.options: tuple[str, ...] = tuple(options)
+        #: What went otherwise than asked (also logged): a fallback taken, a busy mount detached lazily...
+        self.warnings: list[str] = []
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -138,18 +140,7 @@ class Mount(DeviceFiles):
         ``device_path`` is absolute on the device (inside ``remote_path``) or relative to
         ``remote_path``. Paths that leave the mount (``..``, another directory) raise ValueError.
         """
-        path = os.fspath(device_path)
-        root = posixpath.normpath(self.remote_path)
-        full = posixpath.normpath(posixpath.join(root, path)) if path else root
-        if root == "/":
-            relative = full.lstrip("/")
-        elif full == root or full.startswith(root + "/"):
-            relative = full[len(root) :].lstrip("/")
-        else:
-            raise ValueError(f"{path!r} is outside the mounted device path {self.remote_path}")
-        if relative.split("/")[0] == "..":
-            raise ValueError(f"{path!r} escapes the mounted device path {self.remote_path}")
-        return self.mountpoint / relative if relative else self.mountpoint
+        return local_path(self.mountpoint, self.remote_path, device_path)
 
     def __truediv__(self, device_path: str) -> Path:
         """``mount / "etc/os-release"`` is ``mount.local_path("etc/os-release")``."""
@@ -207,6 +198,7 @@ class Mount(DeviceFiles):
         if is_busy(result) and not lazy:
             busy = ", ".join(holders(path)) or "unknown processes"
             logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
+            self.warnings.append(f"{path} is busy (used by {busy}); detached it lazily")
             result = run_unmount(path, lazy=True)
             if result.returncode == 0 or not mounts_at(path):
                 return None, True
@@ -220,6 +212,7 @@ class Mount(DeviceFiles):
             except subprocess.TimeoutExpired:
                 if grace:
                     logger.warning("sshfs (pid %d) still running %gs after unmount; stopping it", self.pid, grace)
+                    self.warnings.append(f"sshfs (pid {self.pid}) still ran {grace:g}s after unmount; stopped it")
                 self._process.stop()
             self._process.wait_helpers(HELPER_GRACE)
         finally:
@@ -230,6 +223,7 @@ class Mount(DeviceFiles):
                 logger.debug("releasing %s's resources was cancelled", self.mountpoint)
             except Exception as exc:
                 logger.warning("releasing %s's resources failed: %r", self.mountpoint, exc)
+                self.warnings.append(f"releasing {self.mountpoint}'s resources failed: {exc!r}")
             finally:
                 self._mountpoint.release()
 
@@ -284,9 +278,10 @@ def start_mount(
             identity_path = undo.enter_context(IdentityFile(identity)).path
         links = symlink_options(target.remote_path, executable)
         merged = merge_options(default_options(identity_path, cache=cache, symlinks=links), options)
-        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable)
+        notes: list[str] = []
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes)
         owned = undo.pop_all()
-    return Mount(
+    mount = Mount(
         target=target,
         mountpoint=place,
         process=process,
@@ -294,3 +289,5 @@ def start_mount(
         transport=transport,
         options=merged,
     )
+    mount.warnings += notes
+    return mount
