@@ -179,7 +179,7 @@ def _lease_failure(exc: Exception, wanted: str, alias: str, timeout: float, star
         return LeaseTimeoutError(
             f"gave up waiting for {wanted} after {timeout:g} s (--jmp-mount-lease-timeout, "
             f"waited {time.monotonic() - started:.0f} s); free a board, raise the timeout, "
-            "or run fewer xdist workers (-n) than boards match"
+            "or run no more xdist workers (-n) than boards match"
         )
     if isinstance(exc, LeaseError):
         return DeviceSourceError(f"cannot lease {wanted} via client {alias}: {text}")
