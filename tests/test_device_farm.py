@@ -341,13 +341,19 @@ def test_small_pool_waits_visibly_then_gives_up(suite: Suite, farm: Any) -> None
 
 
 def test_shared_lease_is_never_released(suite: Suite, farm: Any) -> None:
-    """--jmp-mount-lease NAME: every worker uses that lease; it is not ours, so it stays."""
+    """--jmp-mount-lease NAME: every worker uses that lease; it is not ours, so it stays.
+    A failed test's report names the lease and the exporter."""
     controller = farm(1)
     controller.add_lease("team-lease", "board-1")
-    suite.pytester.makepyfile(test_shared="def test_device(jmp_client):\n    pass\n")
+    suite.pytester.makepyfile(
+        test_shared="def test_device(jmp_client):\n    pass\n\ndef test_fails(jmp_client):\n    assert False\n"
+    )
     args = [a for a in lease_args(suite, "-n", "2", "--dist=each") if "selector" not in a]
     result = suite.pytester.runpytest_subprocess(*args, "--jmp-mount-lease=team-lease", timeout=120)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        ["*- jumpstarter mount -*", "lease:         team-lease (client lab)", "exporter:      board-1"]
+    )
     assert controller.leases() == {
         "team-lease": {"selector": None, "alias": "lab", "client_pid": 0, "exporter": "board-1", "ended": False}
     }
