@@ -17,6 +17,7 @@ from .restoring import covering
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.sshfs import Mount
 
+    from .leases import LeaseInfo
     from .manager import MountManager
 
 REPORT_SECTION = "jumpstarter mount"
@@ -41,8 +42,10 @@ class FailureArtifacts:
         report = yield
         if report.failed:
             mounts = self.manager.used_mounts(item)
-            if mounts:
-                report.sections.append((REPORT_SECTION, "\n\n".join(describe(m) for m in mounts)))
+            lease = self.manager.farm.lease if "jmp_client" in getattr(item, "fixturenames", ()) else None
+            if mounts or lease:
+                parts = ([describe_lease(lease)] if lease else []) + [describe(m) for m in mounts]
+                report.sections.append((REPORT_SECTION, "\n\n".join(parts)))
             globs = self.manager.settings.collect + marker_spec(item).collect
             if globs and (mounts or self.manager.mount_client is not None):
                 self.collect(item, report, globs, mounts)
@@ -119,6 +122,11 @@ def plan(mounts: Sequence[Mount], globs: Sequence[str]) -> tuple[list[tuple[Moun
 def artifacts_dir(base: Path | None, config: pytest.Config, nodeid: str) -> Path:
     """``<base, default <rootdir>/jmp-artifacts>/<nodeid, made a safe file name>/``."""
     return (base or config.rootpath / "jmp-artifacts") / re.sub(r"[^\w.-]+", "_", nodeid).strip("_")
+
+
+def describe_lease(lease: LeaseInfo) -> str:
+    """The report section's lines naming the controller lease and the exporter (board) it got."""
+    return f"lease:         {lease.name} (client {lease.alias})\nexporter:      {lease.exporter}"
 
 
 def describe(mount: Mount) -> str:

@@ -21,6 +21,8 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .farm import DeviceFarm, announce
+from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
 from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
 from .notices import warn_mount
@@ -46,6 +48,7 @@ class MountManager:
         self.live: list[Mount] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notice: str | None = None
+        self.farm = DeviceFarm(self)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -57,7 +60,7 @@ class MountManager:
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
         """The sweep's notice, and where mounts come from: device source, remote path, scope."""
-        lines = [self.notice] if self.notice else []
+        lines = ([self.notice] if self.notice else []) + self.farm.header
         s = self.settings
         if s.source is not None:
             lines.append(
@@ -108,7 +111,7 @@ class MountManager:
 
         problem = None
         try:
-            with open_device(self.settings) as device:
+            with open_device(self.settings, self.farm) as device:
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
@@ -128,14 +131,11 @@ class MountManager:
         pytest.fail(problem, pytrace=False)
 
     def _announce(self, description: str) -> None:
-        """Say which device was reached when the header could not (e.g. which lease, on which exporter)."""
+        """Say which device was reached when the header could not (which lease, on which exporter; which worker)."""
         if description == self.settings.describe_source():
             return
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"\njumpstarter mount: device: {description}")
+        who = f"{self.worker_id} " if self.worker_id != "main" else ""
+        announce(self.config, f"\njumpstarter mount: {who}device: {description}")
         logger.info("device: %s", description)
 
     # -- the one mount path ---------------------------------------------------------
@@ -234,7 +234,7 @@ class MountManager:
         if not base.is_dir():
             return
         try:
-            swept = sweep(base)
+            swept = sweep(base, self.farm.release_left)
         except OSError as exc:
             logger.warning("cannot sweep %s: %s", base, exc)
             return
@@ -252,6 +252,7 @@ class MountManager:
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
         if self._run_dir is not None:
+            forget_released(self._run_dir)
             close_run_dir(self._run_dir)
             remove_if_empty(self._run_dir.parent)  # the per-user base too, when no other run uses it
             self._run_dir = None  # made again if another mount comes

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
+FARM_PLUGIN = "jumpstarter_mount_farm"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     manager = config.stash[manager_key] = MountManager(config, load_settings(config))
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
     config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
+    config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.add_cleanup(manager.close)
     manager.sweep()
     verbosity = config.get_verbosity()

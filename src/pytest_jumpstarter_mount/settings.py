@@ -100,6 +100,7 @@ OPTIONS = (
         "with --jmp-mount-client: lease duration, e.g. 30m, 1h30m, 900 (default 30m)",
         metavar="DURATION",
     ),
+    Option("lease-timeout", "with --jmp-mount-selector: longest wait for a free device, e.g. 10m", metavar="DURATION"),
     Option(
         "collect",
         "device glob to copy when a test fails, repeatable (e.g. /var/log/*.log)",
@@ -184,6 +185,7 @@ class Settings:
     selector: str | None = None
     lease: str | None = None
     duration: float = DEFAULT_LEASE_DURATION
+    lease_timeout: float | None = None  # None: Jumpstarter's own acquisition_timeout
     collect: tuple[str, ...] = ()
     artifacts: Path | None = None
     collect_max_bytes: int = COLLECT_MAX_BYTES
@@ -238,6 +240,7 @@ def load_settings(config: pytest.Config) -> Settings:
         _check(validate_option, option, "--jmp-mount-option takes an sshfs option, not a flag", give_reason=True)
     if value["client"] and not (value["selector"] or value["lease"]):
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
+    lease_timeout = value["lease-timeout"]
     return Settings(
         remote=remote,
         scope=_choice("scope", str(value["scope"]), SCOPES),
@@ -255,6 +258,7 @@ def load_settings(config: pytest.Config) -> Settings:
         selector=value["selector"] or None,
         lease=value["lease"] or None,
         duration=DEFAULT_LEASE_DURATION if value["duration"] is None else parse_duration(str(value["duration"])),
+        lease_timeout=parse_duration(str(lease_timeout), "--jmp-mount-lease-timeout") if lease_timeout else None,
         collect=tuple(value["collect"]),
         artifacts=_path(value["artifacts"]),
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
@@ -290,11 +294,11 @@ def _path(value: Any) -> Path | None:
     return Path(value).expanduser() if value not in (None, "") else None
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from ``900``, ``30m``, ``1h30m``, ``1d`` (what ``jmp`` reads); UsageError otherwise."""
+def parse_duration(text: str, flag: str = "--jmp-mount-duration") -> float:
+    """Positive seconds from ``900``, ``30m``, ``1h30m``, ``1d`` (what ``jmp`` reads); UsageError otherwise."""
     from pytimeparse2 import parse
 
     seconds = parse(text.strip())
-    if not isinstance(seconds, int | float) or seconds < 0:
-        raise pytest.UsageError(f"--jmp-mount-duration: cannot read {text.strip()!r}; use e.g. 900, 30m or 1h30m")
+    if not isinstance(seconds, int | float) or seconds <= 0:
+        raise pytest.UsageError(f"{flag}: cannot read {text.strip()!r}; use e.g. 900, 30m or 1h30m")
     return float(seconds)
