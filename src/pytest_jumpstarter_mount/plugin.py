@@ -18,7 +18,7 @@ from . import hooks
 from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
-from .settings import Scope, add_options, load_settings
+from .settings import INSECURE_WARNING, InsecureMountWarning, Scope, add_options, load_settings
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -43,6 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
     config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
     config.add_cleanup(manager.close)
+    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
+        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
     manager.sweep()
     verbosity = config.get_verbosity()
     if verbosity > 0:
