@@ -9,8 +9,6 @@ from jumpstarter.client.decorators import driver_click_command
 
 from .sshfs import TRANSPORTS, MountError
 
-INSECURE_WARNING = "warning: --insecure: the device's host key is not verified"
-
 if TYPE_CHECKING:
     from .client import SSHMountClient
 
@@ -30,7 +28,7 @@ def mount_command(client: SSHMountClient) -> click.Command:
         help="How sshfs reaches the device: auto (default; the device's address when it answers with the "
         "host key the exporter vouches for, else the port forward), direct, or forward",
     )
-    @click.option("--insecure", is_flag=True, help="Do not verify the device's host key")
+    @click.option("--insecure", is_flag=True, help="Do not verify the device's host key (logs a warning)")
     @click.option("--lazy", "-l", is_flag=True, help="Lazy unmount (detach filesystem now, clean up later)")
     @click.option("--foreground", is_flag=True, help="Block on sshfs in foreground without spawning a subshell")
     @click.option("--extra-args", "-o", multiple=True, help="Extra sshfs -o options (e.g. -o reconnect)")
@@ -48,8 +46,6 @@ def mount_command(client: SSHMountClient) -> click.Command:
         """Mount or unmount remote filesystem via sshfs"""
         if direct and transport not in (None, "direct"):
             raise click.UsageError(f"--direct means --transport direct; it cannot go with --transport {transport}")
-        if insecure and not umount:
-            click.echo(INSECURE_WARNING, err=True)
         try:
             if umount:
                 client.umount(mountpoint, lazy=lazy)
