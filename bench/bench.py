@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: our mount (direct and via the port forward) against plain sshfs.
+"""Side-by-side benchmark: our mount (auto, direct, the port forward) against plain sshfs.
 
     python bench/bench.py            # the full run (make bench), prints a Markdown table
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+
+from transport_figures import Helpers, TransportFigures
 
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
@@ -67,10 +69,10 @@ def plain_sshfs(device: LoopbackDevice, mountpoint: Path, remote: str, extra: li
 
 
 @contextmanager
-def ours(client, mount_dir: Path, remote: str, direct: bool, extra: list[str]) -> Iterator[tuple[object, float]]:
+def ours(client, mount_dir: Path, remote: str, transport: str, extra: list[str]) -> Iterator[tuple[object, float]]:
     """Our API; yields (mount, seconds until mounted() returned and the root answered a stat)."""
     started = time.monotonic()
-    mount = client.mounted(None, remote_path=remote, direct=direct, extra_args=extra, mount_dir=mount_dir)
+    mount = client.mounted(None, remote_path=remote, transport=transport, extra_args=extra, mount_dir=mount_dir)
     os.stat(mount.mountpoint)
     ready = time.monotonic() - started
     try:
@@ -143,8 +145,8 @@ class Bench:
         for _ in range(reps):
             with plain_sshfs(self.device, self.mountpoint("plain"), self.device.remote("/"), []) as t:
                 ready["plain sshfs"].append(t)
-            for name, direct in (("ours direct", True), ("ours port forward", False)):
-                with ours(client, self.mounts, self.device.remote("/"), direct, []) as (mount, t):
+            for name, transport in (("ours direct", "direct"), ("ours port forward", "forward")):
+                with ours(client, self.mounts, self.device.remote("/"), transport, []) as (mount, t):
                     ready[name].append(t)
                     unmount[name].append(timed(mount.unmount))
         base = statistics.median(ready["plain sshfs"])
@@ -161,7 +163,7 @@ class Bench:
         data = self.device.root / "data"
         results: dict[str, dict[str, float]] = {}
         extra = ["cache=no"] if self.args.no_cache else []
-        for name, kind in (("plain sshfs", "plain"), ("ours direct", True), ("ours port forward", False)):
+        for name, kind in (("plain sshfs", "plain"), ("ours direct", "direct"), ("ours port forward", "forward")):
             reads, writes = [], []
             for rep in range(self.args.io_reps):
                 src = data / f"read-{rep}-{time.monotonic_ns()}.bin"
@@ -205,7 +207,7 @@ class Bench:
         for i in range(count):
             (root / f"f{i:04}").write_bytes(block)
         times: dict[str, list[float]] = {}
-        for name, kind in (("plain sshfs", "plain"), ("ours direct", True), ("ours port forward", False)):
+        for name, kind in (("plain sshfs", "plain"), ("ours direct", "direct"), ("ours port forward", "forward")):
             times[name] = []
             for _ in range(self.args.io_reps):
                 ctx = (
@@ -334,6 +336,8 @@ class Bench:
         try:
             with self.client() as client:
                 ready = self.latency(client)
+                helpers = Helpers(plain_sshfs, timed, read_file, write_file, read_small)
+                TransportFigures(self, client, helpers).run()
                 self.j_mount_ready()
                 self.throughput(client)
                 self.small_files(client)
