@@ -25,6 +25,7 @@ from .marker import NO_MARKER, MarkerSpec, marker_spec
 from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
+from .transportchoice import describe_transport
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -60,7 +61,7 @@ class MountManager:
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
-            lines.append(f"jumpstarter mount: {s.describe_transport()}")
+            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:

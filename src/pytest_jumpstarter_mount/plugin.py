@@ -18,7 +18,8 @@ from . import hooks
 from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
-from .settings import INSECURE_WARNING, InsecureMountWarning, Scope, add_options, load_settings
+from .settings import Scope, add_options, load_settings
+from .transportchoice import INSECURE_WARNING, InsecureMountWarning
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient

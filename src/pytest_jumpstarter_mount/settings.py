@@ -21,6 +21,8 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_remote_path,
 )
 
+from .transportchoice import transport_setting
+
 Scope = Literal["session", "package", "module", "class", "function"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 IniType = Literal["string", "bool", "linelist"]
@@ -30,16 +32,6 @@ GROUP = "jumpstarter mount"
 SOURCES_HELP = (
     "run inside `jmp shell`, or pass --jmp-mount-exporter-config PATH, "
     "--jmp-mount-tls-grpc HOST:PORT, or --jmp-mount-client ALIAS with --jmp-mount-selector/--jmp-mount-lease"
-)
-
-
-class InsecureMountWarning(pytest.PytestWarning):
-    """``--jmp-mount-insecure``: the device's host key is not verified in this run."""
-
-
-INSECURE_WARNING = (
-    "--jmp-mount-insecure: the device's host key is not verified; the device's login goes to whatever "
-    "answers at its address. Drop the option to have the exporter vouch for the host key"
 )
 
 
@@ -79,12 +71,7 @@ OPTIONS = (
     Option(
         "direct", "connect straight to the device's address instead of the port forward", kind="bool", default=False
     ),
-    Option(
-        "transport",
-        f"how sshfs reaches the device: {'|'.join(TRANSPORTS)} (default auto: the device's address when it "
-        "answers with the host key the exporter vouches for, else the port forward)",
-        metavar="HOW",
-    ),
+    Option("transport", f"how sshfs reaches the device: {'|'.join(TRANSPORTS)} (default auto)", metavar="HOW"),
     Option("insecure", "do not verify the device's host key (warns once per run)", kind="bool", default=False),
     Option(
         "driver",
@@ -207,20 +194,6 @@ class Settings:
     collect_timeout: float = COLLECT_TIMEOUT
 
     @property
-    def direct(self) -> bool:
-        """True when mounts connect straight to the device's address (``--jmp-mount-direct``)."""
-        return self.transport == "direct"
-
-    def describe_transport(self) -> str:
-        """One line for the report header: the configured transport and whether host keys are verified."""
-        check = (
-            "host key NOT verified (--jmp-mount-insecure)"
-            if self.insecure
-            else "host key verified against what the exporter vouches for"
-        )
-        return f"transport: {self.transport}; {check}"
-
-    @property
     def source(self) -> str | None:
         """Which device source applies: "shell", "exporter-config", "tls-grpc", "lease", or None."""
         if os.environ.get("JUMPSTARTER_HOST"):
@@ -267,7 +240,7 @@ def load_settings(config: pytest.Config) -> Settings:
         remote=remote,
         scope=_scope(str(value["scope"])),
         options=tuple(value["option"]),
-        transport=resolve_transport_setting(config),
+        transport=transport_setting(config, value, OPTIONS),
         insecure=bool(value["insecure"]),
         driver=str(value["driver"]),
         dir=_path(value["dir"]),
@@ -285,41 +258,6 @@ def load_settings(config: pytest.Config) -> Settings:
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
         collect_timeout=_positive(value, "collect-timeout", "number of seconds"),
     )
-
-
-def _source_rank(config: pytest.Config, o: Option) -> int:
-    """Where ``o`` is set: 3 command line, 2 environment, 1 ini, 0 not at all."""
-    if config.getoption(o.dest, default=None) is not None:
-        return 3
-    if o.env in os.environ:
-        return 2
-    return 1 if config.getini(o.dest) not in (None, "", []) else 0
-
-
-def resolve_transport_setting(config: pytest.Config) -> str:
-    """``--jmp-mount-transport``, with ``--jmp-mount-direct`` as an alias of "direct".
-
-    The more specific source wins (command line > environment > ini); both set in the
-    same source to different transports is a ``pytest.UsageError``, as is an unknown name.
-    """
-    transport_option, direct_option = (next(o for o in OPTIONS if o.name == n) for n in ("transport", "direct"))
-    transport = raw_value(config, transport_option)
-    if transport is not None:
-        transport = str(transport).strip().lower()
-        if transport not in TRANSPORTS:
-            raise pytest.UsageError(f"--jmp-mount-transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    direct = bool(raw_value(config, direct_option))
-    if not direct:
-        return transport or "auto"
-    if transport in (None, "direct"):
-        return "direct"
-    rank_transport, rank_direct = _source_rank(config, transport_option), _source_rank(config, direct_option)
-    if rank_transport == rank_direct:
-        raise pytest.UsageError(
-            f"--jmp-mount-direct means --jmp-mount-transport=direct, but --jmp-mount-transport={transport} "
-            "is given too; give one of them"
-        )
-    return transport if rank_transport > rank_direct else "direct"
 
 
 def _check(validate: Callable[[str], str], text: str, message: str, *, give_reason: bool = False) -> None:
