@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: our mount (direct and via the port forward) against plain sshfs.
+"""Side-by-side benchmark: our mount (auto, direct, the port forward) against plain sshfs.
 
     python bench/bench.py            # the full run (make bench), prints a Markdown table
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
@@ -26,12 +26,14 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from transport_figures import Helpers, TransportFigures
+
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter
 
 JMP = str(Path(sys.executable).with_name("jmp"))
-WAYS = (("direct", True), ("port forward", False))
+WAYS = (("direct", "direct"), ("port forward", "forward"))  # (name, transport)
 SSH_OPTS = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR", "BatchMode=yes"]
 
 
@@ -64,16 +66,22 @@ def plain_sshfs(device: LoopbackDevice, mountpoint: Path, remote: str, extra: li
         yield time.monotonic() - started
     finally:
         subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # a loaded machine: sshfs unmounts itself on SIGTERM
+            proc.terminate()
+            proc.wait(30)
 
 
 @contextmanager
 def ours(
-    client, mount_dir: Path, remote: str, direct: bool, extra: list[str], cache: str = "fresh"
+    client, mount_dir: Path, remote: str, transport: str, extra: list[str], cache: str = "fresh"
 ) -> Iterator[tuple[object, float]]:
     """Our API; yields (mount, seconds until mounted() returned and the root answered a stat)."""
     started = time.monotonic()
-    mount = client.mounted(None, remote_path=remote, direct=direct, extra_args=extra, mount_dir=mount_dir, cache=cache)
+    mount = client.mounted(
+        None, remote_path=remote, transport=transport, extra_args=extra, mount_dir=mount_dir, cache=cache
+    )
     os.stat(mount.mountpoint)
     ready = time.monotonic() - started
     try:
@@ -147,8 +155,8 @@ class Bench:
         for _ in range(reps):
             with plain_sshfs(self.device, self.mountpoint("plain"), self.device.remote("/"), []) as t:
                 ready["plain sshfs"].append(t)
-            for name, direct in (("ours direct", True), ("ours port forward", False)):
-                with ours(client, self.mounts, self.device.remote("/"), direct, []) as (mount, t):
+            for name, transport in (("ours direct", "direct"), ("ours port forward", "forward")):
+                with ours(client, self.mounts, self.device.remote("/"), transport, []) as (mount, t):
                     ready[name].append(t)
                     unmount[name].append(timed(mount.unmount))
         base = statistics.median(ready["plain sshfs"])
@@ -165,7 +173,7 @@ class Bench:
         data = self.device.root / "data"
         results: dict[str, dict[str, float]] = {}
         extra = ["cache=no"] if self.args.no_cache else []
-        for name, kind in (("plain sshfs", "plain"), ("ours direct", True), ("ours port forward", False)):
+        for name, kind in (("plain sshfs", "plain"), ("ours direct", "direct"), ("ours port forward", "forward")):
             reads, writes = [], []
             for rep in range(self.args.io_reps):
                 src = data / f"read-{rep}-{time.monotonic_ns()}.bin"
@@ -210,14 +218,16 @@ class Bench:
             (root / f"f{i:04}").write_bytes(block)
         times: dict[str, list[float]] = {}
         variants = [("plain sshfs", "plain", "")]
-        variants += [(f"ours {way} {cache}", direct, cache) for cache in ("fresh", "fast") for way, direct in WAYS]
+        variants += [
+            (f"ours {way} {cache}", transport, cache) for cache in ("fresh", "fast") for way, transport in WAYS
+        ]
         for name, kind, cache in variants:
             times[name] = []
             for _ in range(self.args.io_reps):
                 ctx = (
                     plain_sshfs(self.device, self.mountpoint("plain"), self.device.remote("/data"), [])
                     if kind == "plain"
-                    else ours(client, self.mounts, self.device.remote("/data"), bool(kind), [], cache)
+                    else ours(client, self.mounts, self.device.remote("/data"), kind, [], cache)
                 )
                 with ctx as handle:
                     mroot = (self.mounts / "plain" if kind == "plain" else handle[0].mountpoint) / "small"
@@ -349,6 +359,8 @@ class Bench:
                 return
             with self.client() as client:
                 ready = self.latency(client)
+                helpers = Helpers(plain_sshfs, timed, read_file, write_file, read_small)
+                TransportFigures(self, client, helpers).run()
                 self.j_mount_ready()
                 self.throughput(client)
                 self.small_files(client)

@@ -26,6 +26,7 @@ from .sshfs import (
     validate_cache,
     validate_options,
 )
+from .sshfs.command import TRANSPORT_LABELS
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.unmount import run_unmount
 from .transport import format_address, parse_tcp_address, probe_tcp, resolve_transport
@@ -239,7 +240,7 @@ class SSHMountClient(CompositeClient):
                 extra_args=extra_args,
                 cache=cache,
             ) as m:
-                click.echo(f"Mounted {m.target.spec} on {m.mountpoint}")
+                click.echo(f"Mounted {m.target.spec} on {m.mountpoint} via {TRANSPORT_LABELS[m.transport]}")
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
                 else:

@@ -135,6 +135,7 @@ def describe(mount: Mount) -> str:
     lines = [
         f"mountpoint:    {mount.mountpoint}",
         f"remote:        {mount.remote_path} ({via})",
+        f"transport:     {mount.transport}" + (f" ({mount.transport_note})" if mount.transport_note else ""),
         f"still mounted: {'yes' if mount.is_mounted() else 'no'}",
     ]
     tail = mount.stderr_tail(10)
