@@ -175,10 +175,13 @@ SLEEPING_TEST = """
 import os, time
 
 def test_sleeps(remote_fs):
-    open(os.environ["READY_FILE"], "w").write(str(remote_fs.mountpoint))
+    ready = os.environ["READY_FILE"]
+    with open(ready + ".tmp", "w") as f:
+        f.write(str(remote_fs.mountpoint))
+    os.rename(ready + ".tmp", ready)  # whoever sees the file sees it whole
     time.sleep(120)
 """
-"""A test that writes its mountpoint to ``$READY_FILE`` once mounted, then sleeps until killed."""
+"""A test that writes its mountpoint to ``$READY_FILE`` once mounted (atomically), then sleeps until killed."""
 
 
 class Suite:
