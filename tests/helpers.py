@@ -74,8 +74,10 @@ def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-def make_driver(device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None):
-    """The SSHMount driver tree for ``device``, as an exporter would build it."""
+def make_driver(
+    device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None, **mount_config: object
+):
+    """The SSHMount driver tree for ``device``, as an exporter would build it (``mount_config``: SSHMount fields)."""
     from jumpstarter_driver_network.driver import TcpNetwork
     from jumpstarter_driver_ssh.driver import SSHWrapper
 
@@ -87,7 +89,7 @@ def make_driver(device: LoopbackDevice, *, enable_address: bool = True, identity
         ssh_identity=device.identity() if identity is None else identity,
         children={"tcp": tcp},
     )
-    return SSHMount(children={"ssh": ssh})
+    return SSHMount(children={"ssh": ssh}, **mount_config)
 
 
 def exporter_config(device: LoopbackDevice, path: Path) -> Path:
