@@ -21,6 +21,7 @@ from helpers import (
     exporter_config,
     live_processes_mentioning,
     make_driver,
+    netns_lab,
     sshfs_mounts,
 )
 
@@ -109,3 +110,10 @@ def standalone_exporter(suite: Suite) -> Iterator[str]:
     config.write_text(config.read_text().replace(port, port + "          enable_address: false\n"))
     with StandaloneExporter(config) as exporter:
         yield exporter.wait_ready().address
+
+
+@pytest.fixture
+def lab() -> Iterator[tuple[str, str]]:
+    """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
+    with netns_lab() as namespaces:
+        yield namespaces
