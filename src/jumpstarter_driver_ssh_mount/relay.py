@@ -60,9 +60,9 @@ def parse_relay_listen(value: str) -> str:
 def parse_port_range(value: str) -> tuple[int, int]:
     """``"A-B"`` (or ``"A"``) -> (A, B), 1 <= A <= B <= 65535; ValueError otherwise."""
     text = str(value).strip()
-    first, _, last = text.partition("-")
+    first, dash, last = text.partition("-")
     try:
-        low, high = int(first), int(last or first)
+        low, high = int(first), int(last if dash else first)
     except ValueError:
         raise ValueError(f"{value!r} is not a port range like '7100-7199'") from None
     if not 1 <= low <= high <= 65535:
