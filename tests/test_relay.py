@@ -175,59 +175,7 @@ def test_relay_window_missed_falls_back_to_the_forward(relay_driver, device: Loo
 RELAY_EXPORTER, PLAIN_EXPORTER, DOOMED_EXPORTER = 7781, 7782, 7783
 RELAY_PORTS = (7790, 7799)
 
-CLIENT = r"""
-import json, socket, sys, time, warnings
-from pytest_jumpstarter_mount.settings import Settings
-from pytest_jumpstarter_mount.sources import open_device
-
-action, address, remote, mount_dir, *rest = sys.argv[1:]
-
-def mount(client, transport):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            m = client.mounted(None, remote_path=remote, transport=transport, mount_dir=mount_dir)
-        except Exception as exc:
-            return {"error": type(exc).__name__, "message": str(exc)}
-    with m:
-        read = (m.mountpoint / "etc/os-release").read_text()
-        (m.mountpoint / "data/lab.txt").write_text(f"through {m.transport}")
-        return {"transport": m.transport, "note": m.transport_note, "read": read,
-                "warnings": [str(w.message) for w in caught]}
-
-def second(client):
-    offer = client.call("open_relay")
-    where = (offer["host"], int(offer["port"]))
-    first = socket.create_connection(where, 5)
-    banner = first.recv(64).decode()
-    try:
-        socket.create_connection(where, 5).close()
-        again = "connected"
-    except ConnectionRefusedError:
-        again = "refused"
-    client.call("close_relay", offer["id"])
-    first.settimeout(5)
-    return {"banner": banner, "second": again, "after_close": first.recv(64).decode()}
-
-def hold(client):
-    m = client.mounted(None, remote_path=remote, transport="relay", mount_dir=mount_dir)
-    with m:
-        (m.mountpoint / "etc/os-release").read_text()
-        print(json.dumps({"transport": m.transport}), flush=True)
-        sys.stdin.readline()  # the exporter is killed meanwhile
-        started = time.monotonic()
-        try:
-            (m.mountpoint / "var/log/messages").read_text()
-            error = None
-        except OSError as exc:
-            error = exc.strerror
-        return {"error": error, "seconds": time.monotonic() - started}
-
-with open_device(Settings(tls_grpc=address, tls_grpc_insecure=True)) as device:
-    client = device.client.children["mount"]
-    out = {"mount": lambda: mount(client, *rest), "second": lambda: second(client), "hold": lambda: hold(client)}
-    print(json.dumps(out[action]()), flush=True)
-"""
+CLIENT = Path(__file__).with_name("relay_lab_client.py")  # run in the test host's namespace
 
 
 def ns_run(ns: str, *argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -253,8 +201,6 @@ class Lab:
     def __init__(self, dev_ns: str, cli_ns: str, base: Path, mount_dir: Path) -> None:
         self.dev_ns, self.cli_ns, self.base, self.mount_dir = dev_ns, cli_ns, base, mount_dir
         self.device = LoopbackDevice(base / "device", host="127.0.0.1", netns=dev_ns).setup().start()
-        self.script = base / "client.py"
-        self.script.write_text(CLIENT)
 
     def exporter(self, port: int, relay: bool) -> StandaloneExporter:
         mount = {"relay_listen": LAB_DEVICE_ADDR, "relay_ports": "-".join(map(str, RELAY_PORTS))} if relay else None
@@ -275,7 +221,7 @@ class Lab:
             "nsenter",
             f"--net=/run/netns/{self.cli_ns}",
             sys.executable,
-            str(self.script),
+            str(CLIENT),
             action,
             f"{LAB_DEVICE_ADDR}:{port}",
             self.device.remote("/"),
