@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import anyio
 import pytest
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.common.utils import serve
@@ -91,6 +92,22 @@ def test_relay_close_all_ends_the_connection(device: LoopbackDevice) -> None:
         assert conn.recv(64) == b""  # ended by the exporter
     assert not waiting.alive and not used.alive and len(relays) == 0
     assert refused("127.0.0.1", waiting.port)
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+def test_driver_close_and_reset_end_its_relays(device: LoopbackDevice, end: str) -> None:
+    driver = make_driver(device, relay_listen="127.0.0.1")
+    waiting, used = anyio.run(driver.open_relay), anyio.run(driver.open_relay)
+    with socket.create_connection(("127.0.0.1", int(used["port"])), timeout=5) as conn:
+        banner(conn)
+        getattr(driver, end)()  # the lease or the exporter ends
+        assert conn.recv(64) == b""
+    assert refused("127.0.0.1", int(waiting["port"])) and len(driver._relays) == 0
+
+
+def test_no_relay_offered_without_relay_listen(device: LoopbackDevice) -> None:
+    offer = anyio.run(make_driver(device).open_relay)
+    assert offer["offered"] is False and offer["problem"] == "the exporter offers no relay (relay_listen is not set)"
 
 
 def test_relay_ports_exhausted(device: LoopbackDevice) -> None:
