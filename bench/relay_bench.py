@@ -95,7 +95,8 @@ def mounted(variant: str, device: LoopbackDevice, client, mounts: Path, remote: 
             yield point, ready
         return
     started = time.monotonic()
-    mount = client.mounted(None, remote_path=remote, transport=transport, mount_dir=mounts)
+    # cache "fast" is sshfs's own caching, as plain sshfs has: only the path differs
+    mount = client.mounted(None, remote_path=remote, transport=transport, mount_dir=mounts, cache="fast")
     try:
         os.stat(mount.mountpoint)
         ready = time.monotonic() - started

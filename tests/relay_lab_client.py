@@ -35,7 +35,7 @@ def mount(client, transport):
             "transport": m.transport,
             "note": m.transport_note,
             "read": read,
-            "warnings": [str(w.message) for w in caught],
+            "warnings": [str(w.message) for w in caught] + m.warnings,
         }
 
 

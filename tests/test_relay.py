@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,6 @@ from helpers import (
 )
 from jumpstarter_driver_ssh_mount.relay import Relays
 from jumpstarter_driver_ssh_mount.sshfs import ConnectError
-from jumpstarter_driver_ssh_mount.transport import RelayUnavailableWarning
 
 
 def banner(sock: socket.socket) -> bytes:
@@ -170,21 +170,27 @@ def test_relay_ports_exhausted_falls_back_to_the_forward(device: LoopbackDevice,
         taken.listen(1)
         port = taken.getsockname()[1]
         driver = make_driver(device, enable_address=False, relay_listen="127.0.0.1", relay_ports=str(port))
-        with serve(driver) as client:
-            with pytest.warns(RelayUnavailableWarning, match=r"could not open a relay .*is in use\); using the port"):
-                m = client.mounted(mountpoint, remote_path=device.remote("/"))
-            with m:
-                assert m.transport == "forward"
-                assert "in use" in m.transport_note
+        with serve(driver) as client, client.mounted(mountpoint, remote_path=device.remote("/")) as m:
+            assert m.transport == "forward"
+            assert "in use" in m.transport_note
+            [warning] = m.warnings
+            assert re.match(
+                r"using the Jumpstarter port forward, not the exporter's relay: the exporter could "
+                r"not open a relay \(every port of relay_ports .* is in use\)$",
+                warning,
+            )
 
 
 def test_relay_window_missed_falls_back_to_the_forward(relay_driver, device: LoopbackDevice, mountpoint: Path) -> None:
     relay_driver._relays.window = 0  # closed before sshfs connects
-    with serve(relay_driver) as client:
-        with pytest.warns(RelayUnavailableWarning, match=r"^the relay at 127\.0\.0\.1:\d+ failed \(.*using the port"):
-            m = client.mounted(mountpoint, remote_path=device.remote("/"))
-        with m:
-            assert m.transport == "forward"
+    with serve(relay_driver) as client, client.mounted(mountpoint, remote_path=device.remote("/")) as m:
+        assert m.transport == "forward"
+        [warning] = m.warnings
+        assert re.match(
+            r"using the Jumpstarter port forward, not the exporter's relay: the relay at "
+            r"127\.0\.0\.1:\d+ failed \(connection refused",
+            warning,
+        )
     assert len(relay_driver._relays) == 0
 
 

@@ -10,8 +10,9 @@ import pytest
 from jumpstarter_driver_ssh_mount.client import parse_tcp_address
 from jumpstarter_driver_ssh_mount.interactive import subshell_command, tagged_prompt
 from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError, SshfsTarget, build_argv, merge_options
-from jumpstarter_driver_ssh_mount.sshfs.command import default_options, without_option
+from jumpstarter_driver_ssh_mount.sshfs.command import cache_options, default_options, without_option
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import parse_mountinfo
+from jumpstarter_driver_ssh_mount.sshfs.symlinks import has_contain_symlinks, is_noise, symlink_options
 from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_command
 
 
@@ -46,9 +47,31 @@ def test_defaults_and_identity() -> None:
         "ServerAliveInterval=5",
         "ServerAliveCountMax=3",
         "ConnectTimeout=10",
+        "dir_cache=no",
+        "attr_timeout=0.5",
+        "entry_timeout=0.5",
         "IdentityFile=/proc/1/fd/3",
     ]
     assert not any(o.startswith("IdentityFile") for o in default_options(None))
+
+
+def test_cache_modes() -> None:
+    assert cache_options("fresh") == ["dir_cache=no", "attr_timeout=0.5", "entry_timeout=0.5"]
+    assert cache_options("fast") == []
+    assert "dir_cache=no" not in default_options(None, cache="fast")
+    with pytest.raises(InvalidOptionError, match="fresh, fast"):
+        cache_options("slow")
+    # a user option still wins over the cache mode's
+    assert "dir_cache=yes" in merge_options(default_options(None), ["dir_cache=yes"])
+    assert "dir_cache=no" not in merge_options(default_options(None), ["dir_cache=yes"])
+
+
+def test_symlink_options() -> None:
+    assert symlink_options("/") == ["follow_symlinks"]
+    assert symlink_options("/data") == (["transform_symlinks"] if has_contain_symlinks() else ["follow_symlinks"])
+    assert symlink_options("/data", "/nonexistent/sshfs") == ["follow_symlinks"]  # unknown sshfs: the device resolves
+    assert is_noise("warning: transform_symlinks with contain_symlinks may reject transformed links containing '..'")
+    assert not is_noise("read: Connection reset by peer")
 
 
 def test_user_option_replaces_default_case_insensitively() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -10,7 +9,6 @@ from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import anyio
 import click
 from jumpstarter.client.core import DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
@@ -18,6 +16,7 @@ from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .routes import MountPlan, TransportRoutes
 from .sshfs import (
+    DEFAULT_CACHE,
     DEFAULT_MOUNT_TIMEOUT,
     ConnectError,
     HostKeyError,
@@ -25,17 +24,16 @@ from .sshfs import (
     MountError,
     SshfsTarget,
     start_mount,
+    validate_cache,
     validate_options,
 )
-from .sshfs.command import option_key, option_parts
+from .sshfs.command import TRANSPORT_LABELS, option_key, option_parts
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.unmount import run_unmount
 from .transport import RELAY_CONNECT_TIMEOUT, parse_tcp_address, release_relay, resolve_transport
 from .trust import Refused, fetch_vouched, mismatch_error, read_offered
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
-
-CANCEL_CHECK_INTERVAL = 0.25  # seconds
 
 
 @dataclass(kw_only=True)
@@ -73,6 +71,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         extra_args: Sequence[str] | None = None,
         timeout: float = DEFAULT_MOUNT_TIMEOUT,
         mount_dir: str | os.PathLike[str] | None = None,
+        cache: str = DEFAULT_CACHE,
     ) -> Mount:
         """Mount ``remote_path`` of the device and return as soon as it is usable.
 
@@ -91,18 +90,21 @@ class SSHMountClient(TransportRoutes, CompositeClient):
             offers one and it answers with that key, else a Jumpstarter port forward;
             ``"forward"``; ``"direct"``, the address only (falls back to the port forward,
             with a warning, only if the exporter publishes no address); or ``"relay"`` (an
-            error if the exporter offers none; the port forward, with a
-            ``RelayUnavailableWarning``, if the one offered cannot be used).
+            error if the exporter offers none; the port forward, with a warning in
+            ``Mount.warnings``, if the one offered cannot be used).
         :param direct: upstream's spelling of ``transport="direct"``.
         :param insecure: do not verify the device's host key (logged as a warning).
         :param extra_args: sshfs ``-o`` options; each replaces a default with the same key. Host
             key options (``StrictHostKeyChecking=no``, ``UserKnownHostsFile``...) replace ours.
         :param timeout: seconds the filesystem may take to become ready.
+        :param cache: ``"fresh"`` (default): changes on the device show within 0.5 s; ``"fast"``:
+            sshfs's caching, new, deleted and resized files may show up to 20 s late.
         :raises MountError: (a subclass naming the problem and the fix, ``HostKeyError`` for a
             host key mismatch) on any failure, after releasing everything.
         """
         transport = resolve_transport(transport, direct)
-        plan = MountPlan(mountpoint, remote_path, list(validate_options(extra_args or ())), timeout, mount_dir)
+        options = list(validate_options(extra_args or ()))
+        plan = MountPlan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
         if insecure:
             self.logger.warning("insecure: the device's host key is not verified")
             plan.unverified = "insecure: the device's host key is not verified"
@@ -157,6 +159,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                     resources=resources.pop_all(),
                     transport=how,
                     mount_dir=plan.mount_dir,
+                    cache=plan.cache,
                 )
             except HostKeyError as exc:
                 if vouched is None:  # the user's own host key options decided
@@ -191,6 +194,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         insecure: bool = False,
         foreground: bool = False,
         extra_args: Sequence[str] | None = None,
+        cache: str = DEFAULT_CACHE,
     ) -> None:
         """Mount, then block: in a subshell (default) or until Ctrl+C (``foreground=True``).
 
@@ -209,8 +213,9 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 direct=direct,
                 insecure=insecure,
                 extra_args=extra_args,
+                cache=cache,
             ) as m:
-                click.echo(f"Mounted {m.target.spec} on {m.mountpoint}")
+                click.echo(f"Mounted {m.target.spec} on {m.mountpoint} via {TRANSPORT_LABELS[m.transport]}")
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
                 else:
@@ -229,7 +234,9 @@ class SSHMountClient(TransportRoutes, CompositeClient):
             return mount.wait
 
         def wait() -> int:
-            if not self.portal.call(_wait_readable_unless_cancelled, fd):
+            from .eventloop import wait_readable_unless_cancelled
+
+            if not self.portal.call(wait_readable_unless_cancelled, fd):
                 raise CancelledError("the event loop was cancelled")
             return mount.wait()
 
@@ -247,16 +254,3 @@ class SSHMountClient(TransportRoutes, CompositeClient):
             hint = "" if lazy else "; if it is busy, retry with --lazy"
             raise MountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
         click.echo(f"Unmounted {path}")
-
-
-async def _wait_readable_unless_cancelled(fd: int) -> bool:
-    """True once ``fd`` is readable; False if this task's scope is (or gets) cancelled.
-
-    Re-checks the effective deadline because a task spawned into a task group whose parent
-    scope was cancelled just before is not always cancelled by anyio itself.
-    """
-    while anyio.current_effective_deadline() != -math.inf:
-        with anyio.move_on_after(CANCEL_CHECK_INTERVAL):
-            await anyio.wait_readable(fd)
-            return True
-    return False

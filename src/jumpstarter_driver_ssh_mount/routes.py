@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jumpstarter.client.core import DriverError
 
-from .sshfs import ConnectError, Mount, MountTimeoutError
+from .sshfs import DEFAULT_CACHE, ConnectError, Mount, MountTimeoutError
 from .sshfs.hostkeys import VouchedKeys
-from .transport import RelayUnavailableWarning, format_address, parse_tcp_address, probe_tcp, request_relay
+from .transport import format_address, parse_tcp_address, probe_tcp, request_relay
 from .trust import Refused
 
 
@@ -26,6 +25,7 @@ class MountPlan:
     options: list[str]
     timeout: float
     mount_dir: str | os.PathLike[str] | None
+    cache: str = DEFAULT_CACHE
     unverified: str = ""  # why the host key is not verified (insecure, the user's options)
 
 
@@ -60,7 +60,7 @@ class TransportRoutes:
         address, unpublished = self._address()
         if address is None and transport == "direct":
             self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
-            return self._start(plan, vouched, "forward", note=unpublished)
+            return self._auto_forward(plan, vouched, unpublished)
         if address is None:
             return self._via_relay(plan, vouched, why=unpublished)
         if transport == "direct":
@@ -78,8 +78,9 @@ class TransportRoutes:
     def _via_relay(self, plan: MountPlan, vouched: VouchedKeys | None, *, forced: bool = False, why: str = "") -> Mount:
         """Through a one-shot relay on the exporter host; the port forward (warned) if that fails.
 
-        Without a relay offered, ``auto`` (``why``: why not direct) takes the forward quietly
-        and ``relay`` (``forced``) is an error.
+        Without a relay offered, ``auto`` (``why``: why not direct) takes the forward and
+        ``relay`` (``forced``) is an error. A relay offered but unusable is a warning in
+        ``Mount.warnings`` (the plugin shows it as a ``JumpstarterMountWarning``).
         """
         offer = request_relay(self.call)
         if not offer.offered:
@@ -101,12 +102,17 @@ class TransportRoutes:
                 if forced:
                     raise
                 problem = f"the relay at {offer.address} offered another host key than the exporter vouches for"
-        warnings.warn(f"{problem}; using the port forward", RelayUnavailableWarning, stacklevel=4)
-        return self._start(plan, vouched, "forward", note=problem)
+        self.logger.warning("%s; using the port forward", problem)
+        mount = self._start(plan, vouched, "forward", note=problem)
+        mount.warnings.append(f"using the Jumpstarter port forward, not the exporter's relay: {problem}")
+        return mount
 
     def _auto_forward(self, plan: MountPlan, vouched: VouchedKeys | None, reason: str) -> Mount:
+        """The port forward, taken instead of the device's address because of ``reason`` (a mount warning)."""
         self.logger.info("transport auto: using the port forward (%s)", reason)
-        return self._start(plan, vouched, "forward", note=reason)
+        mount = self._start(plan, vouched, "forward", note=reason)
+        mount.warnings.append(f"using the Jumpstarter port forward, not the device's address: {reason}")
+        return mount
 
     def _address(self) -> tuple[tuple[str, int] | None, str]:
         """(the device's published address or None, why there is none)."""

@@ -56,10 +56,6 @@ def format_address(host: str, port: int) -> str:
 RELAY_CONNECT_TIMEOUT = 3
 
 
-class RelayUnavailableWarning(UserWarning):
-    """The exporter offers a relay that could not be used; the mount went through the port forward."""
-
-
 @dataclass(frozen=True)
 class RelayOffer:
     """The exporter's answer to ``open_relay``: where to connect once, or why there is no relay.

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .marker import MarkerSpec, marker_spec
+from .notices import warn_cut_short
 from .restoring import covering
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.sshfs import Mount
 
+    from .leases import LeaseInfo
     from .manager import MountManager
 
 REPORT_SECTION = "jumpstarter mount"
@@ -40,8 +42,10 @@ class FailureArtifacts:
         report = yield
         if report.failed:
             mounts = self.manager.used_mounts(item)
-            if mounts:
-                report.sections.append((REPORT_SECTION, "\n\n".join(describe(m) for m in mounts)))
+            lease = self.manager.farm.lease if "jmp_client" in getattr(item, "fixturenames", ()) else None
+            if mounts or lease:
+                parts = ([describe_lease(lease)] if lease else []) + [describe(m) for m in mounts]
+                report.sections.append((REPORT_SECTION, "\n\n".join(parts)))
             globs = self.manager.settings.collect + marker_spec(item).collect
             if globs and (mounts or self.manager.mount_client is not None):
                 self.collect(item, report, globs, mounts)
@@ -57,6 +61,7 @@ class FailureArtifacts:
         jobs, uncovered = plan([m for m in mounts if m.is_mounted()], globs)
         notes: list[str] = []
         files: list[Path] = []
+        cut_short: list[str] = []
         settings = self.manager.settings
         dest = artifacts_dir(settings.artifacts, item.config, item.nodeid)
         try:
@@ -69,10 +74,12 @@ class FailureArtifacts:
                     )
                     files += result.files
                     notes += result.notes
+                    cut_short += [reason for reason in result.cut_short if reason not in cut_short]
         except Exception as exc:  # e.g. a teardown hook of the short-lived mount: a note, not an internal error
             notes.append(f"collecting stopped: {exc}")
         lines = [f"collected: {f}" for f in files] + [f"note: {n}" for n in notes]
         report.sections.append((ARTIFACTS_SECTION, "\n".join(lines) or "nothing matched"))
+        warn_cut_short(item.nodeid, cut_short)
         for f in files:
             prop = (ARTIFACT_PROPERTY, str(f))
             item.user_properties.append(prop)  # the teardown report carries it into JUnit XML
@@ -117,6 +124,11 @@ def artifacts_dir(base: Path | None, config: pytest.Config, nodeid: str) -> Path
     return (base or config.rootpath / "jmp-artifacts") / re.sub(r"[^\w.-]+", "_", nodeid).strip("_")
 
 
+def describe_lease(lease: LeaseInfo) -> str:
+    """The report section's lines naming the controller lease and the exporter (board) it got."""
+    return f"lease:         {lease.name} (client {lease.alias})\nexporter:      {lease.exporter}"
+
+
 def describe(mount: Mount) -> str:
     """The report section text for one mount (no key material: the identity is only a /proc path)."""
     from jumpstarter_driver_ssh_mount.sshfs.command import TRANSPORT_LABELS
@@ -126,6 +138,7 @@ def describe(mount: Mount) -> str:
     lines = [
         f"mountpoint:    {mount.mountpoint}",
         f"remote:        {mount.remote_path} ({via})",
+        f"transport:     {mount.transport}" + (f" ({mount.transport_note})" if mount.transport_note else ""),
         f"still mounted: {'yes' if mount.is_mounted() else 'no'}",
     ]
     tail = mount.stderr_tail(10)

@@ -21,10 +21,14 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .farm import DeviceFarm, announce
+from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
 from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
+from .notices import warn_mount
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
+from .transportchoice import describe_transport
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -45,6 +49,7 @@ class MountManager:
         self.live: list[Mount] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notice: str | None = None
+        self.farm = DeviceFarm(self)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -56,13 +61,11 @@ class MountManager:
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
         """The sweep's notice, and where mounts come from: device source, remote path, scope."""
-        lines = [self.notice] if self.notice else []
+        lines = ([self.notice] if self.notice else []) + self.farm.header
         s = self.settings
         if s.source is not None:
-            lines.append(
-                f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; "
-                f"scope: {s.scope}{'; direct' if s.transport == 'direct' else ''}"
-            )
+            lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
+            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -107,7 +110,7 @@ class MountManager:
 
         problem = None
         try:
-            with open_device(self.settings) as device:
+            with open_device(self.settings, self.farm) as device:
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
@@ -127,14 +130,11 @@ class MountManager:
         pytest.fail(problem, pytrace=False)
 
     def _announce(self, description: str) -> None:
-        """Say which device was reached when the header could not (e.g. which lease, on which exporter)."""
+        """Say which device was reached when the header could not (which lease, on which exporter; which worker)."""
         if description == self.settings.describe_source():
             return
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"\njumpstarter mount: device: {description}")
+        who = f"{self.worker_id} " if self.worker_id != "main" else ""
+        announce(self.config, f"\njumpstarter mount: {who}device: {description}")
         logger.info("device: %s", description)
 
     # -- the one mount path ---------------------------------------------------------
@@ -150,22 +150,30 @@ class MountManager:
 
         The device path is ``spec.remote``, else ``--jmp-mount-remote``; the options are
         ``--jmp-mount-option`` then ``spec.options``, as ``pytest_jmp_mount_options`` leaves
-        them; the transport is ``spec.transport``, else the settings'. The mount is tracked
+        them; the transport and cache mode are the spec's, else the settings'; the host key is
+        verified unless ``--jmp-mount-insecure``. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
         whatever happened. A mount that cannot be made fails the test, naming the path.
+        What went otherwise than asked (``Mount.warnings``) becomes a ``JumpstarterMountWarning``.
         """
         remote = spec.remote or self.settings.remote
         options = [*self.settings.options, *spec.options]
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
-        mount = self._start(client, remote, options, spec.transport or self.settings.transport)
+        transport = spec.transport or self.settings.transport
+        mount = self._start(client, remote, options, transport, spec.cache or self.settings.cache)
+        seen = 0
         try:
+            seen = warn_mount(mount)
             self.config.hook.pytest_jmp_mount_ready(mount=mount, request=request)
             yield mount
         finally:
-            self._release(mount)
+            try:
+                self._release(mount)
+            finally:
+                warn_mount(mount, seen)
 
-    def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str) -> Mount:
+    def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
         from jumpstarter_driver_ssh_mount.sshfs import MountError
 
         self._arm()
@@ -174,9 +182,11 @@ class MountManager:
                 None,
                 remote_path=remote,
                 transport=transport,
+                insecure=self.settings.insecure,
                 extra_args=options,
                 timeout=self.settings.timeout,
                 mount_dir=self.mount_dir(),
+                cache=cache,
             )
         except (MountError, MountDirError) as exc:
             problem = f"jumpstarter mount of {remote} failed: {exc}"
@@ -225,7 +235,7 @@ class MountManager:
         if not base.is_dir():
             return
         try:
-            swept = sweep(base)
+            swept = sweep(base, self.farm.release_left)
         except OSError as exc:
             logger.warning("cannot sweep %s: %s", base, exc)
             return
@@ -243,6 +253,7 @@ class MountManager:
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
         if self._run_dir is not None:
+            forget_released(self._run_dir)
             close_run_dir(self._run_dir)
             remove_if_empty(self._run_dir.parent)  # the per-user base too, when no other run uses it
             self._run_dir = None  # made again if another mount comes

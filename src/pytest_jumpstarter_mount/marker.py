@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import (
+    CACHE_MODES,
+    TRANSPORTS,
     InvalidOptionError,
     RemotePathError,
     validate_options,
@@ -16,18 +18,19 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 )
 
 MARKER_HELP = (
-    "jmp_mount(remote='/path', options=[...], direct=False, collect=[globs], restore=[paths]): give this "
-    "test its own mount of a device path (remote_path), collect device files if it fails, restore files after"
+    "jmp_mount(remote='/path', options=[...], transport='auto|direct|forward|relay', cache='fresh|fast', "
+    "collect=[globs], restore=[paths]): give this test its own mount of a device path (remote_path), "
+    "collect device files if it fails, restore files after"
 )
-ARGUMENTS = ("remote", "options", "direct", "collect", "restore")
+ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore")
 
 
 @dataclass(frozen=True)
 class MarkerSpec:
-    """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], direct=...)``.
+    """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], transport=...)``.
 
-    ``direct=True`` / ``direct=False`` is kept as ``transport`` ("direct" / "forward");
-    None means "as the settings say".
+    ``transport`` is "auto", "direct" or "forward"; upstream-style ``direct=True`` /
+    ``direct=False`` is kept as "direct" / "forward"; None means "as the settings say".
     """
 
     remote: str | None = None
@@ -35,11 +38,12 @@ class MarkerSpec:
     transport: str | None = None
     collect: tuple[str, ...] = ()
     restore: tuple[str, ...] = ()
+    cache: str | None = None  # "fresh" / "fast"; None: as the settings say
 
     @property
     def own_mount(self) -> bool:
         """True when the marker asks for a mount other than ``remote_fs``."""
-        return self.remote is not None or bool(self.options) or self.transport is not None
+        return self.remote is not None or bool(self.options) or self.transport is not None or self.cache is not None
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:
@@ -62,9 +66,10 @@ class MarkerSpec:
         return cls(
             remote=remote,
             options=_options(kwargs.get("options", ()), bad),
-            transport=_transport(kwargs.get("direct"), bad),
+            transport=_transport(kwargs.get("transport"), kwargs.get("direct"), bad),
             collect=_device_paths("collect", kwargs.get("collect", ()), bad),
             restore=_device_paths("restore", kwargs.get("restore", ()), bad),
+            cache=_cache(kwargs.get("cache"), bad),
         )
 
 
@@ -99,12 +104,23 @@ def _options(value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, 
         raise bad(f"options must be sshfs options such as 'reconnect', not flags: {exc}") from None
 
 
-def _transport(direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+def _transport(transport: Any, direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    if transport is not None and transport not in TRANSPORTS:
+        raise bad(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
     if direct is None:
-        return None
+        return transport
     if not isinstance(direct, bool):
         raise bad(f"direct must be True or False, got {direct!r}")
-    return "direct" if direct else "forward"
+    implied = "direct" if direct else "forward"
+    if transport is not None and transport != implied:
+        raise bad(f"direct={direct} means transport={implied!r}, but transport={transport!r} is given; give one")
+    return implied
+
+
+def _cache(cache: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    if cache is not None and cache not in CACHE_MODES:
+        raise bad(f"cache must be one of {', '.join(map(repr, CACHE_MODES))}, got {cache!r}")
+    return cache
 
 
 def _device_paths(name: str, value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, ...]:

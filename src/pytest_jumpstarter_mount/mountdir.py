@@ -17,6 +17,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs import PRIVATE_DIR_PREFIX
@@ -81,8 +82,12 @@ def _stale_owner(path: Path) -> bool:
     return start_time(int(record.get("pid", -1))) != record.get("start")
 
 
-def sweep(base: Path) -> list[str]:
-    """Clean up after killed runs under ``base``; returns the mountpoints it removed."""
+def sweep(base: Path, on_stale: Callable[[Path], None] | None = None) -> list[str]:
+    """Clean up after killed runs under ``base``; returns the mountpoints it removed.
+
+    ``on_stale(run_dir)`` is called for each dead run's directory before it is closed
+    (to release what else that run recorded there, e.g. its controller leases).
+    """
     swept: list[str] = []
     if not base.is_dir():
         return swept
@@ -101,6 +106,8 @@ def sweep(base: Path) -> list[str]:
                 with contextlib.suppress(OSError):
                     mountpoint.rmdir()
                     swept.append(str(mountpoint))
+        if on_stale is not None:
+            on_stale(run)
         close_run_dir(run)
     return swept
 

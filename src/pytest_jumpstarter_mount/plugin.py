@@ -19,6 +19,7 @@ from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
 from .settings import Scope, add_options, load_settings
+from .transportchoice import INSECURE_WARNING, InsecureMountWarning
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
+FARM_PLUGIN = "jumpstarter_mount_farm"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,7 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
     manager = config.stash[manager_key] = MountManager(config, load_settings(config))
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
     config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
+    config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.add_cleanup(manager.close)
+    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
+        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
     manager.sweep()
     verbosity = config.get_verbosity()
     if verbosity > 0:

@@ -11,14 +11,18 @@ from typing import Any, Literal, get_args
 import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import (
+    CACHE_MODES,
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
     DEFAULT_MOUNT_TIMEOUT,
+    TRANSPORTS,
     InvalidOptionError,
     RemotePathError,
     validate_option,
     validate_remote_path,
 )
+
+from .transportchoice import transport_setting
 
 Scope = Literal["session", "package", "module", "class", "function"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -68,6 +72,8 @@ OPTIONS = (
     Option(
         "direct", "connect straight to the device's address instead of the port forward", kind="bool", default=False
     ),
+    Option("transport", f"how sshfs reaches the device: {'|'.join(TRANSPORTS)} (default auto)", metavar="HOW"),
+    Option("insecure", "do not verify the device's host key (warns once per run)", kind="bool", default=False),
     Option(
         "driver",
         "where the SSHMount driver sits in the exporter tree, dotted (default mount)",
@@ -99,6 +105,7 @@ OPTIONS = (
         "with --jmp-mount-client: lease duration, e.g. 30m, 1h30m, 900 (default 30m)",
         metavar="DURATION",
     ),
+    Option("lease-timeout", "with --jmp-mount-selector: longest wait for a free device, e.g. 10m", metavar="DURATION"),
     Option(
         "collect",
         "device glob to copy when a test fails, repeatable (e.g. /var/log/*.log)",
@@ -123,6 +130,7 @@ OPTIONS = (
         default=COLLECT_TIMEOUT,
         metavar="SECONDS",
     ),
+    Option("cache", "fresh (device changes show in 0.5 s; default) or fast (sshfs caching)", default="fresh"),
 )
 
 
@@ -170,7 +178,8 @@ class Settings:
     remote: str = "/"
     scope: Scope = "session"
     options: tuple[str, ...] = ()
-    direct: bool = False
+    transport: str = "auto"
+    insecure: bool = False
     driver: str = "mount"
     dir: Path | None = None
     timeout: float = DEFAULT_MOUNT_TIMEOUT
@@ -182,15 +191,12 @@ class Settings:
     selector: str | None = None
     lease: str | None = None
     duration: float = DEFAULT_LEASE_DURATION
+    lease_timeout: float | None = None  # None: Jumpstarter's own acquisition_timeout
     collect: tuple[str, ...] = ()
     artifacts: Path | None = None
     collect_max_bytes: int = COLLECT_MAX_BYTES
     collect_timeout: float = COLLECT_TIMEOUT
-
-    @property
-    def transport(self) -> str:
-        """How mounts reach the device unless a marker says otherwise: "direct", else "auto"."""
-        return "direct" if self.direct else "auto"
+    cache: str = "fresh"
 
     @property
     def source(self) -> str | None:
@@ -235,11 +241,14 @@ def load_settings(config: pytest.Config) -> Settings:
         _check(validate_option, option, "--jmp-mount-option takes an sshfs option, not a flag", give_reason=True)
     if value["client"] and not (value["selector"] or value["lease"]):
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
+    lease_timeout = value["lease-timeout"]
     return Settings(
         remote=remote,
-        scope=_scope(str(value["scope"])),
+        scope=_choice("scope", str(value["scope"]), SCOPES),
+        cache=_choice("cache", str(value["cache"]), CACHE_MODES),
         options=tuple(value["option"]),
-        direct=bool(value["direct"]),
+        transport=transport_setting(config, value, OPTIONS),
+        insecure=bool(value["insecure"]),
         driver=str(value["driver"]),
         dir=_path(value["dir"]),
         timeout=_positive(value, "timeout", "number of seconds"),
@@ -251,6 +260,7 @@ def load_settings(config: pytest.Config) -> Settings:
         selector=value["selector"] or None,
         lease=value["lease"] or None,
         duration=DEFAULT_LEASE_DURATION if value["duration"] is None else parse_duration(str(value["duration"])),
+        lease_timeout=parse_duration(str(lease_timeout), "--jmp-mount-lease-timeout") if lease_timeout else None,
         collect=tuple(value["collect"]),
         artifacts=_path(value["artifacts"]),
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
@@ -266,11 +276,10 @@ def _check(validate: Callable[[str], str], text: str, message: str, *, give_reas
         raise pytest.UsageError(f"{message}: {exc}" if give_reason else message) from None
 
 
-def _scope(text: str) -> Scope:
-    for scope in SCOPES:
-        if text == scope:
-            return scope
-    raise pytest.UsageError(f"--jmp-mount-scope must be one of {', '.join(SCOPES)}, got {text!r}")
+def _choice(name: str, text: str, choices: tuple[Any, ...]) -> Any:
+    if text in choices:
+        return text
+    raise pytest.UsageError(f"--jmp-mount-{name} must be one of {', '.join(choices)}, got {text!r}")
 
 
 def _positive(value: dict[str, Any], name: str, what: str) -> float:
@@ -287,11 +296,11 @@ def _path(value: Any) -> Path | None:
     return Path(value).expanduser() if value not in (None, "") else None
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from ``900``, ``30m``, ``1h30m``, ``1d`` (what ``jmp`` reads); UsageError otherwise."""
+def parse_duration(text: str, flag: str = "--jmp-mount-duration") -> float:
+    """Positive seconds from ``900``, ``30m``, ``1h30m``, ``1d`` (what ``jmp`` reads); UsageError otherwise."""
     from pytimeparse2 import parse
 
     seconds = parse(text.strip())
-    if not isinstance(seconds, int | float) or seconds < 0:
-        raise pytest.UsageError(f"--jmp-mount-duration: cannot read {text.strip()!r}; use e.g. 900, 30m or 1h30m")
+    if not isinstance(seconds, int | float) or seconds <= 0:
+        raise pytest.UsageError(f"{flag}: cannot read {text.strip()!r}; use e.g. 900, 30m or 1h30m")
     return float(seconds)

@@ -6,12 +6,16 @@ costs nothing to pytest runs that never touch a device.
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from .leases import LeaseInfo, waiting_notices
 from .settings import SOURCES_HELP, Settings
 
 
@@ -23,17 +27,25 @@ class NoDeviceSourceError(DeviceSourceError):
     """No way to reach a device was configured."""
 
 
+class LeaseTimeoutError(DeviceSourceError):
+    """No device became free within the lease timeout."""
+
+
 @dataclass(frozen=True)
 class Device:
     """A reachable device: its root client, and how it was reached (for reports)."""
 
     client: Any
     description: str
+    lease: LeaseInfo | None = None  # the controller lease behind it, if any
 
 
 @contextmanager
-def open_device(settings: Settings) -> Iterator[Device]:
-    """The device, for as long as the context lasts (a controller lease is released after)."""
+def open_device(settings: Settings, watcher: LeaseWatcher | None = None) -> Iterator[Device]:
+    """The device, for as long as the context lasts (a controller lease is released after).
+
+    ``watcher`` hears of a controller lease: while it is pending, taken, and released.
+    """
     with ExitStack() as stack:
         match settings.source:
             case "shell":
@@ -45,7 +57,7 @@ def open_device(settings: Settings) -> Iterator[Device]:
             case "tls-grpc":
                 yield Device(_tls_grpc_client(settings, stack), settings.describe_source())
             case "lease":
-                yield _leased_device(settings, stack)
+                yield _leased_device(settings, stack, watcher or _Unwatched())
             case _:
                 raise NoDeviceSourceError(f"no Jumpstarter device configured: {SOURCES_HELP}")
 
@@ -87,21 +99,91 @@ def _exporter_config_client(settings: Settings, stack: ExitStack) -> Any:
     return _connect(stack, socket_path)
 
 
-def _leased_device(settings: Settings, stack: ExitStack) -> Device:
+class LeaseWatcher(Protocol):
+    """Told about a controller lease as it goes: pending, acquired, released."""
+
+    def waiting(self, wanted: str, seconds: float) -> None: ...
+    def acquired(self, lease: LeaseInfo) -> None: ...
+    def released(self, lease: LeaseInfo) -> None: ...
+
+
+class _Unwatched:
+    def waiting(self, wanted: str, seconds: float) -> None:
+        pass
+
+    def acquired(self, lease: LeaseInfo) -> None:
+        pass
+
+    def released(self, lease: LeaseInfo) -> None:
+        pass
+
+
+def _leased_device(settings: Settings, stack: ExitStack, watcher: LeaseWatcher) -> Device:
+    """Lease through the controller (waiting at most the lease timeout), then connect.
+
+    A lease we create is released when the context ends; a shared ``--jmp-mount-lease``
+    (or ``$JMP_LEASE``) is not ours, and Jumpstarter leaves it alone.
+    """
     from jumpstarter.config.client import ClientConfigV1Alpha1
 
     alias = settings.client
     assert alias is not None  # the "lease" source is chosen only when it is set
     config = ClientConfigV1Alpha1.load(alias)
-    lease = stack.enter_context(
-        config.lease(
-            selector=settings.selector,
-            lease_name=settings.lease,
-            duration=timedelta(seconds=settings.duration),
-        )
+    if settings.lease_timeout is not None:
+        config.leases.acquisition_timeout = max(1, math.ceil(settings.lease_timeout))
+    shared = settings.lease or os.environ.get("JMP_LEASE") or None
+    wanted = f"lease {shared}" if shared else f"a device matching {settings.selector}"
+    held: list[LeaseInfo] = []
+
+    def mark_released() -> None:  # pushed first, so it runs after the lease is released
+        for info in held:
+            watcher.released(info)
+
+    stack.callback(mark_released)
+    started = time.monotonic()
+    try:
+        with waiting_notices(lambda seconds: watcher.waiting(wanted, seconds)):
+            lease = stack.enter_context(
+                config.lease(
+                    selector=settings.selector,
+                    lease_name=settings.lease,
+                    duration=timedelta(seconds=settings.duration),
+                )
+            )
+    except Exception as exc:
+        failure = _lease_failure(exc, wanted, alias, config.leases.acquisition_timeout, started)
+        if failure is exc:
+            raise
+        raise failure from None
+    info = LeaseInfo(
+        name=str(lease.name),
+        exporter=str(lease.exporter_name),
+        alias=alias,
+        selector=settings.selector,
+        owned=shared is None,
+        until=time.time() + settings.duration,
     )
+    held.append(info)
+    watcher.acquired(info)
     client = stack.enter_context(lease.connect())
-    return Device(client, f"lease {lease.name} on {lease.exporter_name} (client {settings.client})")
+    return Device(client, info.describe(), info)
+
+
+def _lease_failure(exc: Exception, wanted: str, alias: str, timeout: float, started: float) -> Exception:
+    """One line for a lease that timed out or was refused; anything else stays as it is."""
+    from jumpstarter.client.exceptions import LeaseError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    timed_out = isinstance(exc, TimeoutError) or "timed out" in text
+    if isinstance(exc, LeaseError | TimeoutError) and timed_out:
+        return LeaseTimeoutError(
+            f"gave up waiting for {wanted} after {timeout:g} s (--jmp-mount-lease-timeout, "
+            f"waited {time.monotonic() - started:.0f} s); free a board, raise the timeout, "
+            "or run no more xdist workers (-n) than boards match"
+        )
+    if isinstance(exc, LeaseError):
+        return DeviceSourceError(f"cannot lease {wanted} via client {alias}: {text}")
+    return exc
 
 
 def find_mount_driver(root: Any, dotted: str) -> Any:

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 _MODULES = ("command", "defaults", "errors", "unmount", "mount")
 
 __all__ = [
+    "CACHE_MODES",
     "COLLECT_MAX_BYTES",
     "COLLECT_TIMEOUT",
+    "DEFAULT_CACHE",
     "DEFAULT_MOUNT_TIMEOUT",
     "DEFAULT_SSH_OPTIONS",
     "DEFAULT_WAIT_TIMEOUT",
@@ -39,10 +41,12 @@ __all__ = [
     "UnmountError",
     "WaitTimeoutError",
     "build_argv",
+    "cache_options",
     "merge_options",
     "run_unmount",
     "start_mount",
     "unmount_command",
+    "validate_cache",
     "validate_option",
     "validate_options",
     "validate_remote_path",
@@ -65,11 +69,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .command import (
+        CACHE_MODES,
+        DEFAULT_CACHE,
         DEFAULT_SSH_OPTIONS,
         TRANSPORTS,
         SshfsTarget,
         build_argv,
+        cache_options,
         merge_options,
+        validate_cache,
         validate_option,
         validate_options,
         validate_remote_path,

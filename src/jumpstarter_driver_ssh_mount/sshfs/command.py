@@ -36,6 +36,16 @@ RELIABILITY_OPTIONS: tuple[str, ...] = (
     "ServerAliveCountMax=3",
     "ConnectTimeout=10",
 )
+#: How much sshfs and the kernel may cache: "fresh" (the default) shows device changes within
+#: ``FRESH_BOUND`` seconds; "fast" is sshfs's own caching (listings up to 20 s stale).
+CACHE_MODES: tuple[str, ...] = ("fresh", "fast")
+DEFAULT_CACHE = "fresh"
+#: ``dir_cache=no``: no listing/attribute cache in sshfs (its 20 s ``dcache_timeout`` is what
+#: hides new, deleted and resized files). The kernel's own entry/attribute caches (1 s by
+#: default) are halved; 0 would double the requests per file access.
+FRESH_OPTIONS: tuple[str, ...] = ("dir_cache=no", "attr_timeout=0.5", "entry_timeout=0.5")
+FRESH_BOUND = 0.5  # seconds a "fresh" mount may show a device change late
+FAST_BOUND = 20.0  # seconds a "fast" mount may show a new/deleted/resized file late (sshfs dcache_timeout)
 # Not ``auto_unmount``: after sshfs is SIGKILLed it would turn the mountpoint back into a plain
 # local directory, and a test would silently write to the test host instead of failing with
 # ENOTCONN. A dead mount stays visible (and failing) until unmount(), or the next run's sweep.
@@ -101,9 +111,23 @@ def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
     return [d for d in defaults if option_key(d) not in user_keys] + user
 
 
-def default_options(identity_path: str | None) -> list[str]:
-    """The default ``-o`` options, with the identity file if there is one."""
-    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS]
+def validate_cache(mode: str) -> str:
+    """``mode`` if it is one of ``CACHE_MODES``, else InvalidOptionError naming the choices."""
+    if mode not in CACHE_MODES:
+        raise InvalidOptionError(f"unknown cache mode {mode!r}; choose one of {', '.join(CACHE_MODES)}")
+    return mode
+
+
+def cache_options(mode: str = DEFAULT_CACHE) -> list[str]:
+    """The ``-o`` options for a cache mode: ``FRESH_OPTIONS`` for "fresh", none for "fast"."""
+    return list(FRESH_OPTIONS) if validate_cache(mode) == "fresh" else []
+
+
+def default_options(
+    identity_path: str | None, *, cache: str = DEFAULT_CACHE, symlinks: Sequence[str] = ()
+) -> list[str]:
+    """The default ``-o`` options: ssh, reliability, cache mode, symlink handling, the identity file."""
+    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS, *cache_options(cache), *symlinks]
     if identity_path:
         options.append(f"IdentityFile={identity_path}")
     return options

@@ -132,23 +132,34 @@ class DeviceFiles(ABC):
         """Copy device files matching absolute globs into ``dest``, keeping their device paths.
 
         Bounded by ``max_bytes`` in all and ``timeout``; never follows symlinks; what is
-        skipped is listed in the result's ``notes``.
+        skipped is listed in the result's ``notes``, why it was cut short in ``cut_short``.
+        Each glob is handled on its own: an error is a note and the next glob is still
+        collected. Never raises.
         """
-        result = Collection()
+        work_result = Collection()
         deadline = time.monotonic() + timeout
 
         def work() -> None:
             for device_glob in device_globs:
+                if not self.is_mounted():
+                    work_result.notes.append(f"{device_glob}: not collected, {self.mountpoint} is no longer mounted")
+                    continue
                 collect(
                     self.mountpoint,
                     self.local_path,
                     device_glob,
                     Path(dest),
-                    result,
+                    work_result,
                     max_bytes=max_bytes,
                     deadline=deadline,
                 )
 
-        if not run_bounded(work, timeout + 1.0):
-            result.notes.append(f"collection did not finish within {timeout:g}s (device not answering?)")
+        problem = run_bounded(work, timeout + 1.0)
+        # a copy: an abandoned thread may still add to its own
+        result = Collection(
+            list(work_result.files), list(work_result.notes), work_result.bytes, list(work_result.cut_short)
+        )
+        if problem is not None:
+            result.notes.append(f"collection {problem}")
+            result.cut(f"it {problem}")
         return result

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import shutil
 import subprocess
 import sys
@@ -27,22 +26,20 @@ from .command import (
     merge_options,
     option_key,
     option_parts,
+    validate_cache,
     validate_remote_path,
 )
 from .defaults import DEFAULT_MOUNT_TIMEOUT
 from .devicefiles import DeviceFiles
+from .devicepaths import local_path
 from .diagnose import last_line
-from .errors import (
-    FuseUnavailableError,
-    SshfsNotFoundError,
-    UnmountError,
-    install_hint,
-)
+from .errors import FuseUnavailableError, SshfsNotFoundError, UnmountError, install_hint
 from .identity import IdentityFile
 from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
 from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess, UnmountIfWeDie
 from .ready import spawn_ready
+from .symlinks import is_noise, symlink_options
 from .unmount import holders, is_busy, run_unmount, unmount_command
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
@@ -78,6 +75,8 @@ class Mount(DeviceFiles):
         self.transport = transport
         self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
         self.options: tuple[str, ...] = tuple(options)
+        #: What went otherwise than asked (also logged): a fallback taken, a busy mount detached lazily...
+        self.warnings: list[str] = []
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -141,27 +140,16 @@ class Mount(DeviceFiles):
         ``device_path`` is absolute on the device (inside ``remote_path``) or relative to
         ``remote_path``. Paths that leave the mount (``..``, another directory) raise ValueError.
         """
-        path = os.fspath(device_path)
-        root = posixpath.normpath(self.remote_path)
-        full = posixpath.normpath(posixpath.join(root, path)) if path else root
-        if root == "/":
-            relative = full.lstrip("/")
-        elif full == root or full.startswith(root + "/"):
-            relative = full[len(root) :].lstrip("/")
-        else:
-            raise ValueError(f"{path!r} is outside the mounted device path {self.remote_path}")
-        if relative.split("/")[0] == "..":
-            raise ValueError(f"{path!r} escapes the mounted device path {self.remote_path}")
-        return self.mountpoint / relative if relative else self.mountpoint
+        return local_path(self.mountpoint, self.remote_path, device_path)
 
     def __truediv__(self, device_path: str) -> Path:
         """``mount / "etc/os-release"`` is ``mount.local_path("etc/os-release")``."""
         return self.local_path(device_path)
 
     def stderr_tail(self, lines: int = 20) -> list[str]:
-        """The last lines sshfs (and ssh) wrote to stderr."""
+        """The last lines sshfs (and ssh) wrote to stderr, without its symlink-option warning."""
         text = self._process.stderr_text()
-        return [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
+        return [line for line in text.replace("\r", "").splitlines() if line.strip() and not is_noise(line)][-lines:]
 
     def exit_fileno(self) -> int | None:
         """A file descriptor that becomes readable when sshfs exits (Linux pidfd), or None."""
@@ -210,6 +198,7 @@ class Mount(DeviceFiles):
         if is_busy(result) and not lazy:
             busy = ", ".join(holders(path)) or "unknown processes"
             logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
+            self.warnings.append(f"{path} is busy (used by {busy}); detached it lazily")
             result = run_unmount(path, lazy=True)
             if result.returncode == 0 or not mounts_at(path):
                 return None, True
@@ -223,6 +212,7 @@ class Mount(DeviceFiles):
             except subprocess.TimeoutExpired:
                 if grace:
                     logger.warning("sshfs (pid %d) still running %gs after unmount; stopping it", self.pid, grace)
+                    self.warnings.append(f"sshfs (pid {self.pid}) still ran {grace:g}s after unmount; stopped it")
                 self._process.stop()
             self._process.wait_helpers(HELPER_GRACE)
         finally:
@@ -233,6 +223,7 @@ class Mount(DeviceFiles):
                 logger.debug("releasing %s's resources was cancelled", self.mountpoint)
             except Exception as exc:
                 logger.warning("releasing %s's resources failed: %r", self.mountpoint, exc)
+                self.warnings.append(f"releasing {self.mountpoint}'s resources failed: {exc!r}")
             finally:
                 self._mountpoint.release()
 
@@ -253,6 +244,7 @@ def start_mount(
     resources: ExitStack | None = None,
     transport: str = "direct",
     mount_dir: str | os.PathLike[str] | None = None,
+    cache: str = "fresh",
 ) -> Mount:
     """Mount ``target`` and return as soon as the filesystem is there.
 
@@ -262,6 +254,7 @@ def start_mount(
     options; each replaces a default with the same key. ``resources`` is an ExitStack
     the mount takes over and closes after sshfs is gone, on success and on failure.
     ``transport`` says how ``target`` reaches the device ("direct", "forward", "relay"), for messages.
+    ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
@@ -275,6 +268,7 @@ def start_mount(
                 f"or, in a container, pass the device through (--device /dev/fuse); {install_hint('fuse')}"
             )
         validate_remote_path(target.remote_path)
+        validate_cache(cache)
         merge_options((), options)  # validate before anything is created
         place = Mountpoint.prepare(mountpoint, parent=mount_dir)
         undo.callback(place.release)
@@ -282,10 +276,12 @@ def start_mount(
         identity_path = None
         if identity and "identityfile" not in {option_key(o) for o in option_parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
-        merged = merge_options(default_options(identity_path), options)
-        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable)
+        links = symlink_options(target.remote_path, executable)
+        merged = merge_options(default_options(identity_path, cache=cache, symlinks=links), options)
+        notes: list[str] = []
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes)
         owned = undo.pop_all()
-    return Mount(
+    mount = Mount(
         target=target,
         mountpoint=place,
         process=process,
@@ -293,3 +289,5 @@ def start_mount(
         transport=transport,
         options=merged,
     )
+    mount.warnings += notes
+    return mount

@@ -38,10 +38,11 @@ def spawn_ready(
     timeout: float,
     transport: str,
     executable: str,
+    warnings: list[str] | None = None,
 ) -> tuple[ChildProcess, list[str]]:
     """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
 
-    Returns the process and the options it runs with.
+    Returns the process and the options it runs with; a fallback taken is added to ``warnings``.
     """
     via = TRANSPORT_LABELS.get(transport, transport)
     started = time.monotonic()
@@ -56,6 +57,8 @@ def spawn_ready(
             clear_failed_mount(process, mountpoint)
             if ALLOW_OTHER_REFUSED in stderr and any(option_key(o) == "allow_other" for o in option_parts(options)):
                 logger.warning("FUSE refused allow_other (%s); mounting without it", last_line(stderr))
+                if warnings is not None:
+                    warnings.append(f"FUSE refused allow_other ({last_line(stderr)}); mounted without it")
                 options = without_option(options, "allow_other")
                 continue
             raise diagnose(stderr, exited.returncode, target, transport=transport) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def wait_for(
     deadline = time.monotonic() + timeout
     last: str | None = None
     while True:
-        present = os.path.lexists(local)
+        present = is_present(local)
         if present and pattern is not None:
             try:
                 last = local.read_text(errors="replace")
@@ -51,3 +52,26 @@ def wait_for(
         raise WaitTimeoutError(f"{device_path} did not contain {pattern.pattern!r} within {timeout:g}s; {seen}")
     state = "appear" if exists else "disappear"
     raise WaitTimeoutError(f"{device_path} did not {state} within {timeout:g}s")
+
+
+def is_present(local: Path) -> bool:
+    """True if ``local`` exists on the device now, even through sshfs's listing cache ("fast" mode).
+
+    A cached entry can outlive the device's file by 20 s; opening the file asks the device,
+    and a failed open drops sshfs's entry. Only regular files and directories are opened
+    (opening a device node or FIFO on the device could have effects there).
+    """
+    try:
+        mode = os.lstat(local).st_mode
+    except OSError:
+        return False  # as os.path.lexists
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return True
+    try:
+        fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    os.close(fd)
+    return True
