@@ -2,6 +2,7 @@
 
     python bench/bench.py            # the full run (make bench), prints a Markdown table
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
+    python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -380,6 +381,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition (CI)")
     parser.add_argument("--no-cache", action="store_true", help="mount with -o cache=no for the throughput figures")
     parser.add_argument("--only-small-files", action="store_true", help="only figure 4 (cache modes)")
+    parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7
@@ -388,10 +390,14 @@ def main() -> int:
     args.files = 50 if small else 2000
     args.tests = 20 if small else 200
     args.scope_tests = 5 if small else 50
+    if args.relay:
+        return relay_section(args)
     work = Path(tempfile.mkdtemp(prefix="jmp-bench-"))
     bench = Bench(args, work)
     try:
         bench.run()
+        if not args.only_small_files:
+            bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]
         if left:  # never let a recursive delete walk into a mount
@@ -400,6 +406,23 @@ def main() -> int:
     print()
     print(bench.table())
     return 0
+
+
+def relay_rows(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """The relay section's rows (bench/relay_bench.py), or one row saying why it was skipped."""
+    import relay_bench
+
+    try:
+        return relay_bench.run(args)
+    except relay_bench.LabUnavailable as exc:
+        return [("R. exporter relay", "skipped", "", str(exc))]
+
+
+def relay_section(args: argparse.Namespace) -> int:
+    """``--relay``: only the relay section, as bench/relay_bench.py prints it."""
+    import relay_bench
+
+    return relay_bench.main(["--smoke"] if args.smoke else [])
 
 
 if __name__ == "__main__":

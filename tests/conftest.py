@@ -21,6 +21,7 @@ from helpers import (
     exporter_config,
     live_processes_mentioning,
     make_driver,
+    netns_lab,
     sshfs_mounts,
 )
 
@@ -103,3 +104,10 @@ def standalone_exporter(suite: Suite) -> Iterator[str]:
     """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID; its address."""
     with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
         yield exporter.wait_ready().address
+
+
+@pytest.fixture
+def lab() -> Iterator[tuple[str, str]]:
+    """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
+    with netns_lab() as namespaces:
+        yield namespaces

@@ -6,61 +6,23 @@ are made by this test; nothing touches the default namespace's network.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from helpers import (
+    LAB_DEVICE_ADDR,
     LoopbackDevice,
     StandaloneExporter,
     child_pids,
+    ip,
     live_processes_mentioning,
     sshfs_mounts,
     summary_outcomes,
 )
 
-DEVICE_ADDR, CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside the two namespaces below
+DEVICE_ADDR = LAB_DEVICE_ADDR  # the device and exporter's namespace; the test host's is LAB_CLIENT_ADDR
 EXPORTER_PORT = 7777
-
-
-def ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True)
-
-
-@pytest.fixture
-def lab(tmp_path: Path):
-    """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter"):
-        pytest.skip("needs root, ip(8) and nsenter(1) to make network namespaces")
-    name = f"jmp{os.getpid() % 100000}"
-    dev_ns, cli_ns = f"{name}-dev", f"{name}-cli"
-    made: list[str] = []
-    try:
-        for ns in (dev_ns, cli_ns):
-            result = ip("netns", "add", ns)
-            if result.returncode != 0:
-                pytest.skip(f"ip netns is not permitted here: {result.stderr.strip()}")
-            made.append(ns)
-        steps = [
-            ("link", "add", f"{name}a", "netns", dev_ns, "type", "veth", "peer", "name", f"{name}b", "netns", cli_ns),
-            ("-n", dev_ns, "addr", "add", f"{DEVICE_ADDR}/30", "dev", f"{name}a"),
-            ("-n", cli_ns, "addr", "add", f"{CLIENT_ADDR}/30", "dev", f"{name}b"),
-            ("-n", dev_ns, "link", "set", f"{name}a", "up"),
-            ("-n", cli_ns, "link", "set", f"{name}b", "up"),
-            ("-n", dev_ns, "link", "set", "lo", "up"),
-            ("-n", cli_ns, "link", "set", "lo", "up"),
-        ]
-        for step in steps:
-            result = ip(*step)
-            if result.returncode != 0:
-                pytest.skip(f"cannot build the veth lab ({' '.join(step)}): {result.stderr.strip()}")
-        yield dev_ns, cli_ns
-    finally:
-        for ns in made:
-            ip("netns", "del", ns)  # takes the veth pair with it
 
 
 def in_namespace(ns: str, *argv: str) -> list[str]:
@@ -193,7 +155,10 @@ def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
             "from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT\n\n"
             "def test_auto_takes_the_forward(remote_fs):\n"
             "    assert remote_fs.transport == 'forward'\n"
-            f"    assert remote_fs.transport_note == '{HIDDEN_ADDR}:{device.port} did not answer within 0.3s'\n"
+            "    assert remote_fs.transport_note == (\n"
+            f"        '{HIDDEN_ADDR}:{device.port} did not answer within 0.3s; '\n"
+            "        'the exporter offers no relay (relay_listen is not set)'\n"
+            "    )\n"
             "    assert (remote_fs / 'etc/os-release').read_text().startswith('NAME=')\n"
             "    (remote_fs / 'data/hidden.txt').write_text('through the forward')\n"
             "    (remote_fs / 'data/hidden.txt').unlink()\n\n"

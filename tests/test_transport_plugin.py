@@ -83,13 +83,17 @@ def test_transport_from_env_and_ini_and_direct_alias(
 @pytest.mark.parametrize(
     ("args", "marker", "message"),
     [
-        (["--jmp-mount-transport=carrier-pigeon"], "", "--jmp-mount-transport must be one of auto, direct, forward"),
+        (
+            ["--jmp-mount-transport=carrier-pigeon"],
+            "",
+            "--jmp-mount-transport must be one of auto, direct, forward, relay",
+        ),
         (
             ["--jmp-mount-direct", "--jmp-mount-transport=forward"],
             "",
             "--jmp-mount-direct means --jmp-mount-transport=direct, but --jmp-mount-transport=forward is given",
         ),
-        ([], "transport='ipoac'", "transport must be one of 'auto', 'direct', 'forward', got 'ipoac'"),
+        ([], "transport='ipoac'", "transport must be one of 'auto', 'direct', 'forward', 'relay', got 'ipoac'"),
         ([], "transport='auto', direct=True", "direct=True means transport='direct', but transport='auto'"),
     ],
     ids=["bad-option", "direct-vs-transport", "bad-marker", "marker-conflict"],

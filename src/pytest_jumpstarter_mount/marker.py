@@ -18,7 +18,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 )
 
 MARKER_HELP = (
-    "jmp_mount(remote='/path', options=[...], transport='auto|direct|forward', cache='fresh|fast', "
+    "jmp_mount(remote='/path', options=[...], transport='auto|direct|forward|relay', cache='fresh|fast', "
     "collect=[globs], restore=[paths]): give this test its own mount of a device path (remote_path), "
     "collect device files if it fails, restore files after"
 )
