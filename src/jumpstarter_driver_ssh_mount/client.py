@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import click
 from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
+from .device_command import CommandResult, run_on_device
 from .sshfs import (
     DEFAULT_CACHE,
     DEFAULT_MOUNT_TIMEOUT,
@@ -265,6 +267,10 @@ class SSHMountClient(CompositeClient):
             return mount.wait()
 
         return wait
+
+    def run(self, command: str, **kwargs: Any) -> CommandResult:
+        """Run a shell command on the device, reached as the mounts reach it (``device_command.run_on_device``)."""
+        return run_on_device(self, command, **kwargs)
 
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).
