@@ -22,14 +22,13 @@ from .sshfs import (
     ConnectError,
     HostKeyError,
     Mount,
-    MountError,
     SshfsTarget,
     start_mount,
     validate_cache,
     validate_options,
 )
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
-from .sshfs.unmount import run_unmount
+from .sshfs.unmount import unmount_path
 from .transport import format_address, parse_tcp_address, probe_tcp, resolve_transport
 from .trust import Refused, fetch_vouched, mismatch_error, read_offered
 
@@ -275,14 +274,9 @@ class SSHMountClient(CompositeClient):
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).
 
-        :raises MountError: if the unmount command fails, with its message.
+        :raises MountError: if nothing is mounted there, or the unmount command fails (its message).
         """
-        path = os.path.realpath(os.fspath(mountpoint))
-        result = run_unmount(path, lazy=lazy)
-        if result.returncode != 0:
-            detail = (result.stderr or "").strip().splitlines()
-            hint = "" if lazy else "; if it is busy, retry with --lazy"
-            raise MountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
+        path = unmount_path(mountpoint, lazy=lazy)
         click.echo(f"Unmounted {path}")
 
 
