@@ -37,24 +37,23 @@ def test_os_release(remote_path):
 
 
 @pytest.mark.jmp_mount(remote="/data", options=["cache=no"])
-def test_write_reaches_the_device(remote_path, jmp_client):
-    """Write through the mount, then read it back over SSH with the Jumpstarter SSH driver."""
-    from jumpstarter_driver_ssh.client import SSHCommandRunOptions
-
+def test_write_reaches_the_device(remote_path, device_run):
+    """Write through the mount, then read it back on the device with device_run (over SSH)."""
     target = remote_path / "written-by-pytest.txt"
     target.write_text("hello from the test host\n")
     try:
-        result = jmp_client.ssh.run(SSHCommandRunOptions(capture_output=True), ["cat", "/data/written-by-pytest.txt"])
-        assert result.return_code == 0, result.stderr
-        assert result.stdout == "hello from the test host\n"
+        assert device_run("cat /data/written-by-pytest.txt", check=True).stdout == "hello from the test host\n"
     finally:
         target.unlink()
 
 
-def test_wait_for_the_device_to_write(remote_fs, jmp_client):
+def test_wait_for_the_device_to_write(remote_fs, device_run):
     """wait_for: the device appends to a log a moment later; the test waits for the line."""
-    from jumpstarter_driver_ssh.client import SSHCommandRunOptions
+    device_run("(sleep 0.5; echo 'service READY' >> /var/log/app/app.log) >/dev/null 2>&1 &", check=True, timeout=10)
+    assert "service READY" in remote_fs.wait_for("app/app.log", contains="service READY", timeout=10)
 
-    later = "(sleep 0.5; echo 'service READY' >> /var/log/app/app.log) >/dev/null 2>&1 &"
-    assert jmp_client.ssh.run(SSHCommandRunOptions(capture_output=True), [later]).return_code == 0
-    assert "service READY" in remote_fs.wait_for("/var/log/app/app.log", contains="service READY", timeout=10)
+
+def test_a_failing_device_command_says_why(device_run):
+    """A failing command is a result (exit code, stderr); with check=True it would raise, showing both."""
+    result = device_run("cat /no/such/file")
+    assert result.returncode != 0 and "No such file" in result.stderr

@@ -3,6 +3,7 @@ pytester suites that mount it through the plugin. Shared functions are in helper
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -19,9 +20,11 @@ from helpers import (
     StandaloneExporter,
     Suite,
     exporter_config,
+    foreign_pytest_running,
     live_processes_mentioning,
     make_driver,
     netns_lab,
+    remove_socket_dirs,
     sshfs_mounts,
 )
 
@@ -34,6 +37,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         missing.append("/dev/fuse")
     if missing:
         raise pytest.UsageError(f"these tests need {', '.join(missing)}; run `make test` (it installs them)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jumpstarter_sockets() -> Iterator[Path]:
+    """Jumpstarter's unix socket directories (``$XDG_RUNTIME_DIR/jumpstarter-*``, else in /tmp) kept private.
+
+    ``jmp shell`` and exporters that a test kills leave theirs behind (Jumpstarter removes them only
+    on an orderly exit). Every Jumpstarter of this run, in-process or a subprocess, puts them in a
+    private runtime directory instead, emptied at the end. Then /tmp must have gained no
+    ``jumpstarter-*`` directory (checked when no other pytest run shares the machine).
+    """
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "jumpstarter-*")))
+    runtime = Path(tempfile.mkdtemp(prefix="jmp-mount-tests-xdg-"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        yield runtime
+    remove_socket_dirs(runtime)
+    runtime.rmdir()
+    grown = sorted(set(glob.glob(os.path.join(tempfile.gettempdir(), "jumpstarter-*"))) - before)
+    if not foreign_pytest_running():
+        assert not grown, f"Jumpstarter socket directories left in /tmp: {grown}"
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ __all__ = [
     "descendants",
     "env_with_jmp",
     "exporter_config",
+    "foreign_pytest_running",
     "identity_fds",
     "ip",
     "keygen",
@@ -46,6 +47,7 @@ __all__ = [
     "live_processes_mentioning",
     "make_driver",
     "netns_lab",
+    "remove_socket_dirs",
     "sshfs_mounts",
     "start_pytest",
     "summary_outcomes",
@@ -119,6 +121,43 @@ def descendants(pid: int) -> list[int]:
     for child in child_pids(pid):
         found += [child, *descendants(child)]
     return found
+
+
+def foreign_pytest_running() -> bool:
+    """True when a pytest outside this run (not an ancestor, not a descendant of the topmost one) is alive."""
+    table = {p.pid: p for p in processes()}
+    top, pid = os.getpid(), os.getpid()
+    while pid in table and pid > 1:
+        if any("pytest" in a or "xdist" in a for a in table[pid].argv()[:3]):
+            top = pid
+        pid = table[pid].ppid
+    ours = {top, *descendants(top), *ancestors(os.getpid())}
+    return any(pid not in ours and any("pytest" in a for a in p.argv()[:3]) for pid, p in table.items())
+
+
+def ancestors(pid: int) -> list[int]:
+    """The parent of ``pid``, its parent, and so on."""
+    table = {p.pid: p.ppid for p in processes()}
+    found = []
+    while pid in table and table[pid] > 0:
+        pid = table[pid]
+        found.append(pid)
+    return found
+
+
+def remove_socket_dirs(runtime: Path) -> list[str]:
+    """Remove the ``jumpstarter-*`` socket directories in ``runtime`` (unlink their files, rmdir them); their names.
+
+    Never recursive: a directory inside one (there should be none) stops its removal, and it is reported.
+    """
+    removed = []
+    for entry in sorted(runtime.glob("jumpstarter-*")):
+        for child in entry.iterdir():
+            if not child.is_dir() or child.is_symlink():
+                child.unlink()
+        entry.rmdir()
+        removed.append(entry.name)
+    return removed
 
 
 # -- what a mount may leave behind ------------------------------------------------------------

@@ -196,9 +196,28 @@ def test_umount_of_an_orphan(device: LoopbackDevice, exporter_yaml: Path, mountp
 def test_umount_of_nothing_is_a_clear_error(exporter_yaml: Path, mountpoint: Path) -> None:
     code, out, err = finish(j_mount(exporter_yaml, "--umount", str(mountpoint)))
     assert code != 0
-    assert f"unmounting {mountpoint} failed" in err
+    assert f"{mountpoint} is not mounted; nothing to unmount" in err
+    assert "lazy" not in err and "Invalid argument" not in err
     assert "Traceback" not in err
     assert "Unmounted" not in out
+    code, out, err = finish(j_mount(exporter_yaml, "--umount", str(mountpoint / "missing")))
+    assert code != 0 and f"{mountpoint}/missing does not exist; nothing to unmount" in err
+
+
+def test_foreground_mount_unmounted_from_outside(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
+    shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/var/log"), "--foreground")
+    try:
+        wait_mounted(shell)
+        subprocess.run(["fusermount3", "-u", str(mountpoint)], check=True, timeout=30)
+        code, out, err = finish(shell, timeout=20)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert code == 0, err
+    assert f"{mountpoint} was unmounted from outside (fusermount -u, umount); sshfs exited" in out
+    assert "unexpectedly" not in err and "Traceback" not in err
+    assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
 def test_subshell_mode(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:

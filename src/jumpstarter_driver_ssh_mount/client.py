@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import click
 from jumpstarter.client.core import DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
+from .device_command import CommandResult, run_on_device
 from .routes import MountPlan, TransportRoutes
 from .sshfs import (
     DEFAULT_CACHE,
@@ -21,7 +23,6 @@ from .sshfs import (
     ConnectError,
     HostKeyError,
     Mount,
-    MountError,
     SshfsTarget,
     start_mount,
     validate_cache,
@@ -29,8 +30,13 @@ from .sshfs import (
 )
 from .sshfs.command import TRANSPORT_LABELS, option_key, option_parts
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
-from .sshfs.unmount import run_unmount
-from .transport import RELAY_CONNECT_TIMEOUT, parse_tcp_address, release_relay, resolve_transport
+from .sshfs.unmount import unmount_path
+from .transport import (
+    RELAY_CONNECT_TIMEOUT,
+    parse_tcp_address,
+    release_relay,
+    resolve_transport,
+)
 from .trust import Refused, fetch_vouched, mismatch_error, read_offered
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
@@ -242,15 +248,14 @@ class SSHMountClient(TransportRoutes, CompositeClient):
 
         return wait
 
+    def run(self, command: str, **kwargs: Any) -> CommandResult:
+        """Run a shell command on the device, reached as the mounts reach it (``device_command.run_on_device``)."""
+        return run_on_device(self, command, **kwargs)
+
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).
 
-        :raises MountError: if the unmount command fails, with its message.
+        :raises MountError: if nothing is mounted there, or the unmount command fails (its message).
         """
-        path = os.path.realpath(os.fspath(mountpoint))
-        result = run_unmount(path, lazy=lazy)
-        if result.returncode != 0:
-            detail = (result.stderr or "").strip().splitlines()
-            hint = "" if lazy else "; if it is busy, retry with --lazy"
-            raise MountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
+        path = unmount_path(mountpoint, lazy=lazy)
         click.echo(f"Unmounted {path}")

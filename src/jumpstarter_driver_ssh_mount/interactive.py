@@ -17,13 +17,16 @@ import click
 
 from .signals import signals_interrupt
 from .sshfs import Mount, MountLostError
+from .sshfs.mountinfo import is_mountpoint
 
 PROMPT_TAG = "(mount)"
 JUMPSTARTER_PROMPT_MARK = "➤"
 
 
 def hold_foreground(mount: Mount, wait: Callable[[], int] | None = None) -> None:
-    """Block until Ctrl+C (or SIGTERM/SIGHUP). Raises MountLostError if sshfs dies first.
+    """Block until Ctrl+C (or SIGTERM/SIGHUP), or until the mount is unmounted from outside (said so).
+
+    Raises MountLostError if sshfs dies first with the filesystem still mounted, or with an error.
 
     ``wait`` blocks until sshfs exits and returns its code (default ``mount.wait``); it
     may end early by raising KeyboardInterrupt or ``concurrent.futures.CancelledError``,
@@ -35,6 +38,9 @@ def hold_foreground(mount: Mount, wait: Callable[[], int] | None = None) -> None
             returncode = (wait or mount.wait)()
     except (KeyboardInterrupt, CancelledError):
         click.echo("\nUnmounting...")
+        return
+    if returncode == 0 and not is_mountpoint(mount.mountpoint):
+        click.echo(f"{mount.mountpoint} was unmounted from outside (fusermount -u, umount); sshfs exited")
         return
     tail = "; ".join(mount.stderr_tail(3)) or "no message"
     raise MountLostError(f"sshfs exited unexpectedly (code {returncode}): {tail}; the mount is gone")

@@ -8,7 +8,7 @@ is imported only when a fixture needs the device (see ``sources``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from .transportchoice import INSECURE_WARNING, InsecureMountWarning
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from jumpstarter_driver_ssh_mount.sshfs import Mount
+    from jumpstarter_driver_ssh_mount.sshfs.remote_command import CommandResult
 
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"
@@ -92,6 +93,30 @@ def remote_fs(request: pytest.FixtureRequest, jmp_mount_client: SSHMountClient) 
     """
     with request.config.stash[manager_key].mounted(jmp_mount_client, request=request) as mount:
         yield mount
+
+
+@pytest.fixture(scope="session")
+def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) -> Callable[..., CommandResult]:
+    """Run a shell command on the device: ``device_run("systemctl restart app", check=True, timeout=60)``.
+
+    Returns a result with ``returncode``, ``stdout`` and ``stderr`` (text). ``check=True``
+    raises ``DeviceCommandError`` on a non-zero exit, showing the command, the code and the
+    end of stderr. ``timeout`` (seconds, default 60) bounds the run: then ``ssh`` is killed and
+    ``DeviceCommandTimeout`` raised (a command that ignores its closed connection may keep
+    running on the device). It runs ``sh -c``-style through the device's login shell, with
+    ``ssh`` and the SSH driver's user and key, reached as the mounts reach the device (the
+    device's address when ``auto`` finds it answering with the exporter-vouched host key,
+    else a Jumpstarter port forward; ``--jmp-mount-direct`` forces the address), host key
+    checked, and the ssh options among ``--jmp-mount-option`` (``HostKeyAlias=...``).
+    """
+    settings = pytestconfig.stash[manager_key].settings
+
+    def run(command: str, *, check: bool = False, timeout: float = 60.0) -> CommandResult:
+        return jmp_mount_client.run(
+            command, check=check, timeout=timeout, transport=settings.transport, options=settings.options
+        )
+
+    return run
 
 
 @pytest.fixture

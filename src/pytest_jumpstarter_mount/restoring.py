@@ -17,13 +17,7 @@ class RestoreFailed(Exception):
 
 def covering(mounts: Sequence[Mount], device_path: str) -> Mount | None:
     """The first mount whose remote path contains ``device_path``."""
-    for mount in mounts:
-        try:
-            mount.local_path(device_path)
-        except ValueError:
-            continue
-        return mount
-    return None
+    return next((mount for mount in mounts if mount.covers(device_path)), None)
 
 
 def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) -> None:
@@ -31,9 +25,14 @@ def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) 
     for device_path in device_paths:
         mount = covering(mounts, device_path)
         if mount is None:
+            from jumpstarter_driver_ssh_mount.sshfs.devicepaths import covering_directory
+
+            mounted = ", ".join(m.remote_path for m in mounts) or "none"
+            directory = covering_directory(device_path)
             pytest.fail(
-                f"{nodeid}: jmp_mount(restore=[{device_path!r}]) is outside every mount of this test; "
-                "mount a directory that contains it (jmp_mount(remote=...) or --jmp-mount-remote)",
+                f"{nodeid}: jmp_mount(restore=[{device_path!r}]) is outside every mount of this test "
+                f"(mounted: {mounted}); mount {directory} for this test: "
+                f'@pytest.mark.jmp_mount(remote="{directory}", restore=["{device_path}"])',
                 pytrace=False,
             )
         mount.preserve(device_path)

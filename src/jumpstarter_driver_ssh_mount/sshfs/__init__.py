@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 #: Where the names live, lightest first: a name is taken from the first module that has it.
-_MODULES = ("command", "defaults", "errors", "unmount", "mount")
+_MODULES = ("command", "defaults", "errors", "unmount", "mount", "remote_command")
 
 __all__ = [
     "CACHE_MODES",
@@ -25,7 +25,10 @@ __all__ = [
     "SNAPSHOT_MAX_BYTES",
     "TRANSPORTS",
     "AuthenticationError",
+    "CommandResult",
     "ConnectError",
+    "DeviceCommandError",
+    "DeviceCommandTimeout",
     "FuseUnavailableError",
     "HostKeyError",
     "InvalidOptionError",
@@ -107,4 +110,5 @@ if TYPE_CHECKING:
         WaitTimeoutError,
     )
     from .mount import Mount, start_mount
+    from .remote_command import CommandResult, DeviceCommandError, DeviceCommandTimeout
     from .unmount import run_unmount, unmount_command

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .collection import Collection, collect, run_bounded, split_glob
 from .defaults import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, SNAPSHOT_MAX_BYTES
+from .devicepaths import OutsideMountError, covers, device_path
 from .errors import RestoreError
 from .snapshot import Snapshot
 from .waiting import wait_for
@@ -42,8 +43,10 @@ logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 class DeviceFiles(ABC):
     """Device-file methods for a mounted filesystem (``snapshot``, ``preserve``, ``wait_for``, ``collect``).
 
-    A subclass says where the filesystem is (``mountpoint``, ``local_path``) and whether it
-    is still mounted (``is_mounted``).
+    A subclass says where the filesystem is (``mountpoint``, ``remote_path``, ``local_path``)
+    and whether it is still mounted (``is_mounted``). Every method takes device paths by one
+    rule: absolute is a device path, relative is relative to ``remote_path``; a path the mount
+    does not cover raises ``OutsideMountError`` (a ValueError) naming the mount that would.
     """
 
     def __init__(self) -> None:
@@ -55,6 +58,11 @@ class DeviceFiles(ABC):
     def mountpoint(self) -> Path:
         """The local directory the device's files are visible in."""
 
+    @property
+    @abstractmethod
+    def remote_path(self) -> str:
+        """The device directory that is mounted."""
+
     @abstractmethod
     def local_path(self, device_path: str | os.PathLike[str] = "") -> Path:
         """Where ``device_path`` is visible locally."""
@@ -62,6 +70,10 @@ class DeviceFiles(ABC):
     @abstractmethod
     def is_mounted(self) -> bool:
         """True while the device's files can be reached."""
+
+    def covers(self, device_path: str | os.PathLike[str]) -> bool:
+        """True when ``device_path`` is inside this mount (``local_path`` would not raise)."""
+        return covers(self.remote_path, device_path)
 
     def snapshot(self, *device_paths: str, max_bytes: int = SNAPSHOT_MAX_BYTES) -> Snapshot:
         """Save these device files (content, mode, or their absence); ``.restore()`` puts them back."""
@@ -73,7 +85,10 @@ class DeviceFiles(ABC):
         The pytest plugin restores after each test, pass or fail; otherwise they are
         restored just before ``unmount``.
         """
-        snap = self.snapshot(*device_paths)
+        try:
+            snap = self.snapshot(*device_paths)
+        except OutsideMountError as exc:  # suggest the marker's restore=[...] for it
+            raise OutsideMountError(exc.device_path, exc.remote_path, f', restore=["{exc.device_path}"]') from None
         with self._preserved_lock:
             self._preserved.append(snap)
 
@@ -129,13 +144,16 @@ class DeviceFiles(ABC):
         max_bytes: int = COLLECT_MAX_BYTES,
         timeout: float = COLLECT_TIMEOUT,
     ) -> Collection:
-        """Copy device files matching absolute globs into ``dest``, keeping their device paths.
+        """Copy device files matching globs into ``dest``, keeping their device paths.
+
+        An absolute glob is a device glob; a relative one is relative to ``remote_path``.
 
         Bounded by ``max_bytes`` in all and ``timeout``; never follows symlinks; what is
         skipped is listed in the result's ``notes``, why it was cut short in ``cut_short``.
         Each glob is handled on its own: an error is a note and the next glob is still
         collected. Never raises.
         """
+        device_globs = [device_path(self.remote_path, g) for g in device_globs]
         work_result = Collection()
         deadline = time.monotonic() + timeout
 

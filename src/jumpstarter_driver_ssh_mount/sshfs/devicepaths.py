@@ -1,4 +1,9 @@
-"""Mapping device paths to local paths inside a mount, and refusing those the mount does not cover."""
+"""The one rule for device paths, in every device-file call, and the error for a path a mount does not cover.
+
+An absolute path is a device path; a relative path is relative to the mount's remote path.
+So on a mount of ``/var/log``, ``"messages"``, ``"/var/log/messages"`` and ``mount / "messages"``
+all name the device's ``/var/log/messages``, and ``"/etc/app.conf"`` is outside the mount.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,60 @@ import posixpath
 from pathlib import Path
 
 
-def relative_to_mount(remote_path: str, device_path: str | os.PathLike[str]) -> str:
-    """``device_path`` relative to the mounted ``remote_path`` ("" for the mount's root).
+class OutsideMountError(ValueError):
+    """A device path that the mount does not cover; the message names the mount that would."""
 
-    ``device_path`` is absolute on the device (inside ``remote_path``) or relative to
-    ``remote_path``. Paths that leave the mount (``..``, another directory) raise ValueError.
-    """
-    path = os.fspath(device_path)
+    def __init__(self, device_path: str, remote_path: str, usage: str = "") -> None:
+        self.device_path = device_path
+        self.remote_path = remote_path
+        self.covering = covering_directory(device_path)
+        marker = f'@pytest.mark.jmp_mount(remote="{self.covering}"{usage})'
+        super().__init__(
+            f"{device_path} is outside this mount of {remote_path}; mount {self.covering} for it "
+            f"(in a test: {marker}; in Python: mounted(remote_path={self.covering!r}))"
+        )
+
+
+def device_path(remote_path: str, path: str | os.PathLike[str]) -> str:
+    """``path`` as an absolute, normalized device path: itself if absolute, else under ``remote_path``."""
+    text = os.fspath(path)
     root = posixpath.normpath(remote_path)
-    full = posixpath.normpath(posixpath.join(root, path)) if path else root
+    full = posixpath.normpath(posixpath.join(root, text)) if text else root
+    return "/" + full.lstrip("/")  # normpath keeps a leading "//"
+
+
+def covering_directory(device_path: str) -> str:
+    """The device directory to mount so that ``device_path`` (a file, usually) is inside it."""
+    parent = posixpath.dirname(posixpath.normpath(device_path))
+    return parent or "/"
+
+
+def relative_to_mount(remote_path: str, path: str | os.PathLike[str], usage: str = "") -> str:
+    """``path`` relative to the mounted ``remote_path`` ("" for the mount's root).
+
+    ``path`` follows the rule above. A path outside the mount (another directory, or ``..``
+    leaving it) raises ``OutsideMountError`` (a ValueError) naming the mount that would cover
+    it; ``usage`` is added to the marker it suggests (e.g. ``', restore=["/etc/app.conf"]'``).
+    """
+    root = posixpath.normpath(remote_path)
+    full = device_path(root, path)
     if root == "/":
-        relative = full.lstrip("/")
-    elif full == root or full.startswith(root + "/"):
-        relative = full[len(root) :].lstrip("/")
-    else:
-        raise ValueError(f"{path!r} is outside the mounted device path {remote_path}")
-    if relative.split("/")[0] == "..":
-        raise ValueError(f"{path!r} escapes the mounted device path {remote_path}")
-    return relative
+        return full.lstrip("/")
+    if full == root or full.startswith(root + "/"):
+        return full[len(root) :].lstrip("/")
+    raise OutsideMountError(full, remote_path, usage)
 
 
-def local_path(mountpoint: Path, remote_path: str, device_path: str | os.PathLike[str]) -> Path:
-    """Where ``device_path`` is visible under ``mountpoint``, on which ``remote_path`` is mounted."""
-    relative = relative_to_mount(remote_path, device_path)
+def covers(remote_path: str, path: str | os.PathLike[str]) -> bool:
+    """True when a mount of ``remote_path`` covers ``path`` (same rule as ``relative_to_mount``)."""
+    try:
+        relative_to_mount(remote_path, path)
+    except ValueError:
+        return False
+    return True
+
+
+def local_path(mountpoint: Path, remote_path: str, path: str | os.PathLike[str], usage: str = "") -> Path:
+    """Where ``path`` is visible under ``mountpoint``, on which ``remote_path`` is mounted."""
+    relative = relative_to_mount(remote_path, path, usage)
     return mountpoint / relative if relative else mountpoint

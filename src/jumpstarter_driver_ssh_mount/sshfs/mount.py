@@ -137,13 +137,14 @@ class Mount(DeviceFiles):
     def local_path(self, device_path: str | os.PathLike[str] = "") -> Path:
         """Where ``device_path`` is visible locally.
 
-        ``device_path`` is absolute on the device (inside ``remote_path``) or relative to
-        ``remote_path``. Paths that leave the mount (``..``, another directory) raise ValueError.
+        An absolute ``device_path`` is a device path; a relative one is relative to
+        ``remote_path``. A path the mount does not cover (another directory, ``..`` leaving
+        it) raises ``OutsideMountError`` (a ValueError) naming the mount that would cover it.
         """
         return local_path(self.mountpoint, self.remote_path, device_path)
 
     def __truediv__(self, device_path: str) -> Path:
-        """``mount / "etc/os-release"`` is ``mount.local_path("etc/os-release")``."""
+        """``mount / "messages"`` is ``mount.local_path("messages")``; ``mount / "/var/log/messages"`` too."""
         return self.local_path(device_path)
 
     def stderr_tail(self, lines: int = 20) -> list[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 
 from .errors import UnmountError
+from .mountinfo import is_mountpoint
 from .procfs import processes
 
 UNMOUNT_TIMEOUT = 30.0  # seconds; a normal FUSE unmount takes milliseconds
@@ -32,6 +34,25 @@ def run_unmount(mountpoint: str, *, lazy: bool = False) -> subprocess.CompletedP
         raise UnmountError(
             f"unmounting {mountpoint} did not finish in {UNMOUNT_TIMEOUT:.0f}s; try a lazy unmount"
         ) from exc
+
+
+def unmount_path(mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> str:
+    """Unmount whatever is mounted on ``mountpoint`` (e.g. left by a killed client); its resolved path.
+
+    :raises UnmountError: naming the problem: no such directory, nothing mounted there, or
+        the unmount command's own message (with the ``lazy`` hint only when it is busy).
+    """
+    path = os.path.realpath(os.fspath(mountpoint))
+    if not os.path.lexists(path):
+        raise UnmountError(f"{path} does not exist; nothing to unmount")
+    if not is_mountpoint(path):
+        raise UnmountError(f"{path} is not mounted; nothing to unmount")
+    result = run_unmount(path, lazy=lazy)
+    if result.returncode != 0 and is_mountpoint(path):
+        detail = (result.stderr or "").strip().splitlines()
+        hint = "; it is busy, retry with --lazy" if is_busy(result) and not lazy else ""
+        raise UnmountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
+    return path
 
 
 def is_busy(result: subprocess.CompletedProcess[str]) -> bool:

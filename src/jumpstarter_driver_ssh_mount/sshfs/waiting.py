@@ -49,7 +49,8 @@ def wait_for(
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
     if pattern is not None:
         seen = "the file never appeared" if last is None else f"last content ends: {last[-TAIL_CHARS:]!r}"
-        raise WaitTimeoutError(f"{device_path} did not contain {pattern.pattern!r} within {timeout:g}s; {seen}")
+        wanted = f"contain {contains!r}" if isinstance(contains, str) else f"match {pattern.pattern!r}"
+        raise WaitTimeoutError(f"{device_path} did not {wanted} within {timeout:g}s; {seen}")
     state = "appear" if exists else "disappear"
     raise WaitTimeoutError(f"{device_path} did not {state} within {timeout:g}s")
 

@@ -1,0 +1,111 @@
+"""Running a shell command on the device the way the mounts reach it: ``run_on_device``.
+
+Credentials come from the SSH driver (user, key: in memory, never on disk), the host key is
+checked against the keys the exporter vouches for, and the transport is chosen as for a
+mount: ``auto`` uses the device's address when it answers with the vouched key, else a
+Jumpstarter port forward; ``direct`` and ``forward`` as named.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
+
+from .sshfs import ConnectError, HostKeyError, SshfsTarget
+from .sshfs.diagnose import diagnose
+from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
+from .sshfs.identity import IdentityFile
+from .sshfs.remote_command import SSH_FAILED, CommandResult, run_command, ssh_argv
+from .transport import probe_tcp, resolve_transport
+
+if TYPE_CHECKING:
+    from .client import SSHMountClient
+
+#: Seconds a device command may run unless the caller says otherwise.
+DEFAULT_COMMAND_TIMEOUT = 60.0
+
+
+def ssh_options(options: Sequence[str]) -> list[str]:
+    """The ssh options among sshfs ``-o`` options: ssh's are CamelCase (``HostKeyAlias=x``), sshfs's not."""
+    return [o for o in options if o[:1].isupper()]
+
+
+def run_on_device(
+    client: SSHMountClient,
+    command: str,
+    *,
+    check: bool = False,
+    timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    transport: str | None = None,
+    insecure: bool = False,
+    options: Sequence[str] = (),
+) -> CommandResult:
+    """Run ``command`` (a shell command line) on the device; its exit code, stdout and stderr.
+
+    :param check: raise ``DeviceCommandError`` (command, code, stderr's tail) on a non-zero exit.
+    :param timeout: seconds it may take, connecting included; then ``DeviceCommandTimeout``.
+    :param transport: ``"auto"`` (default), ``"direct"`` or ``"forward"``, as for ``mounted()``;
+        ``"relay"`` runs through the port forward (a relay carries one mount's connection).
+    :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out).
+    """
+    deadline = time.monotonic() + timeout
+    transport = resolve_transport(transport)
+    options = ssh_options(options)
+    unverified = insecure or user_sets_host_key_policy(options)
+    if insecure:
+        client.logger.warning("insecure: the device's host key is not verified")
+    vouched = None if unverified else client._fetch_vouched()
+    address = None if transport in ("forward", "relay") else client._address()[0]
+    if address is not None and transport == "auto" and (vouched is None or probe_tcp(*address) is not None):
+        address = None  # as a mount: the address only when it answers and the host key can be checked
+    if address is None and transport == "direct":
+        client.logger.warning("direct address unavailable; running the command through the port forward")
+    if address is not None:
+        result = _run(client, command, address, vouched, options, timeout)  # nothing else took time yet
+        if transport == "direct" or not _failed_before_login(result, address):
+            return result.check() if check else result
+        client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
+    result = _run(client, command, None, vouched, options, max(deadline - time.monotonic(), 0.1))
+    return result.check() if check else result
+
+
+def _run(
+    client: SSHMountClient,
+    command: str,
+    address: tuple[str, int] | None,
+    vouched: VouchedKeys | None,
+    options: list[str],
+    timeout: float,
+) -> CommandResult:
+    """One ssh run, to ``address`` or (None) through a new port forward."""
+    with ExitStack() as resources:
+        if address is None:
+            client._check_reachable()
+            host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
+        else:
+            host, port = address
+        if vouched is not None:
+            options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
+        key = client.identity
+        identity = resources.enter_context(IdentityFile(key)) if key else None
+        argv = ssh_argv(
+            SshfsTarget(host=host, port=port, user=client.username),
+            command,
+            identity_path=identity.path if identity else None,
+            options=options,
+        )
+        result = run_command(argv, command, timeout=timeout)
+    how = "forward" if address is None else "direct"
+    return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
+
+
+def _failed_before_login(result: CommandResult, address: tuple[str, int]) -> bool:
+    """True when ssh itself failed to reach or trust ``address`` (the command did not run)."""
+    if result.returncode != SSH_FAILED:
+        return False
+    error = diagnose(result.stderr, result.returncode, SshfsTarget(*address), transport="direct")
+    return isinstance(error, ConnectError | HostKeyError)

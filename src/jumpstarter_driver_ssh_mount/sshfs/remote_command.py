@@ -1,0 +1,131 @@
+"""Running one shell command on the device with ``ssh``, bounded in time: ``run_command``.
+
+The command line is built like the mounts' (the same default ssh options, host-key options
+and identity file), and ``ssh`` runs in its own session, so a timeout ends it and everything
+it started on this host. A command that ignores its closed connection may keep running on
+the device: ssh without a terminal cannot signal it there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .command import DEFAULT_SSH_OPTIONS, SshfsTarget, merge_options
+
+#: ssh's own failures (cannot connect, host key refused, login refused) exit with this code.
+SSH_FAILED = 255
+#: How much of stderr an error shows.
+TAIL_CHARS = 400
+#: Seconds a killed ssh gets to exit after SIGTERM, before SIGKILL.
+KILL_GRACE = 2.0
+#: ssh options every command gets unless the caller passes the same key.
+COMMAND_SSH_OPTIONS: tuple[str, ...] = (*DEFAULT_SSH_OPTIONS, "ConnectTimeout=10")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a device command did: ``returncode``, ``stdout``, ``stderr`` (text), and how it was reached."""
+
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+    transport: str = ""  # "direct" or "forward"
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0."""
+        return self.returncode == 0
+
+    def check(self) -> CommandResult:
+        """This result, or ``DeviceCommandError`` if the command exited non-zero."""
+        if self.returncode != 0:
+            raise DeviceCommandError(self)
+        return self
+
+
+class DeviceCommandError(Exception):
+    """A device command exited non-zero (with ``check=True``); the message shows it, its code and stderr's tail."""
+
+    def __init__(self, result: CommandResult, why: str | None = None) -> None:
+        self.result = result
+        if why is None:
+            who = "ssh could not run it" if result.returncode == SSH_FAILED else "it"
+            why = f"{who} exited with code {result.returncode}"
+        super().__init__(f"device command {result.command!r}: {why}; stderr: {stderr_tail(result.stderr)}")
+
+
+class DeviceCommandTimeout(DeviceCommandError):
+    """A device command did not finish within its timeout (ssh was killed)."""
+
+
+def stderr_tail(stderr: str) -> str:
+    """The end of ``stderr`` for a message, or ``(empty)``."""
+    text = stderr.strip()
+    if not text:
+        return "(empty)"
+    return repr(text if len(text) <= TAIL_CHARS else "..." + text[-TAIL_CHARS:])
+
+
+def ssh_argv(
+    target: SshfsTarget, command: str, *, identity_path: str | None = None, options: Sequence[str] = ()
+) -> list[str]:
+    """The ``ssh`` argv running ``command`` (one shell command line) on ``target``.
+
+    Default options first, each replaced by an option in ``options`` with the same key.
+    """
+    merged = merge_options(COMMAND_SSH_OPTIONS, options)
+    if identity_path:
+        merged.append(f"IdentityFile={identity_path}")
+    argv = ["ssh", "-T", "-p", str(target.port or 22)]
+    if target.user:
+        argv += ["-l", target.user]
+    for option in merged:
+        argv += ["-o", option]
+    host = target.host
+    return [*argv, "--", host, command]
+
+
+def run_command(argv: Sequence[str], command: str, *, timeout: float, check: bool = False) -> CommandResult:
+    """Run ``argv`` (from ``ssh_argv``) with no input; wait at most ``timeout`` seconds.
+
+    :raises DeviceCommandTimeout: it ran longer (ssh and what it started here are killed).
+    :raises DeviceCommandError: ``check`` and it exited non-zero.
+    """
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _kill(process)
+        result = CommandResult(command, process.returncode, stdout, stderr)
+        raise DeviceCommandTimeout(result, f"did not finish within {timeout:g}s (ssh was killed)") from None
+    except BaseException:  # Ctrl+C: do not leave ssh behind
+        _kill(process)
+        raise
+    result = CommandResult(command, process.returncode, stdout, stderr)
+    return result.check() if check else result
+
+
+def _kill(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """End ``process`` and its session (SIGTERM, then SIGKILL); what it wrote."""
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            return process.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return "", ""  # not reached: communicate() without a timeout returns
