@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from .collection import Collection, collect, run_bounded, split_glob
 from .defaults import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, SNAPSHOT_MAX_BYTES
@@ -30,6 +31,7 @@ __all__ = [
     "SNAPSHOT_MAX_BYTES",
     "Collection",
     "DeviceFiles",
+    "PreserveJournal",
     "Snapshot",
     "collect",
     "split_glob",
@@ -39,16 +41,27 @@ __all__ = [
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
 
+class PreserveJournal(Protocol):
+    """Told of every snapshot ``preserve`` takes and whether it was put back (to outlive the process)."""
+
+    def preserved(self, snapshot: Snapshot) -> None:
+        """``snapshot`` was taken, before the files change; raise to refuse it."""
+
+    def restored(self, snapshot: Snapshot, error: RestoreError | None) -> None:
+        """``snapshot`` was put back (``error`` None) or could not be (``error`` says which files, why)."""
+
+
 class DeviceFiles(ABC):
     """Device-file methods for a mounted filesystem (``snapshot``, ``preserve``, ``wait_for``, ``collect``).
 
     A subclass says where the filesystem is (``mountpoint``, ``local_path``) and whether it
-    is still mounted (``is_mounted``).
+    is still mounted (``is_mounted``). ``journal``, when set, is told of every preserve and restore.
     """
 
     def __init__(self) -> None:
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
+        self.journal: PreserveJournal | None = None
 
     @property
     @abstractmethod
@@ -74,6 +87,8 @@ class DeviceFiles(ABC):
         restored just before ``unmount``.
         """
         snap = self.snapshot(*device_paths)
+        if self.journal is not None:
+            self.journal.preserved(snap)
         with self._preserved_lock:
             self._preserved.append(snap)
 
@@ -83,10 +98,14 @@ class DeviceFiles(ABC):
             snaps, self._preserved = self._preserved, []
         problems = []
         for snap in reversed(snaps):
+            error = None
             try:
                 snap.restore()
             except RestoreError as exc:
+                error = exc
                 problems.append(str(exc))
+            if self.journal is not None:
+                self.journal.restored(snap, error)
         if problems:
             raise RestoreError("; ".join(problems))
 
