@@ -236,9 +236,10 @@ class RestoreGuard:
         """xdist controller: a worker's lines."""
         self.lines += list((getattr(node, "workeroutput", None) or {}).get(WORKER_OUTPUT_KEY, ()))
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
-        """The files not restored, loud; last, the note about ``jmp shell``'s exit status."""
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest's own: after its short summary
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> Generator[None, None, None]:
+        """After pytest's short summary: the files not restored, loud; last, the note on ``jmp shell``'s status."""
+        result = yield
         if self.lines:
             terminalreporter.section("jumpstarter mount: device files NOT restored", sep="!", red=True, bold=True)
             for line in self.lines:
@@ -246,6 +247,7 @@ class RestoreGuard:
         note = shell_exit_note(exitstatus)
         if note:
             terminalreporter.write_line(note, yellow=True, bold=True)
+        return result
 
 
 def _settle_taken(journal: JournalFile, error: RestoreError | None) -> None:
