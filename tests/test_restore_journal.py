@@ -27,6 +27,7 @@ from helpers import (
 )
 
 FACTORY = "mode=factory\n"
+FAST_KEEPALIVE = ("ServerAliveInterval=1", "ServerAliveCountMax=2", "ConnectTimeout=2")
 
 CHANGING_TEST = """
 import os, time
@@ -164,7 +165,7 @@ def test_device_gone_at_teardown_is_a_loud_line_and_the_next_run_restores(suite:
             *(a for a in suite.args() if not a.startswith(("--jmp-mount-exporter-config", "--jmp-mount-remote"))),
             f"--jmp-mount-exporter-config={yaml}",
             f"--jmp-mount-remote={dev.remote('/')}",
-            *(f"--jmp-mount-option={o}" for o in ("ServerAliveInterval=1", "ServerAliveCountMax=2", "ConnectTimeout=2")),
+            *(f"--jmp-mount-option={o}" for o in FAST_KEEPALIVE),
         ]
         go = suite.pytester.path / "go"
         suite.pytester.makepyfile(
