@@ -25,7 +25,7 @@ from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount
 
 from .deviceid import DeviceIdentity, identify
 from .farm import announce
-from .journal import Entry, JournalFile, journal_path, journals_in, other_runs
+from .journal import Entry, JournalFile, base_locked, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base
 from .notices import warn
@@ -146,15 +146,19 @@ class RestoreGuard:
             if not self._anything_left():
                 return
             device = self.identity(client)
-            taken = self._take_over(device)
-            if taken:
-                self._restore_taken(client, device, taken)
+            with base_locked(self.base):  # another process restoring: its first test waits for that
+                taken = self._take_over(device)
+                if taken:
+                    self._restore_taken(client, device, taken)
 
     def _anything_left(self) -> bool:
-        """Whether any other run left a journal under the base (a cheap look before asking the device)."""
+        """Whether another process has a journal under the base (a cheap look before asking the device).
+
+        The journals of this run's other xdist workers count: one of them may be restoring.
+        """
+        mine = f"{self.manager.run_id}-{self.manager.worker_id}"
         with contextlib.suppress(OSError):
-            mine = f"{self.manager.run_id}-"
-            return any(journals_in(run) for run in self.base.iterdir() if not run.name.startswith(mine))
+            return any(journals_in(run) for run in self.base.iterdir() if run.name != mine)
         return False
 
     def _take_over(self, device: DeviceIdentity) -> list[JournalFile]:
