@@ -25,7 +25,7 @@ from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount
 
 from .deviceid import DeviceIdentity, identify
 from .farm import announce
-from .journal import Entry, JournalFile, base_locked, journal_path, journals_in, other_runs
+from .journal import JOURNAL_PREFIX, Entry, JournalFile, base_locked, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base
 from .notices import warn
@@ -90,10 +90,9 @@ class RestoreGuard:
         """Write ``snapshot``'s originals to the journal before the test can change the files."""
         device = self.identity(client)
         with self._lock:
-            journal = self._journals.get(device.digest)
-            if journal is None:
-                path = journal_path(self.manager.mount_dir(), device.digest)
-                journal = self._journals[device.digest] = JournalFile(path, device.label, device.digest)
+            path = journal_path(self.manager.mount_dir(), device.digest)  # the directory made again if need be
+            journal = self._journals.setdefault(device.digest, JournalFile(path, device.label, device.digest))
+            journal.path = path
             self._count += 1
             given = {}
             for device_path, content, mode in snapshot.originals:
@@ -176,6 +175,8 @@ class RestoreGuard:
                     continue  # another run took it first
                 except (OSError, ValueError, KeyError) as exc:
                     warn(f"jumpstarter mount: cannot read the restore journal {path}: {exc}")
+            for partial in run.run_dir.glob(f".{JOURNAL_PREFIX}*.tmp"):  # a write the kill cut short
+                partial.unlink(missing_ok=True)
             close_run_dir(run.run_dir)
         taken.sort(key=lambda j: j.created, reverse=True)  # the newest first: the oldest originals win
         self._taken += taken
@@ -186,6 +187,10 @@ class RestoreGuard:
         from jumpstarter_driver_ssh_mount.sshfs.snapshot import Snapshot
 
         paths = [p for journal in taken for p in journal.paths()]
+        if not paths:
+            for journal in taken:
+                journal.save()  # nothing in it: removed
+            return
         remote = posixpath.commonpath([posixpath.dirname(p) for p in paths])
         try:
             with self.manager.mounted(client, MarkerSpec(remote=remote)) as mount:
