@@ -1,7 +1,8 @@
-"""Side-by-side benchmark: our mount (direct and via the port forward) against plain sshfs.
+"""Side-by-side benchmark: our mount (auto, direct, the port forward) against plain sshfs.
 
     python bench/bench.py            # the full run (make bench), prints a Markdown table
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
+    python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -26,12 +27,14 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from transport_figures import Helpers, TransportFigures
+
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter
 
 JMP = str(Path(sys.executable).with_name("jmp"))
-WAYS = (("direct", True), ("port forward", False))
+WAYS = (("direct", "direct"), ("port forward", "forward"))  # (name, transport)
 SSH_OPTS = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR", "BatchMode=yes"]
 
 
@@ -64,16 +67,22 @@ def plain_sshfs(device: LoopbackDevice, mountpoint: Path, remote: str, extra: li
         yield time.monotonic() - started
     finally:
         subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # a loaded machine: sshfs unmounts itself on SIGTERM
+            proc.terminate()
+            proc.wait(30)
 
 
 @contextmanager
 def ours(
-    client, mount_dir: Path, remote: str, direct: bool, extra: list[str], cache: str = "fresh"
+    client, mount_dir: Path, remote: str, transport: str, extra: list[str], cache: str = "fresh"
 ) -> Iterator[tuple[object, float]]:
     """Our API; yields (mount, seconds until mounted() returned and the root answered a stat)."""
     started = time.monotonic()
-    mount = client.mounted(None, remote_path=remote, direct=direct, extra_args=extra, mount_dir=mount_dir, cache=cache)
+    mount = client.mounted(
+        None, remote_path=remote, transport=transport, extra_args=extra, mount_dir=mount_dir, cache=cache
+    )
     os.stat(mount.mountpoint)
     ready = time.monotonic() - started
     try:
@@ -147,8 +156,8 @@ class Bench:
         for _ in range(reps):
             with plain_sshfs(self.device, self.mountpoint("plain"), self.device.remote("/"), []) as t:
                 ready["plain sshfs"].append(t)
-            for name, direct in (("ours direct", True), ("ours port forward", False)):
-                with ours(client, self.mounts, self.device.remote("/"), direct, []) as (mount, t):
+            for name, transport in (("ours direct", "direct"), ("ours port forward", "forward")):
+                with ours(client, self.mounts, self.device.remote("/"), transport, []) as (mount, t):
                     ready[name].append(t)
                     unmount[name].append(timed(mount.unmount))
         base = statistics.median(ready["plain sshfs"])
@@ -165,7 +174,7 @@ class Bench:
         data = self.device.root / "data"
         results: dict[str, dict[str, float]] = {}
         extra = ["cache=no"] if self.args.no_cache else []
-        for name, kind in (("plain sshfs", "plain"), ("ours direct", True), ("ours port forward", False)):
+        for name, kind in (("plain sshfs", "plain"), ("ours direct", "direct"), ("ours port forward", "forward")):
             reads, writes = [], []
             for rep in range(self.args.io_reps):
                 src = data / f"read-{rep}-{time.monotonic_ns()}.bin"
@@ -210,14 +219,16 @@ class Bench:
             (root / f"f{i:04}").write_bytes(block)
         times: dict[str, list[float]] = {}
         variants = [("plain sshfs", "plain", "")]
-        variants += [(f"ours {way} {cache}", direct, cache) for cache in ("fresh", "fast") for way, direct in WAYS]
+        variants += [
+            (f"ours {way} {cache}", transport, cache) for cache in ("fresh", "fast") for way, transport in WAYS
+        ]
         for name, kind, cache in variants:
             times[name] = []
             for _ in range(self.args.io_reps):
                 ctx = (
                     plain_sshfs(self.device, self.mountpoint("plain"), self.device.remote("/data"), [])
                     if kind == "plain"
-                    else ours(client, self.mounts, self.device.remote("/data"), bool(kind), [], cache)
+                    else ours(client, self.mounts, self.device.remote("/data"), kind, [], cache)
                 )
                 with ctx as handle:
                     mroot = (self.mounts / "plain" if kind == "plain" else handle[0].mountpoint) / "small"
@@ -349,6 +360,8 @@ class Bench:
                 return
             with self.client() as client:
                 ready = self.latency(client)
+                helpers = Helpers(plain_sshfs, timed, read_file, write_file, read_small)
+                TransportFigures(self, client, helpers).run()
                 self.j_mount_ready()
                 self.throughput(client)
                 self.small_files(client)
@@ -368,6 +381,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition (CI)")
     parser.add_argument("--no-cache", action="store_true", help="mount with -o cache=no for the throughput figures")
     parser.add_argument("--only-small-files", action="store_true", help="only figure 4 (cache modes)")
+    parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7
@@ -376,10 +390,14 @@ def main() -> int:
     args.files = 50 if small else 2000
     args.tests = 20 if small else 200
     args.scope_tests = 5 if small else 50
+    if args.relay:
+        return relay_section(args)
     work = Path(tempfile.mkdtemp(prefix="jmp-bench-"))
     bench = Bench(args, work)
     try:
         bench.run()
+        if not args.only_small_files:
+            bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]
         if left:  # never let a recursive delete walk into a mount
@@ -388,6 +406,23 @@ def main() -> int:
     print()
     print(bench.table())
     return 0
+
+
+def relay_rows(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """The relay section's rows (bench/relay_bench.py), or one row saying why it was skipped."""
+    import relay_bench
+
+    try:
+        return relay_bench.run(args)
+    except relay_bench.LabUnavailable as exc:
+        return [("R. exporter relay", "skipped", "", str(exc))]
+
+
+def relay_section(args: argparse.Namespace) -> int:
+    """``--relay``: only the relay section, as bench/relay_bench.py prints it."""
+    import relay_bench
+
+    return relay_bench.main(["--smoke"] if args.smoke else [])
 
 
 if __name__ == "__main__":

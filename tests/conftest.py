@@ -21,6 +21,7 @@ from helpers import (
     exporter_config,
     live_processes_mentioning,
     make_driver,
+    netns_lab,
     sshfs_mounts,
 )
 
@@ -100,12 +101,13 @@ def suite(
 
 @pytest.fixture
 def standalone_exporter(suite: Suite) -> Iterator[str]:
-    """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID; its address.
-
-    It publishes no device address, so that the mounts go through its port forward.
-    """
-    config = suite.pytester.path / "exporter.yaml"
-    port = f"port: {suite.device.port}\n"
-    config.write_text(config.read_text().replace(port, port + "          enable_address: false\n"))
-    with StandaloneExporter(config) as exporter:
+    """Source 3: `jmp run --tls-grpc-listener 127.0.0.1:PORT --tls-grpc-insecure`, stopped by PID; its address."""
+    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
         yield exporter.wait_ready().address
+
+
+@pytest.fixture
+def lab() -> Iterator[tuple[str, str]]:
+    """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
+    with netns_lab() as namespaces:
+        yield namespaces

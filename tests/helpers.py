@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +28,8 @@ __all__ = [
     "COUNTING_CONFTEST",
     "IDENTITY_MEMFD",
     "JMP",
+    "LAB_CLIENT_ADDR",
+    "LAB_DEVICE_ADDR",
     "SLEEPING_TEST",
     "LoopbackDevice",
     "StandaloneExporter",
@@ -37,10 +40,12 @@ __all__ = [
     "env_with_jmp",
     "exporter_config",
     "identity_fds",
+    "ip",
     "keygen",
     "leftovers",
     "live_processes_mentioning",
     "make_driver",
+    "netns_lab",
     "sshfs_mounts",
     "start_pytest",
     "summary_outcomes",
@@ -74,8 +79,10 @@ def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-def make_driver(device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None):
-    """The SSHMount driver tree for ``device``, as an exporter would build it."""
+def make_driver(
+    device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None, **mount_config: object
+):
+    """The SSHMount driver tree for ``device``, as an exporter would build it (``mount_config``: SSHMount fields)."""
     from jumpstarter_driver_network.driver import TcpNetwork
     from jumpstarter_driver_ssh.driver import SSHWrapper
 
@@ -87,7 +94,7 @@ def make_driver(device: LoopbackDevice, *, enable_address: bool = True, identity
         ssh_identity=device.identity() if identity is None else identity,
         children={"tcp": tcp},
     )
-    return SSHMount(children={"ssh": ssh})
+    return SSHMount(children={"ssh": ssh}, **mount_config)
 
 
 def exporter_config(device: LoopbackDevice, path: Path) -> Path:
@@ -175,10 +182,13 @@ SLEEPING_TEST = """
 import os, time
 
 def test_sleeps(remote_fs):
-    open(os.environ["READY_FILE"], "w").write(str(remote_fs.mountpoint))
+    ready = os.environ["READY_FILE"]
+    with open(ready + ".tmp", "w") as f:
+        f.write(str(remote_fs.mountpoint))
+    os.rename(ready + ".tmp", ready)  # whoever sees the file sees it whole
     time.sleep(120)
 """
-"""A test that writes its mountpoint to ``$READY_FILE`` once mounted, then sleeps until killed."""
+"""A test that writes its mountpoint to ``$READY_FILE`` once mounted (atomically), then sleeps until killed."""
 
 
 class Suite:
@@ -246,3 +256,49 @@ def summary_outcomes(output: str) -> dict[str, int]:
         return {}
     counts.pop("warnings", None)
     return counts
+
+
+# -- the network-namespace lab ---------------------------------------------------------------
+LAB_DEVICE_ADDR, LAB_CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside a lab's two namespaces
+
+
+def ip(*args: str) -> subprocess.CompletedProcess[str]:
+    """``ip ARGS``, output captured."""
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def netns_lab(tag: str = "") -> Iterator[tuple[str, str]]:
+    """Namespaces <lab>-dev and <lab>-cli joined by a veth pair (LAB_DEVICE_ADDR, LAB_CLIENT_ADDR).
+
+    Yields their names; deletes both (and the pair) afterwards. Skips the test where network
+    namespaces cannot be made.
+    """
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter"):
+        pytest.skip("needs root, ip(8) and nsenter(1) to make network namespaces")
+    name = f"jmp{os.getpid() % 100000}{tag}"
+    dev_ns, cli_ns = f"{name}-dev", f"{name}-cli"
+    made: list[str] = []
+    try:
+        for ns in (dev_ns, cli_ns):
+            result = ip("netns", "add", ns)
+            if result.returncode != 0:
+                pytest.skip(f"ip netns is not permitted here: {result.stderr.strip()}")
+            made.append(ns)
+        steps = [
+            ("link", "add", f"{name}a", "netns", dev_ns, "type", "veth", "peer", "name", f"{name}b", "netns", cli_ns),
+            ("-n", dev_ns, "addr", "add", f"{LAB_DEVICE_ADDR}/30", "dev", f"{name}a"),
+            ("-n", cli_ns, "addr", "add", f"{LAB_CLIENT_ADDR}/30", "dev", f"{name}b"),
+            ("-n", dev_ns, "link", "set", f"{name}a", "up"),
+            ("-n", cli_ns, "link", "set", f"{name}b", "up"),
+            ("-n", dev_ns, "link", "set", "lo", "up"),
+            ("-n", cli_ns, "link", "set", "lo", "up"),
+        ]
+        for step in steps:
+            result = ip(*step)
+            if result.returncode != 0:
+                pytest.skip(f"cannot build the veth lab ({' '.join(step)}): {result.stderr.strip()}")
+        yield dev_ns, cli_ns
+    finally:
+        for ns in made:
+            ip("netns", "del", ns)  # takes the veth pair with it

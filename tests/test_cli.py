@@ -215,3 +215,57 @@ def test_subshell_mode(device: LoopbackDevice, exporter_yaml: Path, mountpoint: 
     assert f"Unmounted {mountpoint}" in out
     assert re.search(r"^j-exit=0$", out, re.M), (out, err)
     assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def sshfs_argv(shell: subprocess.Popen) -> list[str]:
+    """The command line of the one sshfs under ``shell``."""
+    (pid,) = [p for p in descendants(shell.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "sshfs"]
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+
+
+@pytest.mark.parametrize(
+    ("flags", "via"),
+    [([], "direct"), (["--transport", "forward"], "port forward"), (["--insecure"], "port forward")],
+    ids=["auto", "forward", "insecure"],
+)
+def test_transport_and_insecure_flags(
+    device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path, flags: list[str], via: str
+) -> None:
+    shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground", *flags)
+    try:
+        logged = []  # j's log lines (the insecure warning) come before "Mounted ..."
+        while not (first := shell.stdout.readline()).startswith("Mounted "):
+            assert first, (logged, shell.poll())
+            logged.append(first)
+        argv = sshfs_argv(shell)
+        assert (mountpoint / "etc/os-release").exists()
+        os.kill(j_pid(shell), signal.SIGTERM)
+        code, _, err = finish(shell, timeout=20)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert code == 0, err
+    assert first.rstrip().endswith(f"on {mountpoint} via {via}"), first
+    verified = "--insecure" not in flags
+    assert ("StrictHostKeyChecking=yes" in argv) == verified, argv
+    assert ("StrictHostKeyChecking=no" in argv) == (not verified), argv
+    warned = "insecure: the device's host key is not verified" in "".join(logged)
+    assert warned == (not verified), logged
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--direct", "--transport", "forward"], "--direct means --transport direct"),
+        (["--transport", "carrier-pigeon"], "'carrier-pigeon' is not one of 'auto', 'direct', 'forward'"),
+    ],
+    ids=["direct-vs-transport", "unknown"],
+)
+def test_transport_usage_errors(exporter_yaml: Path, mountpoint: Path, flags: list[str], message: str) -> None:
+    code, out, err = finish(j_mount(exporter_yaml, str(mountpoint), "--foreground", *flags))
+    assert code != 0, (out, err)
+    assert message in err
+    assert "Mounted" not in out
+    assert leftovers(mountpoint, dir_should_exist=True) == []

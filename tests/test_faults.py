@@ -189,10 +189,7 @@ def test_busy_warning_names_the_holder(device: LoopbackDevice, mountpoint: Path,
 
 # 6. standalone exporter killed mid-session
 def test_standalone_exporter_killed(suite: Suite) -> None:
-    config = suite.pytester.path / "exporter.yaml"
-    port = f"port: {suite.device.port}\n"
-    config.write_text(config.read_text().replace(port, port + "          enable_address: false\n"))  # forward
-    with StandaloneExporter(config) as exporter:
+    with StandaloneExporter(suite.pytester.path / "exporter.yaml") as exporter:
         serving = exporter.wait_ready().pids  # jmp run serves from a child process
         suite.pytester.makepyfile(
             test_exp=f"""
@@ -214,7 +211,12 @@ def test_standalone_exporter_killed(suite: Suite) -> None:
         args = suite.args_without("--jmp-mount-exporter-config", *FAST_KEEPALIVE_ARGS)
         started = time.monotonic()
         result = suite.pytester.runpytest_subprocess(
-            *args, "-s", f"--jmp-mount-tls-grpc={exporter.address}", "--jmp-mount-tls-grpc-insecure", timeout=120
+            *args,
+            "-s",
+            f"--jmp-mount-tls-grpc={exporter.address}",
+            "--jmp-mount-tls-grpc-insecure",
+            "--jmp-mount-transport=forward",  # the mount rides on the exporter that is killed
+            timeout=120,
         )
         assert time.monotonic() - started < 60
         result.assert_outcomes(passed=1)

@@ -6,61 +6,81 @@ are made by this test; nothing touches the default namespace's network.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from helpers import (
+    LAB_DEVICE_ADDR,
     LoopbackDevice,
     StandaloneExporter,
     child_pids,
+    ip,
     live_processes_mentioning,
     sshfs_mounts,
     summary_outcomes,
 )
 
-DEVICE_ADDR, CLIENT_ADDR = "10.231.77.1", "10.231.77.2"  # only inside the two namespaces below
+DEVICE_ADDR = LAB_DEVICE_ADDR  # the device and exporter's namespace; the test host's is LAB_CLIENT_ADDR
 EXPORTER_PORT = 7777
 
 
-def ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True)
+def in_namespace(ns: str, *argv: str) -> list[str]:
+    """``argv`` run in network namespace ``ns`` (the filesystem stays this host's)."""
+    return ["nsenter", f"--net=/run/netns/{ns}", *argv]
 
 
-@pytest.fixture
-def lab(tmp_path: Path):
-    """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter"):
-        pytest.skip("needs root, ip(8) and nsenter(1) to make network namespaces")
-    name = f"jmp{os.getpid() % 100000}"
-    dev_ns, cli_ns = f"{name}-dev", f"{name}-cli"
-    made: list[str] = []
-    try:
-        for ns in (dev_ns, cli_ns):
-            result = ip("netns", "add", ns)
-            if result.returncode != 0:
-                pytest.skip(f"ip netns is not permitted here: {result.stderr.strip()}")
-            made.append(ns)
-        steps = [
-            ("link", "add", f"{name}a", "netns", dev_ns, "type", "veth", "peer", "name", f"{name}b", "netns", cli_ns),
-            ("-n", dev_ns, "addr", "add", f"{DEVICE_ADDR}/30", "dev", f"{name}a"),
-            ("-n", cli_ns, "addr", "add", f"{CLIENT_ADDR}/30", "dev", f"{name}b"),
-            ("-n", dev_ns, "link", "set", f"{name}a", "up"),
-            ("-n", cli_ns, "link", "set", f"{name}b", "up"),
-            ("-n", dev_ns, "link", "set", "lo", "up"),
-            ("-n", cli_ns, "link", "set", "lo", "up"),
-        ]
-        for step in steps:
-            result = ip(*step)
-            if result.returncode != 0:
-                pytest.skip(f"cannot build the veth lab ({' '.join(step)}): {result.stderr.strip()}")
-        yield dev_ns, cli_ns
-    finally:
-        for ns in made:
-            ip("netns", "del", ns)  # takes the veth pair with it
+def wait_for_exporter(cli_ns: str) -> None:
+    """Until the standalone exporter accepts connections from the client namespace."""
+    wait = subprocess.run(
+        in_namespace(
+            cli_ns,
+            sys.executable,
+            "-c",
+            "import socket, time\n"
+            "for _ in range(300):\n"
+            "    try:\n"
+            f"        socket.create_connection(({DEVICE_ADDR!r}, {EXPORTER_PORT}), 1).close(); break\n"
+            "    except OSError: time.sleep(0.1)\n"
+            "else: raise SystemExit(1)\n",
+        ),
+        timeout=60,
+    )
+    assert wait.returncode == 0, "standalone exporter not reachable across the veth"
+
+
+def pytest_in(cli_ns: str, suite: Path, mount_dir: Path, device: LoopbackDevice) -> list[str]:
+    """pytest on ``suite`` in the client namespace, through the standalone exporter."""
+    return in_namespace(
+        cli_ns,
+        sys.executable,
+        "-m",
+        "pytest",
+        str(suite),
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        f"--rootdir={suite}",
+        f"--jmp-mount-dir={mount_dir}",
+        f"--jmp-mount-tls-grpc={DEVICE_ADDR}:{EXPORTER_PORT}",
+        "--jmp-mount-tls-grpc-insecure",
+        f"--jmp-mount-remote={device.remote('/')}",
+    )
+
+
+def assert_nothing_left(mount_dir: Path) -> None:
+    assert sshfs_mounts(mount_dir) == []
+    assert live_processes_mentioning(str(mount_dir)) == []
+    if mount_dir.exists():
+        assert os.listdir(mount_dir) == []
+        mount_dir.rmdir()
+
+
+def stop_all(exporter: StandaloneExporter | None, device: LoopbackDevice) -> None:
+    if exporter is not None:
+        exporter.pids = [exporter.process.pid, *child_pids(exporter.process.pid)]
+        exporter.stop()
+    device.stop()
 
 
 def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: Path, mount_base: Path) -> None:
@@ -83,49 +103,83 @@ def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: P
             f"    assert remote_fs.host == {DEVICE_ADDR!r}\n"
         )
         mount_dir = mount_base / f"netns-{os.getpid()}"
-        base_cmd = [
-            "nsenter",
-            f"--net=/run/netns/{cli_ns}",
-            sys.executable,
-            "-m",
-            "pytest",
-            str(suite),
-            "-p",
-            "no:cacheprovider",
-            f"--rootdir={suite}",
-            f"--jmp-mount-dir={mount_dir}",
-            f"--jmp-mount-tls-grpc={DEVICE_ADDR}:{EXPORTER_PORT}",
-            "--jmp-mount-tls-grpc-insecure",
-            f"--jmp-mount-remote={device.remote('/')}",
-        ]
-        wait = subprocess.run(  # the exporter is reachable from the client namespace
-            [
-                "nsenter",
-                f"--net=/run/netns/{cli_ns}",
-                sys.executable,
-                "-c",
-                "import socket, time\n"
-                "for _ in range(300):\n"
-                "    try:\n"
-                f"        socket.create_connection(({DEVICE_ADDR!r}, {EXPORTER_PORT}), 1).close(); break\n"
-                "    except OSError: time.sleep(0.1)\n"
-                "else: raise SystemExit(1)\n",
-            ],
-            timeout=60,
-        )
-        assert wait.returncode == 0, "standalone exporter not reachable across the veth"
+        base_cmd = pytest_in(cli_ns, suite, mount_dir, device)
+        wait_for_exporter(cli_ns)
         for direct in (False, True):
             env = {**os.environ, "DIRECT": "1" if direct else ""}
             cmd = base_cmd + (["--jmp-mount-direct"] if direct else [])
             result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=suite)
             assert summary_outcomes(result.stdout) == {"passed": 2}, result.stdout[-3000:] + result.stderr[-3000:]
-        assert sshfs_mounts(mount_dir) == []
-        assert live_processes_mentioning(str(mount_dir)) == []
-        if mount_dir.exists():
-            assert os.listdir(mount_dir) == []
-            mount_dir.rmdir()
+        assert_nothing_left(mount_dir)
     finally:
-        if exporter is not None:
-            exporter.pids = [exporter.process.pid, *child_pids(exporter.process.pid)]
-            exporter.stop()
-        device.stop()
+        stop_all(exporter, device)
+
+
+HIDDEN_ADDR = "10.231.78.1"  # the device's address on the exporter's side only
+
+
+def hide_from_the_client(dev_ns: str, cli_ns: str) -> None:
+    """Put HIDDEN_ADDR on the exporter's loopback, where the client's packets to it go unanswered.
+
+    The client namespace has an on-link route to it through the veth, and the exporter's
+    namespace answers ARP only for the veth's own address: a connection attempt from the
+    client gets no answer at all (no refusal), as with a device on the lab's private network.
+    """
+    veth = dev_ns.removesuffix("-dev") + "b"
+    steps = [
+        ("-n", dev_ns, "addr", "add", f"{HIDDEN_ADDR}/32", "dev", "lo"),
+        ("-n", cli_ns, "route", "add", f"{HIDDEN_ADDR}/32", "dev", veth),
+    ]
+    for step in steps:
+        result = ip(*step)
+        assert result.returncode == 0, (step, result.stderr)
+    sysctl = ["ip", "netns", "exec", dev_ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"]
+    subprocess.run(sysctl, check=True, capture_output=True)
+
+
+def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
+    lab: tuple[str, str], tmp_path: Path, mount_base: Path
+) -> None:
+    """auto: the published address is silent from the test host, so the forward is chosen within the bound."""
+    dev_ns, cli_ns = lab
+    hide_from_the_client(dev_ns, cli_ns)
+    device = LoopbackDevice(tmp_path / "device", host=HIDDEN_ADDR, netns=dev_ns).setup().start()
+    exporter = None
+    try:
+        config = device.exporter_config(tmp_path / "exporter.yaml")
+        exporter = StandaloneExporter(config, host=DEVICE_ADDR, port=EXPORTER_PORT, netns=dev_ns)
+        suite = tmp_path / "suite"
+        suite.mkdir()
+        (suite / "test_hidden.py").write_text(
+            "import statistics, time\n\n"
+            "from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT\n\n"
+            "def test_auto_takes_the_forward(remote_fs):\n"
+            "    assert remote_fs.transport == 'forward'\n"
+            "    assert remote_fs.transport_note == (\n"
+            f"        '{HIDDEN_ADDR}:{device.port} did not answer within 0.3s; '\n"
+            "        'the exporter offers no relay (relay_listen is not set)'\n"
+            "    )\n"
+            "    assert (remote_fs / 'etc/os-release').read_text().startswith('NAME=')\n"
+            "    (remote_fs / 'data/hidden.txt').write_text('through the forward')\n"
+            "    (remote_fs / 'data/hidden.txt').unlink()\n\n"
+            "def test_within_the_bound(jmp_mount_client, remote_fs):\n"
+            "    ready = {'auto': [], 'forward': []}\n"
+            "    for _ in range(3):\n"
+            "        for transport in ready:\n"
+            "            started = time.monotonic()\n"
+            "            with jmp_mount_client.mounted(remote_path=remote_fs.remote_path, transport=transport) as m:\n"
+            "                ready[transport].append(time.monotonic() - started)\n"
+            "                assert m.transport == 'forward'\n"
+            "    auto, forward = (statistics.median(ready[t]) for t in ('auto', 'forward'))\n"
+            "    print(f'READY auto {auto:.3f}s forward {forward:.3f}s')\n"
+            "    assert auto <= forward + PROBE_TIMEOUT + 0.5, ready  # the bound, with room for a shared machine\n"
+        )
+        mount_dir = mount_base / f"netns-hidden-{os.getpid()}"
+        wait_for_exporter(cli_ns)
+        cmd = pytest_in(cli_ns, suite, mount_dir, device)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=suite)
+        assert summary_outcomes(result.stdout) == {"passed": 2}, result.stdout[-3000:] + result.stderr[-3000:]
+        print(next(line for line in result.stdout.splitlines() if "READY auto" in line))
+        assert_nothing_left(mount_dir)
+    finally:
+        stop_all(exporter, device)

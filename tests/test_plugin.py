@@ -370,7 +370,11 @@ def test_standalone_exporter_tls_grpc(suite: Suite, standalone_exporter: str) ->
     )
     args = suite.args_without("--jmp-mount-exporter-config")
     result = suite.pytester.runpytest_subprocess(
-        *args, f"--jmp-mount-tls-grpc={standalone_exporter}", "--jmp-mount-tls-grpc-insecure", timeout=120
+        *args,
+        f"--jmp-mount-tls-grpc={standalone_exporter}",
+        "--jmp-mount-tls-grpc-insecure",
+        "--jmp-mount-transport=forward",
+        timeout=120,
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([f"jumpstarter mount: device: tls-grpc {standalone_exporter} (insecure)*"])

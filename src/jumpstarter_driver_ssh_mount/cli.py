@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 from jumpstarter.client.decorators import driver_click_command
 
-from .sshfs import CACHE_MODES, DEFAULT_CACHE, MountError
+from .sshfs import CACHE_MODES, DEFAULT_CACHE, TRANSPORTS, MountError
 
 if TYPE_CHECKING:
     from .client import SSHMountClient
@@ -20,7 +20,15 @@ def mount_command(client: SSHMountClient) -> click.Command:
     @click.argument("mountpoint", type=click.Path())
     @click.option("--umount", "-u", is_flag=True, help="Unmount instead of mount")
     @click.option("--remote-path", "-r", default="/", show_default=True, help="Remote path to mount")
-    @click.option("--direct", is_flag=True, help="Use direct TCP address")
+    @click.option("--direct", is_flag=True, help="Use direct TCP address (same as --transport direct)")
+    @click.option(
+        "--transport",
+        type=click.Choice(TRANSPORTS),
+        default=None,
+        help="How sshfs reaches the device: auto (default; the device's address when it answers with the "
+        "host key the exporter vouches for, else the port forward), direct, or forward",
+    )
+    @click.option("--insecure", is_flag=True, help="Do not verify the device's host key (logs a warning)")
     @click.option("--lazy", "-l", is_flag=True, help="Lazy unmount (detach filesystem now, clean up later)")
     @click.option("--foreground", is_flag=True, help="Block on sshfs in foreground without spawning a subshell")
     @click.option("--extra-args", "-o", multiple=True, help="Extra sshfs -o options (e.g. -o reconnect)")
@@ -36,12 +44,16 @@ def mount_command(client: SSHMountClient) -> click.Command:
         umount: bool,
         remote_path: str,
         direct: bool,
+        transport: str | None,
+        insecure: bool,
         lazy: bool,
         foreground: bool,
         extra_args: tuple[str, ...],
         cache: str,
     ) -> None:
         """Mount or unmount remote filesystem via sshfs"""
+        if direct and transport not in (None, "direct"):
+            raise click.UsageError(f"--direct means --transport direct; it cannot go with --transport {transport}")
         try:
             if umount:
                 client.umount(mountpoint, lazy=lazy)
@@ -49,7 +61,9 @@ def mount_command(client: SSHMountClient) -> click.Command:
                 client.mount(
                     mountpoint,
                     remote_path=remote_path,
+                    transport=transport,
                     direct=direct,
+                    insecure=insecure,
                     foreground=foreground,
                     extra_args=list(extra_args),
                     cache=cache,

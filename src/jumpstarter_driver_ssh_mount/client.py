@@ -10,10 +10,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import click
-from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
+from jumpstarter.client.core import DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
+from .routes import MountPlan, TransportRoutes
 from .sshfs import (
     DEFAULT_CACHE,
     DEFAULT_MOUNT_TIMEOUT,
@@ -26,16 +27,17 @@ from .sshfs import (
     validate_cache,
     validate_options,
 )
+from .sshfs.command import TRANSPORT_LABELS, option_key, option_parts
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.unmount import run_unmount
-from .transport import format_address, parse_tcp_address, probe_tcp, resolve_transport
+from .transport import RELAY_CONNECT_TIMEOUT, parse_tcp_address, release_relay, resolve_transport
 from .trust import Refused, fetch_vouched, mismatch_error, read_offered
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
 
 @dataclass(kw_only=True)
-class SSHMountClient(CompositeClient):
+class SSHMountClient(TransportRoutes, CompositeClient):
     """Mount the device's filesystem locally with sshfs.
 
     ``mounted()`` is the non-blocking core: it returns a ready ``Mount`` that is also a
@@ -84,9 +86,12 @@ class SSHMountClient(CompositeClient):
         :param mountpoint: local directory (must be empty; created if missing), or None for
             a private 0700 directory in ``mount_dir`` (default: the temp dir).
         :param transport: how sshfs reaches the device: ``"auto"`` (default) the TCP driver's
-            address when it answers with the vouched host key, else a Jumpstarter port forward;
-            ``"forward"``; or ``"direct"``, the address only (falls back to the port forward,
-            with a warning, only if the exporter publishes no address).
+            address when it answers with the vouched host key, else the exporter's relay when it
+            offers one and it answers with that key, else a Jumpstarter port forward;
+            ``"forward"``; ``"direct"``, the address only (falls back to the port forward,
+            with a warning, only if the exporter publishes no address); or ``"relay"`` (an
+            error if the exporter offers none; the port forward, with a warning in
+            ``Mount.warnings``, if the one offered cannot be used).
         :param direct: upstream's spelling of ``transport="direct"``.
         :param insecure: do not verify the device's host key (logged as a warning).
         :param extra_args: sshfs ``-o`` options; each replaces a default with the same key. Host
@@ -99,7 +104,7 @@ class SSHMountClient(CompositeClient):
         """
         transport = resolve_transport(transport, direct)
         options = list(validate_options(extra_args or ()))
-        plan = _Plan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
+        plan = MountPlan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
         if insecure:
             self.logger.warning("insecure: the device's host key is not verified")
             plan.unverified = "insecure: the device's host key is not verified"
@@ -121,49 +126,19 @@ class SSHMountClient(CompositeClient):
     def _fetch_vouched(self, refresh: bool = False) -> VouchedKeys | None:
         return fetch_vouched(self.call, self.logger, refresh)
 
-    def _mount_via(self, transport: str, vouched: VouchedKeys | None, plan: _Plan) -> Mount:
-        """Mount over ``transport``; "auto" tries the address first, only when the host key is verified."""
-        if transport == "forward":
-            return self._start(plan, vouched, None)
-        if transport == "auto" and vouched is None:
-            return self._auto_forward(plan, vouched, plan.unverified or "the exporter does not vouch for a host key")
-        address, unpublished = self._address()
-        if address is None and transport == "direct":
-            self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
-            return self._auto_forward(plan, vouched, unpublished)
-        if address is None:
-            return self._auto_forward(plan, vouched, unpublished)
-        if transport == "direct":
-            return self._start(plan, vouched, address)
-        at, reason = format_address(*address), probe_tcp(*address)
-        if reason is None:
-            try:
-                return self._start(plan, vouched, address, note=f"{at} answered with the vouched host key")
-            except ConnectError as exc:
-                reason = str(exc)
-            except Refused:
-                reason = f"{at} offered another host key than the exporter vouches for"
-        return self._auto_forward(plan, vouched, reason)
-
-    def _auto_forward(self, plan: _Plan, vouched: VouchedKeys | None, reason: str) -> Mount:
-        """The port forward, taken instead of the device's address because of ``reason`` (a mount warning)."""
-        self.logger.info("transport auto: using the port forward (%s)", reason)
-        mount = self._start(plan, vouched, None, note=reason)
-        mount.warnings.append(f"using the Jumpstarter port forward, not the device's address: {reason}")
-        return mount
-
-    def _address(self) -> tuple[tuple[str, int] | None, str]:
-        """(the device's published address or None, why there is none)."""
-        try:
-            return parse_tcp_address(self.ssh.tcp.address()), ""
-        except (DriverError, ValueError) as exc:
-            return None, f"the exporter publishes no address: {exc}"
-
     def _start(
-        self, plan: _Plan, vouched: VouchedKeys | None, address: tuple[str, int] | None, note: str | None = None
+        self,
+        plan: MountPlan,
+        vouched: VouchedKeys | None,
+        how: str,
+        address: tuple[str, int] | None = None,
+        note: str | None = None,
+        relay_id: str = "",
     ) -> Mount:
-        """One sshfs mount, to ``address`` or (None) through a new port forward."""
+        """One sshfs mount over ``how``: to ``address`` (direct, relay ``relay_id``), or a new port forward."""
         with ExitStack() as resources:
+            if relay_id:
+                resources.callback(release_relay, self.call, relay_id, self.logger)
             if address is None:
                 self._check_reachable()
                 host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
@@ -172,7 +147,8 @@ class SSHMountClient(CompositeClient):
             options = plan.options
             if vouched is not None:
                 options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
-            how = "forward" if address is None else "direct"
+            if how == "relay" and not any(option_key(o) == "connecttimeout" for o in option_parts(options)):
+                options = [*options, f"ConnectTimeout={RELAY_CONNECT_TIMEOUT}"]
             try:
                 mount = start_mount(
                     SshfsTarget(host=host, port=port, user=self.username, remote_path=plan.remote_path),
@@ -239,7 +215,7 @@ class SSHMountClient(CompositeClient):
                 extra_args=extra_args,
                 cache=cache,
             ) as m:
-                click.echo(f"Mounted {m.target.spec} on {m.mountpoint}")
+                click.echo(f"Mounted {m.target.spec} on {m.mountpoint} via {TRANSPORT_LABELS[m.transport]}")
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
                 else:
@@ -278,16 +254,3 @@ class SSHMountClient(CompositeClient):
             hint = "" if lazy else "; if it is busy, retry with --lazy"
             raise MountError(f"unmounting {path} failed: {detail[-1] if detail else result.returncode}{hint}")
         click.echo(f"Unmounted {path}")
-
-
-@dataclass
-class _Plan:
-    """What every mount attempt of one ``mounted()`` call shares."""
-
-    mountpoint: str | os.PathLike[str] | None
-    remote_path: str
-    options: list[str]
-    timeout: float
-    mount_dir: str | os.PathLike[str] | None
-    cache: str = DEFAULT_CACHE
-    unverified: str = ""  # why the host key is not verified (insecure, the user's options)

@@ -16,8 +16,10 @@ import anyio
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.driver import Driver, export
 
+from .relay import Relays, parse_port_range, parse_relay_listen
 from .sshfs.hostkeys import CONFIGURED, SCAN_TIMEOUT, SCANNED, HostKey, VouchedKeys, parse_host_keys, scan_command
 from .sshfs.hostkeys import parse_keyscan as parse_keyscan_output
+from .transport import RelayOffer
 
 REACHABLE_TIMEOUT = 5.0  # seconds for the exporter's TCP check of the device's sshd
 
@@ -32,9 +34,16 @@ class SSHMount(Driver):
     ``host_key``: the device's public host key(s), one ``ssh_host_*_key.pub`` line each.
     Unset, the exporter reads them from the device (as ``ssh-keyscan`` does) when first
     asked and keeps them while it runs.
+
+    ``relay_listen`` (opt-in): an address of the exporter host that the test host reaches.
+    Each mount may then ask for a one-shot relay there (a port from ``relay_ports``, "A-B",
+    or any free one): one TCP connection, passed on to the device's sshd with plain sockets.
     """
 
     host_key: str | None = None
+    relay_listen: str | None = None
+    relay_ports: str | None = None
+    _relays: Relays | None = field(init=False, default=None, repr=False)
     _configured_keys: tuple[HostKey, ...] = field(init=False, default=(), repr=False)
     _scanned_keys: tuple[HostKey, ...] = field(init=False, default=(), repr=False)
     _scan_lock: anyio.Lock = field(init=False, repr=False, default_factory=anyio.Lock)
@@ -52,6 +61,23 @@ class SSHMount(Driver):
                 self._configured_keys = parse_host_keys(self.host_key)
             except ValueError as exc:
                 raise ConfigurationError(f"SSHMount host_key, {exc}") from None
+        self._relays = self._relay_config()
+
+    def _relay_config(self) -> Relays | None:
+        """The relays of ``relay_listen``/``relay_ports``, None without ``relay_listen``."""
+        if self.relay_listen is None:
+            if self.relay_ports is not None:
+                raise ConfigurationError("SSHMount relay_ports is set without relay_listen; set both, or neither")
+            return None
+        try:
+            host = parse_relay_listen(self.relay_listen)
+        except ValueError as exc:
+            raise ConfigurationError(f"SSHMount relay_listen {exc}") from None
+        try:
+            ports = None if self.relay_ports is None else parse_port_range(self.relay_ports)
+        except ValueError as exc:
+            raise ConfigurationError(f"SSHMount relay_ports {exc}") from None
+        return Relays(host, ports)
 
     @classmethod
     def client(cls) -> str:
@@ -95,6 +121,45 @@ class SSHMount(Driver):
                     self.logger.info("the device's host key changed: %s", ", ".join(map(str, vouched.keys)))
                 self._scanned_keys = vouched.keys
         return VouchedKeys(self._scanned_keys, SCANNED).to_dict()
+
+    @export
+    async def open_relay(self) -> dict[str, Any]:
+        """Open a one-shot relay to the device's sshd, as ``RelayOffer.to_dict()``.
+
+        The listener accepts one connection within ``RelayOffer.window`` seconds, then closes.
+        Without ``relay_listen``, ``offered`` is False; when no listener can be opened now
+        (ports in use...), ``problem`` says why: values, not exceptions.
+        """
+        if self._relays is None:
+            return RelayOffer(offered=False, problem="the exporter offers no relay (relay_listen is not set)").to_dict()
+        host, port = self._device_address()
+        if not host or not port:
+            return RelayOffer(offered=False, problem="the SSH driver's tcp child is not a TcpNetwork").to_dict()
+        try:
+            relay = self._relays.open((host, port))
+        except OSError as exc:
+            return RelayOffer(problem=str(exc)).to_dict()
+        self.logger.info("relay offered on %s:%d for %s:%d", self._relays.host, relay.port, host, port)
+        return RelayOffer(self._relays.host, relay.port, relay.id, self._relays.window).to_dict()
+
+    @export
+    async def close_relay(self, relay_id: str) -> bool:
+        """End the relay ``relay_id`` (the mount using it ended); False if it had ended already."""
+        if self._relays is None:
+            return False
+        return await anyio.to_thread.run_sync(self._relays.close, relay_id)
+
+    def close(self) -> None:
+        """End every relay, then close the children."""
+        if self._relays is not None:
+            self._relays.close_all()
+        super().close()
+
+    def reset(self) -> None:
+        """End every relay (a new lease starts), then reset the children."""
+        if self._relays is not None:
+            self._relays.close_all()
+        super().reset()
 
     async def _scan(self) -> VouchedKeys:
         """Read the device's host keys with ssh-keyscan, from the exporter's side."""

@@ -1,10 +1,17 @@
-"""Choosing how sshfs reaches the device: the transport names, the device's address, a quick probe."""
+"""Choosing how sshfs reaches the device: the transport names, the device's address, a quick probe,
+the exporter's relay offer."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 from urllib.parse import urlparse
+
+from jumpstarter.client.core import DriverMethodNotImplemented
 
 from .sshfs import TRANSPORTS
 
@@ -43,3 +50,63 @@ def probe_tcp(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | Non
 def format_address(host: str, port: int) -> str:
     """``host:port``, with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+#: ssh's ConnectTimeout (seconds) when ``auto`` tries the exporter's relay, unless the user sets one.
+RELAY_CONNECT_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class RelayOffer:
+    """The exporter's answer to ``open_relay``: where to connect once, or why there is no relay.
+
+    ``offered`` is False when the exporter has no relay configured (``relay_listen`` unset, or
+    an older SSHMount); ``problem`` is set when it has one but could not open it now.
+    """
+
+    host: str = ""
+    port: int = 0
+    id: str = ""
+    window: float = 0.0
+    problem: str = ""
+    offered: bool = True
+
+    @property
+    def usable(self) -> bool:
+        """True when there is a listener to connect to."""
+        return self.offered and not self.problem and bool(self.host) and bool(self.port)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the listener, for messages."""
+        return format_address(self.host, self.port)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict, as a driver method returns it over gRPC."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RelayOffer:
+        """The offer in ``data`` (unknown keys ignored, so newer exporters still parse).
+
+        Numbers arrive as floats over gRPC; the port is made an int again.
+        """
+        known = {f.name for f in fields(cls)}
+        offer = cls(**{key: value for key, value in data.items() if key in known})
+        return replace(offer, port=int(offer.port), window=float(offer.window))
+
+
+def request_relay(call: Callable[..., Any]) -> RelayOffer:
+    """Ask the exporter (``call`` = the driver client's ``call``) to open a one-shot relay."""
+    try:
+        return RelayOffer.from_dict(call("open_relay"))
+    except DriverMethodNotImplemented:
+        return RelayOffer(offered=False, problem="the exporter's SSHMount offers no relay (an older version)")
+
+
+def release_relay(call: Callable[..., Any], relay_id: str, logger: logging.Logger) -> None:
+    """Tell the exporter the mount using relay ``relay_id`` ended (best effort: it may be gone)."""
+    try:
+        call("close_relay", relay_id)
+    except Exception as exc:  # the exporter went away: its relay went with it
+        logger.debug("closing relay %s failed: %r", relay_id, exc)

@@ -41,7 +41,7 @@ def fetch_vouched(call: Callable[..., Any], logger: logging.Logger, refresh: boo
 
 
 class Refused(Exception):
-    """The device offered another host key than ``vouched``, over ``transport`` (at ``address`` if direct)."""
+    """The device offered another host key than ``vouched``, over ``transport`` (at ``address``, direct or relay)."""
 
     def __init__(self, vouched: VouchedKeys, transport: str, address: tuple[str, int] | None) -> None:
         super().__init__(f"host key refused ({transport})")
@@ -52,13 +52,17 @@ class Refused(Exception):
         """Where the key was offered, for messages."""
         if self.address is None:
             return "the device (port forward)"
-        return f"{self.address[0]} port {self.address[1]} (direct)"
+        return f"{self.address[0]} port {self.address[1]} ({self.transport})"
 
 
 def read_offered(refused: Refused, tcp: Any, logger: logging.Logger) -> tuple[HostKey, ...]:
-    """The keys offered where ``refused`` happened: at its address, or through a new forward over ``tcp``."""
+    """The keys offered where ``refused`` happened: at its direct address, else through a new forward over ``tcp``.
+
+    A relay accepts one connection only, so its device is read through the forward, which reaches
+    the same device from the same side.
+    """
     try:
-        if refused.address is not None:
+        if refused.address is not None and refused.transport == "direct":
             return scan_host_keys(*refused.address)
         with TcpPortforwardAdapter(client=tcp) as (host, port):
             return scan_host_keys(host, port)

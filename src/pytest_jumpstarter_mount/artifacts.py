@@ -131,10 +131,14 @@ def describe_lease(lease: LeaseInfo) -> str:
 
 def describe(mount: Mount) -> str:
     """The report section text for one mount (no key material: the identity is only a /proc path)."""
-    via = "direct" if mount.transport == "direct" else f"port forward {mount.host}:{mount.port}"
+    from jumpstarter_driver_ssh_mount.sshfs.command import TRANSPORT_LABELS
+
+    label = TRANSPORT_LABELS.get(mount.transport, mount.transport)
+    via = "direct" if mount.transport == "direct" else f"{label} {mount.host}:{mount.port}"
     lines = [
         f"mountpoint:    {mount.mountpoint}",
         f"remote:        {mount.remote_path} ({via})",
+        f"transport:     {mount.transport}" + (f" ({mount.transport_note})" if mount.transport_note else ""),
         f"still mounted: {'yes' if mount.is_mounted() else 'no'}",
     ]
     tail = mount.stderr_tail(10)

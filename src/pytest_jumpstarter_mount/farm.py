@@ -8,6 +8,7 @@ end. Lines meant for the user reach the terminal from workers too (see ``announc
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Generator
@@ -41,7 +42,7 @@ def announce(config: pytest.Config, line: str) -> bool:
     if not in_worker and reporter is None:
         return False
     with _say_lock:
-        suspended = capture.global_and_fixture_disabled() if capture is not None else _nothing()
+        suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
         with suspended:
             if reporter is not None:
                 reporter.write_line(line)
@@ -49,14 +50,6 @@ def announce(config: pytest.Config, line: str) -> bool:
                 sys.stderr.write(f"\n{line.lstrip()}\n")
                 sys.stderr.flush()
     return True
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class DeviceFarm:

@@ -29,6 +29,7 @@ from .notices import warn_mount
 from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
+from .transportchoice import describe_transport
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -65,10 +66,8 @@ class MountManager:
         lines = ([self.notice] if self.notice else []) + self.farm.header
         s = self.settings
         if s.source is not None:
-            lines.append(
-                f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; "
-                f"scope: {s.scope}{'; direct' if s.transport == 'direct' else ''}"
-            )
+            lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
+            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -155,7 +154,8 @@ class MountManager:
 
         The device path is ``spec.remote``, else ``--jmp-mount-remote``; the options are
         ``--jmp-mount-option`` then ``spec.options``, as ``pytest_jmp_mount_options`` leaves
-        them; the transport and cache mode are the spec's, else the settings'. The mount is tracked
+        them; the transport and cache mode are the spec's, else the settings'; the host key is
+        verified unless ``--jmp-mount-insecure``. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
         whatever happened. A mount that cannot be made fails the test, naming the path.
@@ -187,6 +187,7 @@ class MountManager:
                 None,
                 remote_path=remote,
                 transport=transport,
+                insecure=self.settings.insecure,
                 extra_args=options,
                 timeout=self.settings.timeout,
                 mount_dir=self.mount_dir(),

@@ -10,6 +10,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import (
     CACHE_MODES,
+    TRANSPORTS,
     InvalidOptionError,
     RemotePathError,
     validate_options,
@@ -17,19 +18,19 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 )
 
 MARKER_HELP = (
-    "jmp_mount(remote='/path', options=[...], direct=False, collect=[globs], restore=[paths]): give this "
-    "test its own mount of a device path (remote_path), collect device files if it fails, restore files after; "
-    "cache='fresh'|'fast' gives it its own mount with that cache mode"
+    "jmp_mount(remote='/path', options=[...], transport='auto|direct|forward|relay', cache='fresh|fast', "
+    "collect=[globs], restore=[paths]): give this test its own mount of a device path (remote_path), "
+    "collect device files if it fails, restore files after"
 )
-ARGUMENTS = ("remote", "options", "direct", "collect", "restore", "cache")
+ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore")
 
 
 @dataclass(frozen=True)
 class MarkerSpec:
-    """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], direct=...)``.
+    """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], transport=...)``.
 
-    ``direct=True`` / ``direct=False`` is kept as ``transport`` ("direct" / "forward");
-    None means "as the settings say".
+    ``transport`` is "auto", "direct" or "forward"; upstream-style ``direct=True`` /
+    ``direct=False`` is kept as "direct" / "forward"; None means "as the settings say".
     """
 
     remote: str | None = None
@@ -65,7 +66,7 @@ class MarkerSpec:
         return cls(
             remote=remote,
             options=_options(kwargs.get("options", ()), bad),
-            transport=_transport(kwargs.get("direct"), bad),
+            transport=_transport(kwargs.get("transport"), kwargs.get("direct"), bad),
             collect=_device_paths("collect", kwargs.get("collect", ()), bad),
             restore=_device_paths("restore", kwargs.get("restore", ()), bad),
             cache=_cache(kwargs.get("cache"), bad),
@@ -103,12 +104,17 @@ def _options(value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, 
         raise bad(f"options must be sshfs options such as 'reconnect', not flags: {exc}") from None
 
 
-def _transport(direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+def _transport(transport: Any, direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    if transport is not None and transport not in TRANSPORTS:
+        raise bad(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
     if direct is None:
-        return None
+        return transport
     if not isinstance(direct, bool):
         raise bad(f"direct must be True or False, got {direct!r}")
-    return "direct" if direct else "forward"
+    implied = "direct" if direct else "forward"
+    if transport is not None and transport != implied:
+        raise bad(f"direct={direct} means transport={implied!r}, but transport={transport!r} is given; give one")
+    return implied
 
 
 def _cache(cache: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:

@@ -19,6 +19,7 @@ from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
 from .settings import Scope, add_options, load_settings
+from .transportchoice import INSECURE_WARNING, InsecureMountWarning
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -47,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
     config.add_cleanup(manager.close)
+    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
+        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
     manager.sweep()
     verbosity = config.get_verbosity()
     if verbosity > 0:

@@ -15,11 +15,14 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
     DEFAULT_MOUNT_TIMEOUT,
+    TRANSPORTS,
     InvalidOptionError,
     RemotePathError,
     validate_option,
     validate_remote_path,
 )
+
+from .transportchoice import transport_setting
 
 Scope = Literal["session", "package", "module", "class", "function"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -69,6 +72,8 @@ OPTIONS = (
     Option(
         "direct", "connect straight to the device's address instead of the port forward", kind="bool", default=False
     ),
+    Option("transport", f"how sshfs reaches the device: {'|'.join(TRANSPORTS)} (default auto)", metavar="HOW"),
+    Option("insecure", "do not verify the device's host key (warns once per run)", kind="bool", default=False),
     Option(
         "driver",
         "where the SSHMount driver sits in the exporter tree, dotted (default mount)",
@@ -173,7 +178,8 @@ class Settings:
     remote: str = "/"
     scope: Scope = "session"
     options: tuple[str, ...] = ()
-    direct: bool = False
+    transport: str = "auto"
+    insecure: bool = False
     driver: str = "mount"
     dir: Path | None = None
     timeout: float = DEFAULT_MOUNT_TIMEOUT
@@ -191,11 +197,6 @@ class Settings:
     collect_max_bytes: int = COLLECT_MAX_BYTES
     collect_timeout: float = COLLECT_TIMEOUT
     cache: str = "fresh"
-
-    @property
-    def transport(self) -> str:
-        """How mounts reach the device unless a marker says otherwise: "direct", else "auto"."""
-        return "direct" if self.direct else "auto"
 
     @property
     def source(self) -> str | None:
@@ -246,7 +247,8 @@ def load_settings(config: pytest.Config) -> Settings:
         scope=_choice("scope", str(value["scope"]), SCOPES),
         cache=_choice("cache", str(value["cache"]), CACHE_MODES),
         options=tuple(value["option"]),
-        direct=bool(value["direct"]),
+        transport=transport_setting(config, value, OPTIONS),
+        insecure=bool(value["insecure"]),
         driver=str(value["driver"]),
         dir=_path(value["dir"]),
         timeout=_positive(value, "timeout", "number of seconds"),

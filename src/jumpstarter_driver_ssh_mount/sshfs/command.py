@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from .errors import InvalidOptionError, RemotePathError
 
 #: How the device is reached: "auto" (the device's address when it answers with the vouched
-#: host key, else the port forward), "direct" or "forward". A mount's own transport is never "auto".
-TRANSPORTS: tuple[str, ...] = ("auto", "direct", "forward")
-TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward"}
+#: host key, else the exporter's relay when it offers one, else the port forward), "direct",
+#: "forward" or "relay" (a one-shot TCP relay on the exporter host). A mount's own transport is never "auto".
+TRANSPORTS: tuple[str, ...] = ("auto", "direct", "forward", "relay")
+TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward", "relay": "exporter relay"}
 
 #: Options every mount gets unless the caller passes the same key.
 #: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;

@@ -134,7 +134,7 @@ _RULES: tuple[tuple[Callable[[_Exit], bool], Callable[[_Exit], MountError]], ...
 def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, transport: str) -> MountError:
     """The error for an sshfs that exited before the filesystem appeared.
 
-    ``transport`` says how the device was reached (``"direct"`` or ``"forward"``).
+    ``transport`` says how the device was reached (``"direct"``, ``"forward"`` or ``"relay"``).
     """
     where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({TRANSPORT_LABELS.get(transport, transport)})"
     exited = _Exit(stderr, where, target.remote_path)

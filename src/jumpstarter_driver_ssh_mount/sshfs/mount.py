@@ -253,7 +253,7 @@ def start_mount(
     without touching the disk where the platform allows. ``options`` become ``-o``
     options; each replaces a default with the same key. ``resources`` is an ExitStack
     the mount takes over and closes after sshfs is gone, on success and on failure.
-    ``transport`` says how ``target`` reaches the device ("direct" or "forward"), for messages.
+    ``transport`` says how ``target`` reaches the device ("direct", "forward", "relay"), for messages.
     ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails

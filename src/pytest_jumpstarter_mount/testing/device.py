@@ -226,12 +226,16 @@ class LoopbackDevice:
                 os.kill(pid, signal.SIGTERM)
         self.process = None
 
-    def exporter_config(self, path: str | os.PathLike[str], *, host: str | None = None) -> Path:
+    def exporter_config(
+        self, path: str | os.PathLike[str], *, host: str | None = None, mount_config: dict[str, str] | None = None
+    ) -> Path:
         """Write an exporter config for this device, in the upstream README's shape; its path.
 
-        ``host`` overrides the address the exporter's TCP driver gives for the device.
+        ``host`` overrides the address the exporter's TCP driver gives for the device;
+        ``mount_config`` is SSHMount's ``config`` (``relay_listen``...).
         """
         path = Path(path)
+        config = "".join(f'      {key}: "{value}"\n' for key, value in (mount_config or {}).items())
         path.write_text(
             "apiVersion: jumpstarter.dev/v1alpha1\n"
             "kind: ExporterConfig\n"
@@ -252,7 +256,8 @@ class LoopbackDevice:
             f"          port: {self.port}\n"
             "  mount:\n"
             "    type: jumpstarter_driver_ssh_mount.driver.SSHMount\n"
-            "    children:\n"
+            + ("    config:\n" + config if config else "")
+            + "    children:\n"
             "      ssh:\n"
             '        ref: "ssh"\n'
         )
