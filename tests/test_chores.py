@@ -247,9 +247,16 @@ def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: S
     result = suite.run()
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([f"*could not restore device file(s): {dev.remote('/etc/q.conf')}*"])
+    result.stdout.fnmatch_lines([f"NOT restored on *: {dev.remote('/etc/q.conf')} (Is a directory); the next run*"])
     assert (dev.root / "etc" / "p.conf").read_text() == "one\n"
     (dev.root / "etc" / "p.conf").unlink()
     (dev.root / "etc" / "q.conf").rmdir()
+    again = suite.run("-k", "test_preserve")  # the journal puts q.conf back first
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines([f"jumpstarter mount: restored on *: {dev.remote('/etc/q.conf')} (left changed by *"])
+    assert (dev.root / "etc" / "q.conf").read_text() == "q\n"
+    assert not (dev.root / "etc" / "p.conf").exists()
+    (dev.root / "etc" / "q.conf").unlink()
     suite.assert_clean()
 
 

@@ -28,7 +28,8 @@ def pytest_jmp_mount_ready(mount: Mount, request: pytest.FixtureRequest | None) 
     """Called once a mount is ready, before any test uses it.
 
     ``request`` is the request of the fixture that made the mount, or None for the
-    short-lived mount of ``/`` that collects a failed test's files. Example::
+    short-lived mount of ``/`` that collects a failed test's files (and the one that puts
+    back files an earlier run left changed). Example::
 
         def pytest_jmp_mount_ready(mount, request):
             assert (mount / "etc/os-release").exists(), "not the device we expected"

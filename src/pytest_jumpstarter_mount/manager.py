@@ -26,6 +26,7 @@ from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
 from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
 from .notices import warn_mount
+from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
 from .transportchoice import describe_transport
@@ -50,6 +51,7 @@ class MountManager:
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notice: str | None = None
         self.farm = DeviceFarm(self)
+        self.guard = RestoreGuard(self)  # the restore journal
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -124,9 +126,11 @@ class MountManager:
 
         try:
             self.mount_client = find_mount_driver(root, self.settings.driver)
-            return self.mount_client
         except DeviceSourceError as exc:
             problem = str(exc)
+        else:
+            self.guard.device_ready(self.mount_client)  # what killed runs left changed goes back first
+            return self.mount_client
         pytest.fail(problem, pytrace=False)
 
     def _announce(self, description: str) -> None:
@@ -162,6 +166,7 @@ class MountManager:
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
         transport = spec.transport or self.settings.transport
         mount = self._start(client, remote, options, transport, spec.cache or self.settings.cache)
+        self.guard.attach(client, mount)
         seen = 0
         try:
             seen = warn_mount(mount)

@@ -71,15 +71,22 @@ def close_run_dir(path: Path) -> None:
     remove_if_empty(path)
 
 
-def _stale_owner(path: Path) -> bool:
-    """True when ``path`` was made by this plugin, for this user, by a process that is gone."""
+def run_owner(path: Path) -> tuple[int, bool] | None:
+    """(pid, still alive) of the run that made ``path``; None unless this plugin made it for this user."""
     try:
         record = ast.literal_eval((path / OWNER_FILE).read_text())
     except (OSError, ValueError, SyntaxError):
-        return False
+        return None
     if not isinstance(record, dict) or record.get("tag") != OWNER_TAG or record.get("uid") != os.getuid():
-        return False
-    return start_time(int(record.get("pid", -1))) != record.get("start")
+        return None
+    pid = int(record.get("pid", -1))
+    return pid, start_time(pid) == record.get("start")
+
+
+def _stale_owner(path: Path) -> bool:
+    """True when ``path`` was made by this plugin, for this user, by a process that is gone."""
+    owner = run_owner(path)
+    return owner is not None and not owner[1]
 
 
 def sweep(base: Path, on_stale: Callable[[Path], None] | None = None) -> list[str]:

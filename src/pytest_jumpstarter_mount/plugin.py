@@ -30,6 +30,7 @@ LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
 FARM_PLUGIN = "jumpstarter_mount_farm"
+GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
     config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
+    config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
     config.add_cleanup(manager.close)
     if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
         config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)

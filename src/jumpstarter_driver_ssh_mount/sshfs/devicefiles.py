@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from .collection import Collection, collect, run_bounded, split_glob
 from .defaults import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, SNAPSHOT_MAX_BYTES
@@ -31,6 +32,7 @@ __all__ = [
     "SNAPSHOT_MAX_BYTES",
     "Collection",
     "DeviceFiles",
+    "PreserveJournal",
     "Snapshot",
     "collect",
     "split_glob",
@@ -40,6 +42,16 @@ __all__ = [
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
 
+class PreserveJournal(Protocol):
+    """Told of every snapshot ``preserve`` takes and whether it was put back (to outlive the process)."""
+
+    def preserved(self, snapshot: Snapshot) -> None:
+        """``snapshot`` was taken, before the files change; raise to refuse it."""
+
+    def restored(self, snapshot: Snapshot, error: RestoreError | None) -> None:
+        """``snapshot`` was put back (``error`` None) or could not be (``error`` says which files, why)."""
+
+
 class DeviceFiles(ABC):
     """Device-file methods for a mounted filesystem (``snapshot``, ``preserve``, ``wait_for``, ``collect``).
 
@@ -47,11 +59,13 @@ class DeviceFiles(ABC):
     and whether it is still mounted (``is_mounted``). Every method takes device paths by one
     rule: absolute is a device path, relative is relative to ``remote_path``; a path the mount
     does not cover raises ``OutsideMountError`` (a ValueError) naming the mount that would.
+    ``journal``, when set, is told of every preserve and restore.
     """
 
     def __init__(self) -> None:
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
+        self.journal: PreserveJournal | None = None
 
     @property
     @abstractmethod
@@ -89,6 +103,8 @@ class DeviceFiles(ABC):
             snap = self.snapshot(*device_paths)
         except OutsideMountError as exc:  # suggest the marker's restore=[...] for it
             raise OutsideMountError(exc.device_path, exc.remote_path, f', restore=["{exc.device_path}"]') from None
+        if self.journal is not None:
+            self.journal.preserved(snap)
         with self._preserved_lock:
             self._preserved.append(snap)
 
@@ -98,10 +114,14 @@ class DeviceFiles(ABC):
             snaps, self._preserved = self._preserved, []
         problems = []
         for snap in reversed(snaps):
+            error = None
             try:
                 snap.restore()
             except RestoreError as exc:
+                error = exc
                 problems.append(str(exc))
+            if self.journal is not None:
+                self.journal.restored(snap, error)
         if problems:
             raise RestoreError("; ".join(problems))
 

@@ -61,7 +61,12 @@ class UnmountError(MountError):
 
 
 class RestoreError(MountError):
-    """Preserved device files could not be put back (each is named)."""
+    """Preserved device files could not be put back (each is named).
+
+    ``failed`` pairs each device path that could not be put back with why (empty when unknown).
+    """
+
+    failed: tuple[tuple[str, str], ...] = ()
 
 
 class WaitTimeoutError(MountError, TimeoutError):

@@ -46,14 +46,24 @@ class Snapshot:
             saved.append(_Saved(device_path, local, local.read_bytes(), stat.S_IMODE(info.st_mode)))
         return cls(saved)
 
+    @classmethod
+    def of(cls, resolve: Callable[[str], Path], originals: Iterable[tuple[str, bytes | None, int | None]]) -> Snapshot:
+        """A snapshot of files saved earlier (as ``originals`` lists them), to ``restore`` through ``resolve``."""
+        return cls([_Saved(path, resolve(path), content, mode) for path, content, mode in originals])
+
     @property
     def device_paths(self) -> list[str]:
         return [f.device_path for f in self._files]
 
+    @property
+    def originals(self) -> list[tuple[str, bytes | None, int | None]]:
+        """Each saved file as (device path as given, content or None if it was absent, mode)."""
+        return [(f.device_path, f.content, f.mode) for f in self._files]
+
     def restore(self) -> None:
         """Put every file back (content and mode; delete what did not exist). Raises RestoreError
         naming each file that could not be restored, after trying them all."""
-        failed = []
+        failed: list[tuple[str, str]] = []
         for f in reversed(self._files):
             try:
                 if f.content is None:
@@ -66,6 +76,8 @@ class Snapshot:
                 if f.mode is not None and stat.S_IMODE(f.local.stat().st_mode) != f.mode:
                     os.chmod(f.local, f.mode)
             except OSError as exc:
-                failed.append(f"{f.device_path} ({exc.strerror or exc})")
+                failed.append((f.device_path, str(exc.strerror or exc)))
         if failed:
-            raise RestoreError(f"could not restore device file(s): {', '.join(failed)}")
+            error = RestoreError(f"could not restore device file(s): {', '.join(f'{p} ({why})' for p, why in failed)}")
+            error.failed = tuple(failed)
+            raise error

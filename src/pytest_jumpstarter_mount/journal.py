@@ -1,0 +1,149 @@
+"""The restore journal on disk: the originals of preserved device files, until they are put back.
+
+One file per device and process, ``journal-<device digest>[-<suffix>].json`` in the run's
+own directory (see ``mountdir``), mode 0600, replaced atomically on every change. It holds
+the device's identity and label and, for every file a test may change, its device path and
+original content and mode (or that it was absent). A run that cannot put a file back leaves
+its journal; the directory's owner record says whether that run is still alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .mountdir import run_owner
+
+JOURNAL_PREFIX = "journal-"
+UNTRIED = "its mount was gone before the restore"
+
+
+@dataclass
+class Entry:
+    """One preserved device file: its original (``content`` None: it did not exist), and why it is not back."""
+
+    path: str
+    content: bytes | None
+    mode: int | None
+    snapshot: int = 0  # which preserve() it came from, to drop it once that snapshot is put back
+    reason: str = UNTRIED
+
+    def to_dict(self) -> dict[str, object]:
+        content = None if self.content is None else base64.b64encode(self.content).decode()
+        return {
+            "path": self.path,
+            "content": content,
+            "mode": self.mode,
+            "snapshot": self.snapshot,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Entry:
+        content = data.get("content")
+        mode = data.get("mode")
+        return cls(
+            str(data["path"]),
+            None if content is None else base64.b64decode(str(content)),
+            None if mode is None else int(str(mode)),
+            int(str(data.get("snapshot", 0))),
+            str(data.get("reason", UNTRIED)),
+        )
+
+
+@dataclass
+class JournalFile:
+    """A journal: ``device`` (how messages name it), ``digest`` (its identity) and ``entries``, oldest first."""
+
+    path: Path
+    device: str
+    digest: str
+    entries: list[Entry] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    pid: int = field(default_factory=os.getpid)  # the run that preserved the files
+
+    def save(self) -> None:
+        """Write it (0600, atomically), or remove the file when nothing is left to restore."""
+        if not self.entries:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
+        data = {
+            "device": self.device,
+            "digest": self.digest,
+            "created": self.created,
+            "pid": self.pid,
+            "entries": [e.to_dict() for e in self.entries],
+        }
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> JournalFile:
+        """Read a journal; OSError or ValueError if it cannot be read."""
+        data = json.loads(path.read_text())
+        entries = [Entry.from_dict(e) for e in data.get("entries", ())]
+        created, pid = float(data.get("created", 0)), int(data.get("pid", 0))
+        return cls(path, str(data["device"]), str(data["digest"]), entries, created, pid)
+
+    def paths(self) -> list[str]:
+        """The device paths still to restore, each once, in the order they were preserved."""
+        return list(dict.fromkeys(e.path for e in self.entries))
+
+
+def journal_path(run_dir: Path, digest: str, suffix: str = "") -> Path:
+    """Where a journal for the device ``digest`` lives in ``run_dir``."""
+    return run_dir / f"{JOURNAL_PREFIX}{digest}{'-' + suffix if suffix else ''}.json"
+
+
+def journals_in(run_dir: Path, digest: str | None = None) -> list[Path]:
+    """The journal files in ``run_dir`` (for the device ``digest`` only, if given)."""
+    pattern = f"{JOURNAL_PREFIX}{digest or ''}*.json"
+    with contextlib.suppress(OSError):
+        return sorted(p for p in run_dir.glob(pattern) if p.is_file() and not p.is_symlink())
+    return []
+
+
+@dataclass(frozen=True)
+class OtherRun:
+    """Another run's directory under the mount base that holds journals for a device."""
+
+    run_dir: Path
+    pid: int
+    alive: bool
+    journals: list[Path]
+
+
+def other_runs(base: Path, digest: str, mine: str) -> Iterator[OtherRun]:
+    """Runs under ``base`` (not those whose directory name starts with ``mine``) with journals for ``digest``."""
+    with contextlib.suppress(OSError):
+        for run in sorted(base.iterdir()):
+            if run.name.startswith(mine) or not run.is_dir() or run.is_symlink():
+                continue
+            journals = journals_in(run, digest)
+            owner = run_owner(run) if journals else None
+            if owner is not None:
+                yield OtherRun(run, owner[0], owner[1], journals)
+
+
+@contextlib.contextmanager
+def base_locked(base: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the mount base directory (no lock file is left behind)."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
