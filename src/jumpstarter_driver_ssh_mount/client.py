@@ -29,7 +29,7 @@ from .sshfs import (
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.unmount import run_unmount
 from .transport import format_address, parse_tcp_address, probe_tcp, resolve_transport
-from .trust import Refused, fetch_vouched, mismatch_error, read_offered
+from .trust import Refused, fetch_vouched, mismatch_error, read_offered, unreachable_error
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -203,10 +203,7 @@ class SSHMountClient(CompositeClient):
         except DriverMethodNotImplemented:  # an exporter running another SSHMount version
             return
         if problem:
-            raise ConnectError(
-                f"the exporter cannot reach the device's sshd ({problem}); "
-                "is the device up and sshd listening on the TcpNetwork driver's host and port?"
-            )
+            raise unreachable_error(problem)
 
     def mount(
         self,

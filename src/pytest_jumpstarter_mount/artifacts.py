@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .failfast import UNAVAILABLE
 from .marker import MarkerSpec, marker_spec
 from .notices import warn_cut_short
 from .restoring import covering
@@ -47,7 +48,9 @@ class FailureArtifacts:
                 parts = ([describe_lease(lease)] if lease else []) + [describe(m) for m in mounts]
                 report.sections.append((REPORT_SECTION, "\n\n".join(parts)))
             globs = self.manager.settings.collect + marker_spec(item).collect
-            if globs and (mounts or self.manager.mount_client is not None):
+            if globs and not mounts and self.manager.availability.reason:
+                self._note_unavailable(report)
+            elif globs and (mounts or self.manager.mount_client is not None):
                 self.collect(item, report, globs, mounts)
         return report
 
@@ -86,11 +89,20 @@ class FailureArtifacts:
             if report.when == "teardown":
                 report.user_properties.append(prop)
 
+    def _note_unavailable(self, report: pytest.TestReport) -> None:
+        """Say once per process that nothing is collected from a device known to be unavailable."""
+        if not self.manager.availability.collection_noted:
+            self.manager.availability.collection_noted = True
+            report.sections.append((ARTIFACTS_SECTION, "nothing collected: the device is unavailable"))
+
     def _through_root_mount(
         self, patterns: list[str], notes: list[str], stack: ExitStack
     ) -> list[tuple[Mount, list[str]]]:
         """``patterns`` paired with a short-lived mount of ``/`` (unmounted when ``stack`` closes)."""
         client = self.manager.mount_client
+        if self.manager.availability.reason:
+            notes.append(f"{', '.join(patterns)} not collected: {UNAVAILABLE}")
+            return []
         if client is None:
             notes.append(f"no mount of this test covers {', '.join(patterns)}; nothing collected for them")
             return []

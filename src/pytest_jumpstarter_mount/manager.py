@@ -21,6 +21,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .failfast import DeviceAvailability, session_wide
 from .farm import DeviceFarm, announce
 from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
@@ -49,6 +50,7 @@ class MountManager:
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notice: str | None = None
         self.farm = DeviceFarm(self)
+        self.availability = DeviceAvailability()  # a plugin object: tests error at once when the device is not
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -115,7 +117,7 @@ class MountManager:
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
-            problem = str(exc)
+            problem = self.availability.device_failed(str(exc))
         if problem:
             pytest.fail(problem, pytrace=False)
 
@@ -127,7 +129,7 @@ class MountManager:
             self.mount_client = find_mount_driver(root, self.settings.driver)
             return self.mount_client
         except DeviceSourceError as exc:
-            problem = str(exc)
+            problem = self.availability.device_failed(str(exc))
         pytest.fail(problem, pytrace=False)
 
     def _announce(self, description: str) -> None:
@@ -154,7 +156,8 @@ class MountManager:
         them; the transport and cache mode are the spec's, else the settings'. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
-        whatever happened. A mount that cannot be made fails the test, naming the path.
+        whatever happened. A mount that cannot be made fails the test, the reason first, then the
+        path; when no later mount can succeed either (see ``failfast``), later tests error at once, in short.
         What went otherwise than asked (``Mount.warnings``) becomes a ``JumpstarterMountWarning``.
         """
         remote = spec.remote or self.settings.remote
@@ -176,6 +179,7 @@ class MountManager:
     def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
         from jumpstarter_driver_ssh_mount.sshfs import MountError
 
+        self.availability.check_mount()
         self._arm()
         try:  # logs "mounted ... in N s" itself
             mount = client.mounted(
@@ -187,8 +191,10 @@ class MountManager:
                 mount_dir=self.mount_dir(),
                 cache=cache,
             )
-        except (MountError, MountDirError) as exc:
-            problem = f"jumpstarter mount of {remote} failed: {exc}"
+        except (MountError, MountDirError) as exc:  # the reason first, so that pytest's short summary shows it
+            problem = f"{exc} (jumpstarter mount of {remote})"
+            if session_wide(exc):
+                self.availability.mount_failed(str(exc))
         else:
             with self._lock:
                 self.live.append(mount)

@@ -28,6 +28,7 @@ LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
 FARM_PLUGIN = "jumpstarter_mount_farm"
+AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
     config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
+    config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
     config.add_cleanup(manager.close)
     manager.sweep()
     verbosity = config.get_verbosity()
