@@ -18,7 +18,8 @@ from . import hooks
 from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
-from .settings import Scope, add_options, load_settings
+from .options import Scope, add_options
+from .settings import load_settings
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
