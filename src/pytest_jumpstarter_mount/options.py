@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import pytest
@@ -142,7 +143,12 @@ def _from_text(o: Option, text: str) -> Any:
 
 
 def raw_value(config: pytest.Config, o: Option) -> Any:
-    """The option's value: CLI, else environment, else ini, else its default."""
+    """The option's value: CLI, else environment, else ini, else its default.
+
+    A path from the ini file is made absolute against the ini file's directory, as pytest's
+    own ``paths`` ini values are; a path from the command line or the environment is left
+    as given (relative to the current directory).
+    """
     cli = config.getoption(o.dest, default=None)
     if cli is not None:
         return tuple(cli) if o.kind == "list" else cli
@@ -150,5 +156,28 @@ def raw_value(config: pytest.Config, o: Option) -> Any:
         return _from_text(o, os.environ[o.env])
     ini = config.getini(o.dest)
     if ini not in (None, "", []):
+        if o.kind == "path":
+            return str(ini_dir(config) / Path(str(ini).strip()).expanduser())
         return tuple(ini) if o.kind == "list" else ini
     return o.default
+
+
+def ini_dir(config: pytest.Config) -> Path:
+    """The directory of the ini file the run uses (the rootdir when there is none)."""
+    return config.inipath.parent if config.inipath is not None else config.rootpath
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """An ini key that starts with ``jmp_mount_`` but is none of ours is a usage error naming the closest key."""
+    import difflib
+
+    known = [o.dest for o in OPTIONS]
+    inicfg = getattr(config, "_inicfg", None)  # pytest >= 9 deprecates config.inicfg
+    keys = list(inicfg if inicfg is not None else config.inicfg)
+    for key in keys:
+        if key.startswith("jmp_mount_") and key not in known:
+            closest = difflib.get_close_matches(key, known, n=1, cutoff=0.0)
+            raise pytest.UsageError(
+                f"unknown ini key {key!r} in {config.inipath}; did you mean {closest[0]!r}? "
+                "(pytest --help lists every jmp_mount_* key)"
+            )

@@ -21,7 +21,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_remote_path,
 )
 
-from .options import OPTIONS, SCOPES, Scope, raw_value
+from .options import OPTIONS, SCOPES, Scope, check_ini_keys, raw_value
 
 DEFAULT_LEASE_DURATION = 30 * 60.0  # seconds
 SOURCES_HELP = (
@@ -90,7 +90,8 @@ class Settings:
 
 
 def load_settings(config: pytest.Config) -> Settings:
-    """Resolve and check every option; a bad value is a ``pytest.UsageError`` naming the fix."""
+    """Resolve and check every option; a bad value (or an unknown ini key) is a ``pytest.UsageError`` naming the fix."""
+    check_ini_keys(config)
     value = {o.name: raw_value(config, o) for o in OPTIONS}
     remote = str(value["remote"])
     _check(validate_remote_path, remote, f"--jmp-mount-remote must be an absolute device path, got {remote!r}")

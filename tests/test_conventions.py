@@ -1,0 +1,46 @@
+"""pytest's conventions: ini paths, unknown ini keys, YAML errors, -v lines, per-run artifact folders."""
+
+from __future__ import annotations
+
+import pytest
+
+SHOW_SETTINGS = """
+from pytest_jumpstarter_mount.manager import manager_key
+
+def test_settings(request):
+    s = request.config.stash[manager_key].settings
+    print("DIR", s.dir, "ARTIFACTS", s.artifacts, "CONFIG", s.exporter_config)
+"""
+
+
+def test_ini_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths in the ini file resolve against its directory; from the CLI or env, against the current directory."""
+    project = pytester.mkdir("project")
+    (project / "pytest.ini").write_text(
+        "[pytest]\njmp_mount_dir = mounts\njmp_mount_artifacts = out/art\njmp_mount_exporter_config = ../exp.yaml\n"
+    )
+    (project / "test_s.py").write_text(SHOW_SETTINGS)
+    elsewhere = pytester.mkdir("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:cacheprovider", "-c", str(project / "pytest.ini"), str(project)
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [f"*DIR {project / 'mounts'} ARTIFACTS {project / 'out/art'} CONFIG {project / '../exp.yaml'}"]
+    )
+
+    monkeypatch.setenv("JMP_MOUNT_ARTIFACTS", "from-env")
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:cacheprovider", "-c", str(project / "pytest.ini"), "--jmp-mount-dir=from-cli", str(project)
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*DIR from-cli ARTIFACTS from-env CONFIG *"])
+
+
+def test_unknown_ini_key_names_the_closest(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\njmp_mount_remot = /var/log\n")
+    pytester.makepyfile(test_any="def test_any(): pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown ini key 'jmp_mount_remot' in *.ini; did you mean 'jmp_mount_remote'?*"])
