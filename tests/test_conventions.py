@@ -44,3 +44,30 @@ def test_unknown_ini_key_names_the_closest(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown ini key 'jmp_mount_remot' in *.ini; did you mean 'jmp_mount_remote'?*"])
+
+
+HEAD = "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {namespace: default, name: x}\n"
+HEAD += 'endpoint: ""\n'
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "apiVersion: v1\nexport:\n  mount: [this is: not, {valid\n",
+            "line 4, column 1: while parsing a flow mapping*",
+        ),
+        (f"{HEAD}export: 7\n", "line 5, column 9: export: *"),
+        (f"{HEAD}export:\n  mount:\n    type: x.Y\n    children: 7\n", "line 8, column 15: export.mount.children: *"),
+        (f"{HEAD}tls:\n  ca: 7\nexport: {{}}\n", "line 6, column 7: tls.ca: Input should be a valid string"),
+        ("apiVersion: jumpstarter.dev/v1alpha1\nexport: {}\n", "line 1, column 1: metadata: Field required*"),
+    ],
+)
+def test_exporter_yaml_errors_say_where(pytester: pytest.Pytester, config: str, message: str) -> None:
+    path = pytester.path / "exporter.yaml"
+    path.write_text(config)
+    pytester.makepyfile(test_x="def test_x(remote_fs):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--jmp-mount-exporter-config={path}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"--jmp-mount-exporter-config {path} is not a valid exporter config: {message}"])
+    assert "Traceback" not in result.stdout.str()
