@@ -17,7 +17,7 @@ def load_exporter_config(path: Path) -> Any:
     :raises ExporterFileError: a YAML error (at yaml's mark) or a schema error (at the YAML node
         of the field it names, or of the nearest enclosing one that exists).
     """
-    import yaml
+    import yaml  # type: ignore[import-untyped]
     from jumpstarter.config.exporter import ExporterConfigV1Alpha1
     from pydantic import ValidationError
 
