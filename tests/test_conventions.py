@@ -71,3 +71,39 @@ def test_exporter_yaml_errors_say_where(pytester: pytest.Pytester, config: str, 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"--jmp-mount-exporter-config {path} is not a valid exporter config: {message}"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_verbose_shows_each_mount_and_unmount(suite: Suite) -> None:
+    """-v: a line per mount and per unmount, with device path, transport and milliseconds; -q and default: none."""
+    etc = suite.device.remote("/etc")
+    suite.pytester.makepyfile(
+        test_v=f"""
+        import pytest
+
+        def test_session_mount(remote_fs):
+            pass
+
+        @pytest.mark.jmp_mount(remote={etc!r}, direct=False)
+        def test_own_mount(remote_path):
+            pass
+        """
+    )
+    logs = suite.device.remote("/var/log")
+    result = suite.run("-v", remote="/var/log")
+    result.assert_outcomes(passed=2)
+    lines = [line for line in result.stdout.lines if line.startswith("jumpstarter mount: ") and " in " in line]
+    assert len(lines) == 4, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            f"jumpstarter mount: mounted {logs} (direct) in * ms",
+            f"jumpstarter mount: mounted {etc} (port forward) in * ms",
+            f"jumpstarter mount: unmounted {etc} (port forward) in * ms",
+            f"jumpstarter mount: unmounted {logs} (direct) in * ms",
+        ]
+    )
+    for quiet in ([], ["-q"]):
+        result = suite.run(*quiet, remote="/var/log")
+        result.assert_outcomes(passed=2)
+        assert "jumpstarter mount: mounted" not in result.stdout.str()
+        assert "jumpstarter mount: unmounted" not in result.stdout.str()
+    suite.assert_clean()

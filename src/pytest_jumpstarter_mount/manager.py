@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empt
 from .notices import warn_mount
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
+from .verbose import say_mount
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -181,6 +183,7 @@ class MountManager:
 
         self.availability.check_mount()
         self._arm()
+        started = time.monotonic()
         try:  # logs "mounted ... in N s" itself
             mount = client.mounted(
                 None,
@@ -198,6 +201,7 @@ class MountManager:
         else:
             with self._lock:
                 self.live.append(mount)
+            say_mount(self.config, "mounted", mount, time.monotonic() - started)
             return mount
         pytest.fail(problem, pytrace=False)
 
@@ -208,7 +212,9 @@ class MountManager:
                 self.config.hook.pytest_jmp_mount_teardown(mount=mount)
         finally:
             try:
+                started = time.monotonic()
                 mount.unmount()  # logs "unmounted ... in N s" itself
+                say_mount(self.config, "unmounted", mount, time.monotonic() - started)
             finally:
                 with self._lock:
                     if mount in self.live:
