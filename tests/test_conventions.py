@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import Suite
+
 SHOW_SETTINGS = """
 from pytest_jumpstarter_mount.manager import manager_key
 
