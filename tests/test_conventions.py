@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from helpers import Suite
@@ -109,3 +111,48 @@ def test_verbose_shows_each_mount_and_unmount(suite: Suite) -> None:
         assert "jumpstarter mount: mounted" not in result.stdout.str()
         assert "jumpstarter mount: unmounted" not in result.stdout.str()
     suite.assert_clean()
+
+
+def test_artifacts_per_run_with_retention(suite: Suite) -> None:
+    """Each run collects into a fresh folder that the summary names; only the newest N runs are kept."""
+    logs = suite.device.remote("/var/log")
+    suite.pytester.makepyfile(test_f="def test_fails(remote_fs):\n    assert False\n")
+    base = suite.pytester.path / "jmp-artifacts"
+    stranger = base / "kept-because-not-a-run"
+    stranger.mkdir(parents=True)
+    folders = []
+    for _ in range(4):
+        result = suite.run(f"--jmp-mount-collect={logs}/messages", "--jmp-mount-artifacts-retention=2")
+        result.assert_outcomes(failed=1)
+        folder = sorted(p for p in base.iterdir() if p != stranger)[-1]
+        result.stdout.fnmatch_lines([f"jumpstarter mount: device files of failed tests in {folder}"])
+        copied = folder / "test_f.py_test_fails" / logs.lstrip("/") / "messages"
+        assert copied.read_text() == (suite.device.root / "var/log/messages").read_text()
+        folders.append(folder)
+        time.sleep(1.0)  # run folders are named by the second they start in
+    assert len(set(folders)) == 4
+    assert sorted(base.iterdir()) == sorted([stranger, *folders[-2:]])
+
+    result = suite.run(f"--jmp-mount-collect={logs}/messages", "-n", "2")  # default retention: 3
+    result.assert_outcomes(failed=1)
+    newest = sorted(p for p in base.iterdir() if p != stranger)[-1]
+    assert newest not in folders
+    # the controller names its folder only if the worker collected into it
+    result.stdout.fnmatch_lines([f"jumpstarter mount: device files of failed tests in {newest}"])
+    assert len([p for p in base.iterdir() if p != stranger]) == 3
+    suite.assert_clean()
+
+
+def test_prune_never_removes_a_folder_with_a_mount(suite: Suite, client) -> None:
+    """A run folder with a mountpoint in it is left alone (and the mounted device files stay)."""
+    from pytest_jumpstarter_mount.artifactruns import prune
+
+    base = suite.pytester.path / "jmp-artifacts"
+    old, new = base / "20000101-000000-aaaaaa", base / "20000101-000001-bbbbbb"
+    (old / "test_x").mkdir(parents=True)
+    new.mkdir()
+    with client.mounted(old / "test_x", remote_path=suite.device.remote("/var/log")) as mount:
+        assert prune(base, keep=1) == []
+        assert (mount / "messages").exists()
+    assert prune(base, keep=1) == [old]
+    assert sorted(base.iterdir()) == [new]

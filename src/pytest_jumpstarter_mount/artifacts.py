@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Generator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .artifactruns import ArtifactRuns
 from .failfast import UNAVAILABLE
 from .marker import MarkerSpec, marker_spec
 from .notices import warn_cut_short
@@ -31,12 +31,14 @@ class FailureArtifacts:
     """Plugin object: a failed test's report gets its mounts' state and the device files it asked for.
 
     Files come from ``--jmp-mount-collect`` and the marker's ``collect=[...]``, copied once per
-    test into ``<artifacts>/<nodeid>/``, through the test's own mounts, or a short-lived mount
-    of ``/`` (made by the manager) for globs none of them covers.
+    test into ``<artifacts>/<run>/<nodeid>/`` (see ``artifactruns``), through the test's own
+    mounts, or a short-lived mount of ``/`` (made by the manager) for globs none of them covers.
     """
 
     def __init__(self, manager: MountManager) -> None:
         self.manager = manager
+        settings = manager.settings
+        self.runs = ArtifactRuns(manager.config, settings.artifacts, settings.artifacts_retention)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -66,7 +68,7 @@ class FailureArtifacts:
         files: list[Path] = []
         cut_short: list[str] = []
         settings = self.manager.settings
-        dest = artifacts_dir(settings.artifacts, item.config, item.nodeid)
+        dest = self.runs.test_dir(item.nodeid)
         try:
             with ExitStack() as temporary:
                 if uncovered:
@@ -129,11 +131,6 @@ def plan(mounts: Sequence[Mount], globs: Sequence[str]) -> tuple[list[tuple[Moun
         else:
             jobs.append((mount, [pattern]))
     return jobs, uncovered
-
-
-def artifacts_dir(base: Path | None, config: pytest.Config, nodeid: str) -> Path:
-    """``<base, default <rootdir>/jmp-artifacts>/<nodeid, made a safe file name>/``."""
-    return (base or config.rootpath / "jmp-artifacts") / re.sub(r"[^\w.-]+", "_", nodeid).strip("_")
 
 
 def describe_lease(lease: LeaseInfo) -> str:

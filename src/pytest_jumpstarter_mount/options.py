@@ -115,6 +115,12 @@ OPTIONS = (
         metavar="SECONDS",
     ),
     Option("cache", "fresh (device changes show in 0.5 s; default) or fast (sshfs caching)", default="fresh"),
+    Option(
+        "artifacts-retention",
+        "how many runs' artifact folders to keep, this one included (default 3; 0 keeps none)",
+        default="3",
+        metavar="N",
+    ),
 )
 
 

@@ -30,6 +30,7 @@ MANAGER_PLUGIN = "jumpstarter_mount_manager"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
 FARM_PLUGIN = "jumpstarter_mount_farm"
 AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
+RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,7 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     manager = config.stash[manager_key] = MountManager(config, load_settings(config))
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
-    config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
+    artifacts = FailureArtifacts(manager)
+    config.pluginmanager.register(artifacts, ARTIFACTS_PLUGIN)
+    config.pluginmanager.register(artifacts.runs, RUNS_PLUGIN)
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
     config.add_cleanup(manager.close)

@@ -55,6 +55,7 @@ class Settings:
     collect_max_bytes: int = COLLECT_MAX_BYTES
     collect_timeout: float = COLLECT_TIMEOUT
     cache: str = "fresh"
+    artifacts_retention: int = 3
 
     @property
     def transport(self) -> str:
@@ -128,6 +129,7 @@ def load_settings(config: pytest.Config) -> Settings:
         artifacts=_path(value["artifacts"]),
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
         collect_timeout=_positive(value, "collect-timeout", "number of seconds"),
+        artifacts_retention=_count(value, "artifacts-retention"),
     )
 
 
@@ -153,6 +155,13 @@ def _positive(value: dict[str, Any], name: str, what: str) -> float:
     if not number > 0:
         raise pytest.UsageError(f"--jmp-mount-{name} must be a positive {what}, got {value[name]!r}")
     return number
+
+
+def _count(value: dict[str, Any], name: str) -> int:
+    text = str(value[name]).strip()
+    if not text.isdigit():
+        raise pytest.UsageError(f"--jmp-mount-{name} must be a whole number, 0 or more, got {value[name]!r}")
+    return int(text)
 
 
 def _path(value: Any) -> Path | None:
