@@ -34,6 +34,7 @@ __all__ = [
     "LoopbackDevice",
     "StandaloneExporter",
     "Suite",
+    "artifacts_run",
     "child_pids",
     "closed_port",
     "descendants",
@@ -285,6 +286,16 @@ def start_pytest(suite: Suite, *args: str, ready: Path, env: dict[str, str] | No
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def artifacts_run(root: Path) -> Path:
+    """The newest run folder in ``root/jmp-artifacts`` (where a run copies failed tests' device files).
+
+    A path that does not exist when no run has collected anything.
+    """
+    base = root / "jmp-artifacts"
+    runs = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    return runs[-1] if runs else base / "no-run"
 
 
 def summary_outcomes(output: str) -> dict[str, int]:

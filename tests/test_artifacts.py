@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, keygen
+from helpers import LoopbackDevice, Suite, artifacts_run, keygen
 from jumpstarter_driver_ssh_mount.sshfs.collection import Collection, collect
 from jumpstarter_driver_ssh_mount.sshfs.matching import Matcher
 
@@ -61,7 +61,7 @@ def test_collection_mount_obeys_host_key_pinning(own_device: Suite, tmp_path: Pa
         f"--jmp-mount-option=UserKnownHostsFile={known}",
     )
     result.assert_outcomes(failed=1)
-    collected = suite.pytester.path / "jmp-artifacts/test_pin.py_test_fails_without_a_mount"
+    collected = artifacts_run(suite.pytester.path) / "test_pin.py_test_fails_without_a_mount"
     section = result.stdout.str().split("jumpstarter mount artifacts")[1].split("short test summary")[0]
     if right_key:  # the control: pinning the right key collects, and the log shows the login
         assert logins(dev) > before
@@ -136,7 +136,7 @@ def test_unreadable_directory_does_not_stop_the_next_glob(nonroot_device: Suite)
     output = result.stdout.str()
     assert "PytestUnhandledThreadExceptionWarning" not in output
     result.stdout.fnmatch_lines([f"note: {logs}/secret/*: cannot read {logs}/secret: Permission denied"])
-    collected = suite.pytester.path / "jmp-artifacts/test_glob.py_test_device_user_is_not_root"
+    collected = artifacts_run(suite.pytester.path) / "test_glob.py_test_device_user_is_not_root"
     copies = sorted((collected / logs.lstrip("/") / "many").iterdir())
     assert len(copies) == 1500
     assert copies[-1].read_text() == "line 1499\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, target
+from helpers import LoopbackDevice, Suite, artifacts_run, target
 from jumpstarter_driver_ssh_mount.sshfs import RestoreError, WaitTimeoutError, start_mount
 from jumpstarter_driver_ssh_mount.sshfs.devicefiles import split_glob
 
@@ -154,7 +154,7 @@ def test_failed_test_collects_artifacts(suite: Suite) -> None:
     xml = suite.pytester.path / "junit.xml"
     result = suite.run(f"--jmp-mount-collect={dev.remote('/var/log')}/*", f"--junitxml={xml}")
     result.assert_outcomes(failed=2, passed=1)
-    art = suite.pytester.path / "jmp-artifacts"
+    art = artifacts_run(suite.pytester.path)
     fails = art / "test_art.py_test_fails" / dev.remote("/var/log").lstrip("/")
     assert (fails / "messages").read_text() == (dev.root / "var/log/messages").read_text()
     assert not (art / "test_art.py_test_passes").exists()
@@ -183,7 +183,7 @@ def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:
     )
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*messages: skipped, 691 bytes would pass the 100-byte cap*"])
-    art = suite.pytester.path / "jmp-artifacts"
+    art = artifacts_run(suite.pytester.path)
     for test in ("test_uses_mount", "test_no_mount"):  # the second through a temporary mount of /
         assert (art / f"test_cap.py_{test}" / logs.lstrip("/") / "app/app.log").read_text() == "app started\n"
         assert not (art / f"test_cap.py_{test}" / logs.lstrip("/") / "messages").exists()

@@ -20,7 +20,6 @@ from .routes import MountPlan, TransportRoutes
 from .sshfs import (
     DEFAULT_CACHE,
     DEFAULT_MOUNT_TIMEOUT,
-    ConnectError,
     HostKeyError,
     Mount,
     SshfsTarget,
@@ -37,7 +36,7 @@ from .transport import (
     release_relay,
     resolve_transport,
 )
-from .trust import Refused, fetch_vouched, mismatch_error, read_offered
+from .trust import Refused, fetch_vouched, mismatch_error, read_offered, unreachable_error
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -185,10 +184,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         except DriverMethodNotImplemented:  # an exporter running another SSHMount version
             return
         if problem:
-            raise ConnectError(
-                f"the exporter cannot reach the device's sshd ({problem}); "
-                "is the device up and sshd listening on the TcpNetwork driver's host and port?"
-            )
+            raise unreachable_error(problem)
 
     def mount(
         self,

@@ -21,7 +21,7 @@ from .sshfs.hostkeys import CONFIGURED, SCAN_TIMEOUT, SCANNED, HostKey, VouchedK
 from .sshfs.hostkeys import parse_keyscan as parse_keyscan_output
 from .transport import RelayOffer
 
-REACHABLE_TIMEOUT = 5.0  # seconds for the exporter's TCP check of the device's sshd
+REACHABLE_TIMEOUT = 3.0  # seconds for the exporter's TCP check of the device's sshd (a dropped SYN waits this long)
 
 
 @dataclass(kw_only=True)
@@ -162,17 +162,25 @@ class SSHMount(Driver):
         super().reset()
 
     async def _scan(self) -> VouchedKeys:
-        """Read the device's host keys with ssh-keyscan, from the exporter's side."""
+        """Read the device's host keys with ssh-keyscan, from the exporter's side.
+
+        A TCP check comes first, so that a device that does not answer is known as such
+        within ``REACHABLE_TIMEOUT``, not after ssh-keyscan's longer wait.
+        """
         host, port = self._device_address()
         if not host or not port:
             return VouchedKeys((), SCANNED, "the SSH driver's tcp child is not a TcpNetwork; set host_key")
+        unreachable = await _reach_problem(host, port)
+        if unreachable:
+            return VouchedKeys((), SCANNED, unreachable, unreachable=True)
         try:
             with anyio.fail_after(SCAN_TIMEOUT + 2):
                 result = await anyio.run_process(scan_command(host, port, SCAN_TIMEOUT), check=False)
         except FileNotFoundError:
             return VouchedKeys((), SCANNED, "ssh-keyscan is not installed on the exporter; install openssh-client")
         except TimeoutError:
-            return VouchedKeys((), SCANNED, f"ssh-keyscan got no answer from {host}:{port}", unreachable=True)
+            problem = f"{host}:{port}: ssh-keyscan got no answer within {SCAN_TIMEOUT + 2:g} s"
+            return VouchedKeys((), SCANNED, problem, unreachable=True)
         keys = parse_keyscan_output(result.stdout.decode(errors="replace"))
         if keys:
             return VouchedKeys(keys, SCANNED)
@@ -185,13 +193,17 @@ class SSHMount(Driver):
 
 
 async def _reach_problem(host: str, port: int) -> str | None:
-    """None when ``host:port`` accepts a TCP connection, else the reason as one line."""
+    """None when ``host:port`` accepts a TCP connection, else ``"host:port: <reason>"``.
+
+    The address is the device's as the exporter sees it; a connect that gets no answer
+    (a dropped SYN: a device that is off, a wrong address) gives up after ``REACHABLE_TIMEOUT``.
+    """
     try:
         with anyio.fail_after(REACHABLE_TIMEOUT):
             stream = await anyio.connect_tcp(host, port)
         await stream.aclose()
     except TimeoutError:
-        return f"no answer from {host}:{port} within {REACHABLE_TIMEOUT:g}s"
+        return f"{host}:{port}: timed out after {REACHABLE_TIMEOUT:g} s"
     except OSError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         reason = os.strerror(cause.errno) if cause.errno else str(cause)

@@ -28,16 +28,21 @@ def fetch_vouched(call: Callable[..., Any], logger: logging.Logger, refresh: boo
         )
         return None
     if vouched.unreachable:
-        raise ConnectError(
-            f"the exporter cannot reach the device's sshd ({vouched.problem}); "
-            "is the device up and sshd listening on the TcpNetwork driver's host and port?"
-        )
+        raise unreachable_error(vouched.problem or "no answer")
     if vouched.problem or not vouched.keys:
         raise HostKeyError(
             f"the exporter cannot vouch for the device's host key ({vouched.problem or 'no key'}); set host_key "
             "in the exporter's SSHMount config, or mount insecure (host key not verified)"
         )
     return vouched
+
+
+def unreachable_error(problem: str) -> ConnectError:
+    """The error for a device whose sshd the exporter cannot reach; ``problem`` is ``"host:port: <reason>"``."""
+    return ConnectError(
+        f"the exporter cannot reach the device's sshd at {problem}; "
+        "is the device up and sshd listening on the TcpNetwork driver's host and port?"
+    )
 
 
 class Refused(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Generator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .artifactruns import ArtifactRuns
+from .failfast import UNAVAILABLE
 from .marker import MarkerSpec, marker_spec
 from .notices import warn_cut_short
 from .restoring import covering
@@ -30,12 +31,14 @@ class FailureArtifacts:
     """Plugin object: a failed test's report gets its mounts' state and the device files it asked for.
 
     Files come from ``--jmp-mount-collect`` and the marker's ``collect=[...]``, copied once per
-    test into ``<artifacts>/<nodeid>/``, through the test's own mounts, or a short-lived mount
-    of ``/`` (made by the manager) for globs none of them covers.
+    test into ``<artifacts>/<run>/<nodeid>/`` (see ``artifactruns``), through the test's own
+    mounts, or a short-lived mount of ``/`` (made by the manager) for globs none of them covers.
     """
 
     def __init__(self, manager: MountManager) -> None:
         self.manager = manager
+        settings = manager.settings
+        self.runs = ArtifactRuns(manager.config, settings.artifacts, settings.artifacts_retention)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -47,7 +50,9 @@ class FailureArtifacts:
                 parts = ([describe_lease(lease)] if lease else []) + [describe(m) for m in mounts]
                 report.sections.append((REPORT_SECTION, "\n\n".join(parts)))
             globs = self.manager.settings.collect + marker_spec(item).collect
-            if globs and (mounts or self.manager.mount_client is not None):
+            if globs and not mounts and self.manager.availability.reason:
+                self._note_unavailable(report)
+            elif globs and (mounts or self.manager.mount_client is not None):
                 self.collect(item, report, globs, mounts)
         return report
 
@@ -63,7 +68,7 @@ class FailureArtifacts:
         files: list[Path] = []
         cut_short: list[str] = []
         settings = self.manager.settings
-        dest = artifacts_dir(settings.artifacts, item.config, item.nodeid)
+        dest = self.runs.test_dir(item.nodeid)
         try:
             with ExitStack() as temporary:
                 if uncovered:
@@ -86,11 +91,20 @@ class FailureArtifacts:
             if report.when == "teardown":
                 report.user_properties.append(prop)
 
+    def _note_unavailable(self, report: pytest.TestReport) -> None:
+        """Say once per process that nothing is collected from a device known to be unavailable."""
+        if not self.manager.availability.collection_noted:
+            self.manager.availability.collection_noted = True
+            report.sections.append((ARTIFACTS_SECTION, "nothing collected: the device is unavailable"))
+
     def _through_root_mount(
         self, patterns: list[str], notes: list[str], stack: ExitStack
     ) -> list[tuple[Mount, list[str]]]:
         """``patterns`` paired with a short-lived mount of ``/`` (unmounted when ``stack`` closes)."""
         client = self.manager.mount_client
+        if self.manager.availability.reason:
+            notes.append(f"{', '.join(patterns)} not collected: {UNAVAILABLE}")
+            return []
         if client is None:
             notes.append(f"no mount of this test covers {', '.join(patterns)}; nothing collected for them")
             return []
@@ -117,11 +131,6 @@ def plan(mounts: Sequence[Mount], globs: Sequence[str]) -> tuple[list[tuple[Moun
         else:
             jobs.append((mount, [pattern]))
     return jobs, uncovered
-
-
-def artifacts_dir(base: Path | None, config: pytest.Config, nodeid: str) -> Path:
-    """``<base, default <rootdir>/jmp-artifacts>/<nodeid, made a safe file name>/``."""
-    return (base or config.rootpath / "jmp-artifacts") / re.sub(r"[^\w.-]+", "_", nodeid).strip("_")
 
 
 def describe_lease(lease: LeaseInfo) -> str:

@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .failfast import DeviceAvailability, session_wide
 from .farm import DeviceFarm, announce
 from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
@@ -30,6 +32,7 @@ from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
 from .transportchoice import describe_transport
+from .verbose import say_mount
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -52,6 +55,7 @@ class MountManager:
         self.notice: str | None = None
         self.farm = DeviceFarm(self)
         self.guard = RestoreGuard(self)  # the restore journal
+        self.availability = DeviceAvailability()  # a plugin object: tests error at once when the device is not
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -116,7 +120,7 @@ class MountManager:
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
-            problem = str(exc)
+            problem = self.availability.device_failed(str(exc))
         if problem:
             pytest.fail(problem, pytrace=False)
 
@@ -127,7 +131,7 @@ class MountManager:
         try:
             self.mount_client = find_mount_driver(root, self.settings.driver)
         except DeviceSourceError as exc:
-            problem = str(exc)
+            problem = self.availability.device_failed(str(exc))
         else:
             self.guard.device_ready(self.mount_client)  # what killed runs left changed goes back first
             return self.mount_client
@@ -158,7 +162,8 @@ class MountManager:
         verified unless ``--jmp-mount-insecure``. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
-        whatever happened. A mount that cannot be made fails the test, naming the path.
+        whatever happened. A mount that cannot be made fails the test, the reason first, then the
+        path; when no later mount can succeed either (see ``failfast``), later tests error at once, in short.
         What went otherwise than asked (``Mount.warnings``) becomes a ``JumpstarterMountWarning``.
         """
         remote = spec.remote or self.settings.remote
@@ -181,7 +186,9 @@ class MountManager:
     def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
         from jumpstarter_driver_ssh_mount.sshfs import MountError
 
+        self.availability.check_mount()
         self._arm()
+        started = time.monotonic()
         try:  # logs "mounted ... in N s" itself
             mount = client.mounted(
                 None,
@@ -193,11 +200,14 @@ class MountManager:
                 mount_dir=self.mount_dir(),
                 cache=cache,
             )
-        except (MountError, MountDirError) as exc:
-            problem = f"jumpstarter mount of {remote} failed: {exc}"
+        except (MountError, MountDirError) as exc:  # the reason first, so that pytest's short summary shows it
+            problem = f"{exc} (jumpstarter mount of {remote})"
+            if session_wide(exc):
+                self.availability.mount_failed(str(exc))
         else:
             with self._lock:
                 self.live.append(mount)
+            say_mount(self.config, "mounted", mount, time.monotonic() - started)
             return mount
         pytest.fail(problem, pytrace=False)
 
@@ -208,7 +218,9 @@ class MountManager:
                 self.config.hook.pytest_jmp_mount_teardown(mount=mount)
         finally:
             try:
+                started = time.monotonic()
                 mount.unmount()  # logs "unmounted ... in N s" itself
+                say_mount(self.config, "unmounted", mount, time.monotonic() - started)
             finally:
                 with self._lock:
                     if mount in self.live:

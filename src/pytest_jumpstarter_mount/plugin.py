@@ -18,7 +18,8 @@ from . import hooks
 from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
-from .settings import Scope, add_options, load_settings
+from .options import Scope, add_options
+from .settings import load_settings
 from .transportchoice import INSECURE_WARNING, InsecureMountWarning
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ MANAGER_PLUGIN = "jumpstarter_mount_manager"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
 FARM_PLUGIN = "jumpstarter_mount_farm"
 GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
+AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
+RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,9 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     manager = config.stash[manager_key] = MountManager(config, load_settings(config))
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
-    config.pluginmanager.register(FailureArtifacts(manager), ARTIFACTS_PLUGIN)
+    artifacts = FailureArtifacts(manager)
+    config.pluginmanager.register(artifacts, ARTIFACTS_PLUGIN)
+    config.pluginmanager.register(artifacts.runs, RUNS_PLUGIN)
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
+    config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
     config.add_cleanup(manager.close)
     if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
         config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
@@ -108,14 +114,19 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
     running on the device). It runs ``sh -c``-style through the device's login shell, with
     ``ssh`` and the SSH driver's user and key, reached as the mounts reach the device (the
     device's address when ``auto`` finds it answering with the exporter-vouched host key,
-    else a Jumpstarter port forward; ``--jmp-mount-direct`` forces the address), host key
-    checked, and the ssh options among ``--jmp-mount-option`` (``HostKeyAlias=...``).
+    else a Jumpstarter port forward; ``--jmp-mount-transport`` chooses), host key checked
+    unless ``--jmp-mount-insecure``, and the ssh options among ``--jmp-mount-option``.
     """
     settings = pytestconfig.stash[manager_key].settings
 
     def run(command: str, *, check: bool = False, timeout: float = 60.0) -> CommandResult:
         return jmp_mount_client.run(
-            command, check=check, timeout=timeout, transport=settings.transport, options=settings.options
+            command,
+            check=check,
+            timeout=timeout,
+            transport=settings.transport,
+            insecure=settings.insecure,
+            options=settings.options,
         )
 
     return run

@@ -83,17 +83,16 @@ def _tls_grpc_client(settings: Settings, stack: ExitStack) -> Any:
 
 
 def _exporter_config_client(settings: Settings, stack: ExitStack) -> Any:
-    from jumpstarter.config.exporter import ExporterConfigV1Alpha1
+    from .exporterfile import ExporterFileError, load_exporter_config
 
     path = settings.exporter_config
     assert path is not None  # the "exporter-config" source is chosen only when it is set
     if not path.is_file():
         raise DeviceSourceError(f"--jmp-mount-exporter-config {path}: no such file; check the path")
     try:
-        config = ExporterConfigV1Alpha1.load_path(path)
-    except Exception as exc:  # pydantic/yaml errors: one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeviceSourceError(f"--jmp-mount-exporter-config {path} is not a valid exporter config: {first}") from None
+        config = load_exporter_config(path)
+    except (ExporterFileError, OSError, UnicodeDecodeError) as exc:  # one line with line and column, no traceback
+        raise DeviceSourceError(f"--jmp-mount-exporter-config {path} is not a valid exporter config: {exc}") from None
     # SAFETY: a local exporter config is trusted, as in `jmp shell --exporter-config`
     socket_path = stack.enter_context(config.serve_unix())
     return _connect(stack, socket_path)

@@ -1,0 +1,191 @@
+"""The ``--jmp-mount-*`` option table: each option's flag, ini key and environment variable.
+
+``add_options`` registers them with pytest; ``raw_value`` reads one, CLI > environment >
+ini > default. ``settings`` turns the raw values into checked ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import pytest
+
+from jumpstarter_driver_ssh_mount.sshfs import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_MOUNT_TIMEOUT, TRANSPORTS
+
+Scope = Literal["session", "package", "module", "class", "function"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+IniType = Literal["string", "bool", "linelist"]
+INI_TYPES: dict[str, IniType] = {"bool": "bool", "list": "linelist"}
+GROUP = "jumpstarter mount"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: ``--jmp-mount-<name>``, ini ``jmp_mount_<name>``, env ``JMP_MOUNT_<NAME>``."""
+
+    name: str
+    help: str
+    kind: str = "str"  # str | bool | list | float | path
+    default: Any = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--jmp-mount-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return "jmp_mount_" + self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return self.dest.upper()
+
+
+OPTIONS = (
+    Option("remote", "device path to mount (absolute; default /)", default="/", metavar="PATH"),
+    Option("scope", f"lifetime of remote_fs: {'|'.join(SCOPES)} (default session)", default="session", metavar="SCOPE"),
+    Option(
+        "option",
+        "sshfs -o option, repeatable (replaces a default with the same key)",
+        kind="list",
+        default=(),
+        metavar="OPT",
+    ),
+    Option(
+        "direct", "connect straight to the device's address instead of the port forward", kind="bool", default=False
+    ),
+    Option("transport", f"how sshfs reaches the device: {'|'.join(TRANSPORTS)} (default auto)", metavar="HOW"),
+    Option("insecure", "do not verify the device's host key (warns once per run)", kind="bool", default=False),
+    Option(
+        "driver",
+        "where the SSHMount driver sits in the exporter tree, dotted (default mount)",
+        default="mount",
+        metavar="NAME",
+    ),
+    Option(
+        "dir",
+        "directory for local mountpoints (default: a private dir outside pytest's basetemp)",
+        kind="path",
+        metavar="DIR",
+    ),
+    Option(
+        "timeout",
+        f"seconds a mount may take to become ready (default {DEFAULT_MOUNT_TIMEOUT:g})",
+        kind="float",
+        default=DEFAULT_MOUNT_TIMEOUT,
+        metavar="SECONDS",
+    ),
+    Option("exporter-config", "device source: run this exporter config in-process", kind="path", metavar="PATH"),
+    Option("tls-grpc", "device source: a standalone exporter (jmp run --tls-grpc-listener)", metavar="HOST:PORT"),
+    Option("tls-grpc-insecure", "with --jmp-mount-tls-grpc: no TLS", kind="bool", default=False),
+    Option("passphrase", "with --jmp-mount-tls-grpc: the exporter's passphrase", metavar="TEXT"),
+    Option("client", "device source: lease through the controller with this client config alias", metavar="ALIAS"),
+    Option("selector", "with --jmp-mount-client: label selector of the device to lease", metavar="LABELS"),
+    Option("lease", "with --jmp-mount-client: use this existing lease", metavar="NAME"),
+    Option(
+        "duration",
+        "with --jmp-mount-client: lease duration, e.g. 30m, 1h30m, 900 (default 30m)",
+        metavar="DURATION",
+    ),
+    Option("lease-timeout", "with --jmp-mount-selector: longest wait for a free device, e.g. 10m", metavar="DURATION"),
+    Option(
+        "collect",
+        "device glob to copy when a test fails, repeatable (e.g. /var/log/*.log)",
+        kind="list",
+        default=(),
+        metavar="GLOB",
+    ),
+    Option(
+        "artifacts", "where collected device files go (default <rootdir>/jmp-artifacts)", kind="path", metavar="DIR"
+    ),
+    Option(
+        "collect-max-bytes",
+        f"cap on the bytes collected per failed test (default {COLLECT_MAX_BYTES / 2**20:g} MiB)",
+        kind="float",
+        default=COLLECT_MAX_BYTES,
+        metavar="BYTES",
+    ),
+    Option(
+        "collect-timeout",
+        f"seconds collecting may take per failed test (default {COLLECT_TIMEOUT:g})",
+        kind="float",
+        default=COLLECT_TIMEOUT,
+        metavar="SECONDS",
+    ),
+    Option("cache", "fresh (device changes show in 0.5 s; default) or fast (sshfs caching)", default="fresh"),
+    Option(
+        "artifacts-retention",
+        "how many runs' artifact folders to keep, this one included (default 3; 0 keeps none)",
+        default="3",
+        metavar="N",
+    ),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the options and their ini keys in one "jumpstarter mount" group."""
+    group = parser.getgroup(GROUP, "jumpstarter mount (device filesystem via sshfs)")
+    for o in OPTIONS:
+        if o.kind == "bool":
+            group.addoption(o.flag, action="store_const", const=True, dest=o.dest, default=None, help=o.help)
+        elif o.kind == "list":
+            group.addoption(o.flag, action="append", dest=o.dest, default=None, metavar=o.metavar, help=o.help)
+        else:
+            group.addoption(o.flag, action="store", dest=o.dest, default=None, metavar=o.metavar, help=o.help)
+        ini_type = INI_TYPES.get(o.kind, "string")
+        parser.addini(o.dest, f"{o.help} [env {o.env}]", type=ini_type, default=None)
+
+
+def _from_text(o: Option, text: str) -> Any:
+    if o.kind == "bool":
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    if o.kind == "list":
+        import shlex
+
+        return tuple(shlex.split(text))
+    return text
+
+
+def raw_value(config: pytest.Config, o: Option) -> Any:
+    """The option's value: CLI, else environment, else ini, else its default.
+
+    A path from the ini file is made absolute against the ini file's directory, as pytest's
+    own ``paths`` ini values are; a path from the command line or the environment is left
+    as given (relative to the current directory).
+    """
+    cli = config.getoption(o.dest, default=None)
+    if cli is not None:
+        return tuple(cli) if o.kind == "list" else cli
+    if o.env in os.environ:
+        return _from_text(o, os.environ[o.env])
+    ini = config.getini(o.dest)
+    if ini not in (None, "", []):
+        if o.kind == "path":
+            return str(ini_dir(config) / Path(str(ini).strip()).expanduser())
+        return tuple(ini) if o.kind == "list" else ini
+    return o.default
+
+
+def ini_dir(config: pytest.Config) -> Path:
+    """The directory of the ini file the run uses (the rootdir when there is none)."""
+    return config.inipath.parent if config.inipath is not None else config.rootpath
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """An ini key that starts with ``jmp_mount_`` but is none of ours is a usage error naming the closest key."""
+    import difflib
+
+    known = [o.dest for o in OPTIONS]
+    inicfg = getattr(config, "_inicfg", None)  # pytest >= 9 deprecates config.inicfg
+    keys = list(inicfg if inicfg is not None else config.inicfg)
+    for key in keys:
+        if key.startswith("jmp_mount_") and key not in known:
+            closest = difflib.get_close_matches(key, known, n=1, cutoff=0.0)
+            raise pytest.UsageError(
+                f"unknown ini key {key!r} in {config.inipath}; did you mean {closest[0]!r}? "
+                "(pytest --help lists every jmp_mount_* key)"
+            )
