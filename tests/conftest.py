@@ -45,8 +45,10 @@ def jumpstarter_sockets() -> Iterator[Path]:
 
     ``jmp shell`` and exporters that a test kills leave theirs behind (Jumpstarter removes them only
     on an orderly exit). Every Jumpstarter of this run, in-process or a subprocess, puts them in a
-    private runtime directory instead, emptied at the end. Then /tmp must have gained no
-    ``jumpstarter-*`` directory (checked when no other pytest run shares the machine).
+    private runtime directory instead, emptied at the end (``rmdir`` fails if anything is left).
+    Then /tmp must have gained no ``jumpstarter-*`` directory: checked where the run has the
+    machine to itself (``CI`` set, no other pytest alive), since any other Jumpstarter process on
+    a shared machine (``jmp shell``, ``make bench``) adds its own there.
     """
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "jumpstarter-*")))
     runtime = Path(tempfile.mkdtemp(prefix="jmp-mount-tests-xdg-"))
@@ -56,7 +58,7 @@ def jumpstarter_sockets() -> Iterator[Path]:
     remove_socket_dirs(runtime)
     runtime.rmdir()
     grown = sorted(set(glob.glob(os.path.join(tempfile.gettempdir(), "jumpstarter-*"))) - before)
-    if not foreign_pytest_running():
+    if os.environ.get("CI") and not foreign_pytest_running():
         assert not grown, f"Jumpstarter socket directories left in /tmp: {grown}"
 
 

@@ -17,9 +17,10 @@ from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
 from .sshfs.diagnose import diagnose
+from .sshfs.errors import SSH_FAILED
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.identity import IdentityFile
-from .sshfs.remote_command import SSH_FAILED, CommandResult, run_command, ssh_argv
+from .sshfs.remote_command import CommandResult, run_command, ssh_argv
 from .transport import probe_tcp, resolve_transport
 
 if TYPE_CHECKING:

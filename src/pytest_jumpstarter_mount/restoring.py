@@ -25,7 +25,7 @@ def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) 
     for device_path in device_paths:
         mount = covering(mounts, device_path)
         if mount is None:
-            from jumpstarter_driver_ssh_mount.sshfs.devicepaths import covering_directory
+            from jumpstarter_driver_ssh_mount.sshfs.errors import covering_directory
 
             mounted = ", ".join(m.remote_path for m in mounts) or "none"
             directory = covering_directory(device_path)

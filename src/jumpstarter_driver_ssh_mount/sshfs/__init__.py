@@ -37,6 +37,7 @@ __all__ = [
     "MountLostError",
     "MountTimeoutError",
     "MountpointError",
+    "OutsideMountError",
     "RemotePathError",
     "RestoreError",
     "SshfsNotFoundError",
@@ -96,6 +97,8 @@ if TYPE_CHECKING:
     from .errors import (
         AuthenticationError,
         ConnectError,
+        DeviceCommandError,
+        DeviceCommandTimeout,
         FuseUnavailableError,
         HostKeyError,
         InvalidOptionError,
@@ -103,6 +106,7 @@ if TYPE_CHECKING:
         MountLostError,
         MountpointError,
         MountTimeoutError,
+        OutsideMountError,
         RemotePathError,
         RestoreError,
         SshfsNotFoundError,
@@ -110,5 +114,5 @@ if TYPE_CHECKING:
         WaitTimeoutError,
     )
     from .mount import Mount, start_mount
-    from .remote_command import CommandResult, DeviceCommandError, DeviceCommandTimeout
+    from .remote_command import CommandResult
     from .unmount import run_unmount, unmount_command

@@ -11,19 +11,7 @@ import os
 import posixpath
 from pathlib import Path
 
-
-class OutsideMountError(ValueError):
-    """A device path that the mount does not cover; the message names the mount that would."""
-
-    def __init__(self, device_path: str, remote_path: str, usage: str = "") -> None:
-        self.device_path = device_path
-        self.remote_path = remote_path
-        self.covering = covering_directory(device_path)
-        marker = f'@pytest.mark.jmp_mount(remote="{self.covering}"{usage})'
-        super().__init__(
-            f"{device_path} is outside this mount of {remote_path}; mount {self.covering} for it "
-            f"(in a test: {marker}; in Python: mounted(remote_path={self.covering!r}))"
-        )
+from .errors import OutsideMountError
 
 
 def device_path(remote_path: str, path: str | os.PathLike[str]) -> str:
@@ -32,12 +20,6 @@ def device_path(remote_path: str, path: str | os.PathLike[str]) -> str:
     root = posixpath.normpath(remote_path)
     full = posixpath.normpath(posixpath.join(root, text)) if text else root
     return "/" + full.lstrip("/")  # normpath keeps a leading "//"
-
-
-def covering_directory(device_path: str) -> str:
-    """The device directory to mount so that ``device_path`` (a file, usually) is inside it."""
-    parent = posixpath.dirname(posixpath.normpath(device_path))
-    return parent or "/"
 
 
 def relative_to_mount(remote_path: str, path: str | os.PathLike[str], usage: str = "") -> str:

@@ -16,11 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .command import DEFAULT_SSH_OPTIONS, SshfsTarget, merge_options
+from .errors import DeviceCommandError, DeviceCommandTimeout
 
-#: ssh's own failures (cannot connect, host key refused, login refused) exit with this code.
-SSH_FAILED = 255
-#: How much of stderr an error shows.
-TAIL_CHARS = 400
 #: Seconds a killed ssh gets to exit after SIGTERM, before SIGKILL.
 KILL_GRACE = 2.0
 #: ssh options every command gets unless the caller passes the same key.
@@ -47,29 +44,6 @@ class CommandResult:
         if self.returncode != 0:
             raise DeviceCommandError(self)
         return self
-
-
-class DeviceCommandError(Exception):
-    """A device command exited non-zero (with ``check=True``); the message shows it, its code and stderr's tail."""
-
-    def __init__(self, result: CommandResult, why: str | None = None) -> None:
-        self.result = result
-        if why is None:
-            who = "ssh could not run it" if result.returncode == SSH_FAILED else "it"
-            why = f"{who} exited with code {result.returncode}"
-        super().__init__(f"device command {result.command!r}: {why}; stderr: {stderr_tail(result.stderr)}")
-
-
-class DeviceCommandTimeout(DeviceCommandError):
-    """A device command did not finish within its timeout (ssh was killed)."""
-
-
-def stderr_tail(stderr: str) -> str:
-    """The end of ``stderr`` for a message, or ``(empty)``."""
-    text = stderr.strip()
-    if not text:
-        return "(empty)"
-    return repr(text if len(text) <= TAIL_CHARS else "..." + text[-TAIL_CHARS:])
 
 
 def ssh_argv(
