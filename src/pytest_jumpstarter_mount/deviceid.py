@@ -7,7 +7,6 @@ reach), the device source together with the address the exporter publishes for t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +27,8 @@ class DeviceIdentity:
     @property
     def digest(self) -> str:
         """A short, file-name-safe form of ``key``."""
+        import hashlib  # only once a device is journaled: the plugin loads in every pytest run
+
         return hashlib.sha256(self.key.encode()).hexdigest()[:16]
 
 
