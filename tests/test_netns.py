@@ -5,9 +5,11 @@ are made by this test; nothing touches the default namespace's network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from helpers import (
@@ -76,23 +78,36 @@ def assert_nothing_left(mount_dir: Path) -> None:
         mount_dir.rmdir()
 
 
-def stop_all(exporter: StandaloneExporter | None, device: LoopbackDevice) -> None:
-    if exporter is not None:
-        exporter.pids = [exporter.process.pid, *child_pids(exporter.process.pid)]
-        exporter.stop()
-    device.stop()
-
-
-def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: Path, mount_base: Path) -> None:
-    dev_ns, cli_ns = lab
-    device = LoopbackDevice(tmp_path / "device", host=DEVICE_ADDR, netns=dev_ns).setup().start()
+@contextlib.contextmanager
+def lab_exporter(dev_ns: str, tmp_path: Path, device_host: str) -> Iterator[LoopbackDevice]:
+    """A device at ``device_host`` and a standalone exporter for it, both in ``dev_ns``; stopped after."""
+    device = LoopbackDevice(tmp_path / "device", host=device_host, netns=dev_ns).setup().start()
     exporter = None
     try:
         config = device.exporter_config(tmp_path / "exporter.yaml")
         exporter = StandaloneExporter(config, host=DEVICE_ADDR, port=EXPORTER_PORT, netns=dev_ns)
-        suite = tmp_path / "suite"
-        suite.mkdir()
-        (suite / "test_lab.py").write_text(
+        yield device
+    finally:
+        if exporter is not None:
+            exporter.pids = [exporter.process.pid, *child_pids(exporter.process.pid)]
+            exporter.stop()
+        device.stop()
+
+
+def write_suite(tmp_path: Path, name: str, text: str) -> Path:
+    """A directory with one test file ``name``; the directory."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / name).write_text(text)
+    return suite
+
+
+def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: Path, mount_base: Path) -> None:
+    dev_ns, cli_ns = lab
+    with lab_exporter(dev_ns, tmp_path, DEVICE_ADDR) as device:
+        suite = write_suite(
+            tmp_path,
+            "test_lab.py",
             "import os, socket\n\n"
             "def test_read_write(remote_fs):\n"
             "    assert (remote_fs / 'etc/os-release').read_text().startswith('NAME=')\n"
@@ -100,7 +115,7 @@ def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: P
             "    (remote_fs / 'data/from-lab.txt').unlink()\n\n"
             "def test_where(remote_fs):\n"  # auto: the device answers across the veth with the vouched key
             "    assert remote_fs.direct\n"
-            f"    assert remote_fs.host == {DEVICE_ADDR!r}\n"
+            f"    assert remote_fs.host == {DEVICE_ADDR!r}\n",
         )
         mount_dir = mount_base / f"netns-{os.getpid()}"
         base_cmd = pytest_in(cli_ns, suite, mount_dir, device)
@@ -111,8 +126,6 @@ def test_standalone_exporter_across_namespaces(lab: tuple[str, str], tmp_path: P
             result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=suite)
             assert summary_outcomes(result.stdout) == {"passed": 2}, result.stdout[-3000:] + result.stderr[-3000:]
         assert_nothing_left(mount_dir)
-    finally:
-        stop_all(exporter, device)
 
 
 HIDDEN_ADDR = "10.231.78.1"  # the device's address on the exporter's side only
@@ -143,14 +156,10 @@ def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
     """auto: the published address is silent from the test host, so the forward is chosen within the bound."""
     dev_ns, cli_ns = lab
     hide_from_the_client(dev_ns, cli_ns)
-    device = LoopbackDevice(tmp_path / "device", host=HIDDEN_ADDR, netns=dev_ns).setup().start()
-    exporter = None
-    try:
-        config = device.exporter_config(tmp_path / "exporter.yaml")
-        exporter = StandaloneExporter(config, host=DEVICE_ADDR, port=EXPORTER_PORT, netns=dev_ns)
-        suite = tmp_path / "suite"
-        suite.mkdir()
-        (suite / "test_hidden.py").write_text(
+    with lab_exporter(dev_ns, tmp_path, HIDDEN_ADDR) as device:
+        suite = write_suite(
+            tmp_path,
+            "test_hidden.py",
             "import statistics, time\n\n"
             "from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT\n\n"
             "def test_auto_takes_the_forward(remote_fs):\n"
@@ -172,7 +181,7 @@ def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
             "                assert m.transport == 'forward'\n"
             "    auto, forward = (statistics.median(ready[t]) for t in ('auto', 'forward'))\n"
             "    print(f'READY auto {auto:.3f}s forward {forward:.3f}s')\n"
-            "    assert auto <= forward + PROBE_TIMEOUT + 0.5, ready  # the bound, with room for a shared machine\n"
+            "    assert auto <= forward + PROBE_TIMEOUT + 0.5, ready  # the bound, with room for a shared machine\n",
         )
         mount_dir = mount_base / f"netns-hidden-{os.getpid()}"
         wait_for_exporter(cli_ns)
@@ -181,5 +190,3 @@ def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
         assert summary_outcomes(result.stdout) == {"passed": 2}, result.stdout[-3000:] + result.stderr[-3000:]
         print(next(line for line in result.stdout.splitlines() if "READY auto" in line))
         assert_nothing_left(mount_dir)
-    finally:
-        stop_all(exporter, device)
