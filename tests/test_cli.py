@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,17 @@ def wait_mounted(shell: subprocess.Popen) -> str:
     return line
 
 
+@contextlib.contextmanager
+def reaped(shell: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``shell``, and on the way out its whole process group killed if it is still running."""
+    try:
+        yield shell
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+
+
 def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int | None, str, str]:
     """(j's exit code, or None if sh did not report it; stdout without that line; stderr)."""
     try:
@@ -93,15 +106,11 @@ def test_foreground_mount_then_ctrl_c(
 ) -> None:
     args = [str(mountpoint), "-r", device.remote("/var/log"), "--foreground", *(["--direct"] if direct else [])]
     shell = j_mount(exporter_yaml, *args)
-    try:
+    with reaped(shell):
         first = wait_mounted(shell)
         assert (mountpoint / "messages").read_text() == (device.root / "var/log/messages").read_text()
         os.killpg(shell.pid, signal.SIGINT)  # Ctrl+C in the terminal reaches the whole job
         _, out, err = finish(shell)  # jmp shell also ends on SIGINT, so sh may not report j's code
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-            shell.wait()
     # jmp shell itself answers the group's SIGINT ("Cancelled by user", exit 1); j's part is in out
     assert first.startswith(f"Mounted {device.user}@") and f"on {mountpoint}" in first
     assert f"Unmounted {mountpoint}" in out
@@ -116,14 +125,10 @@ def test_signal_to_j_alone_cleans_up(
 ) -> None:
     args = [str(mountpoint), "-r", device.remote("/"), "--foreground", *(["--direct"] if direct else [])]
     shell = j_mount(exporter_yaml, *args)
-    try:
+    with reaped(shell):
         wait_mounted(shell)
         os.kill(j_pid(shell), sig)
         code, out, err = finish(shell, timeout=20)
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-            shell.wait()
     assert code == 0, err
     assert f"Unmounted {mountpoint}" in out, (out, err)
     assert leftovers(mountpoint, dir_should_exist=True) == []
@@ -131,16 +136,12 @@ def test_signal_to_j_alone_cleans_up(
 
 def test_sshfs_dying_is_reported(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground")
-    try:
+    with reaped(shell):
         wait_mounted(shell)
         sshfs = [p for p in descendants(shell.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "sshfs"]
         assert len(sshfs) == 1
         os.kill(sshfs[0], signal.SIGKILL)
         code, out, err = finish(shell, timeout=20)
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-            shell.wait()
     assert code != 0
     assert "sshfs exited unexpectedly" in err
     assert "Unmounted" not in out
@@ -206,14 +207,10 @@ def test_umount_of_nothing_is_a_clear_error(exporter_yaml: Path, mountpoint: Pat
 
 def test_foreground_mount_unmounted_from_outside(device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path) -> None:
     shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/var/log"), "--foreground")
-    try:
+    with reaped(shell):
         wait_mounted(shell)
         subprocess.run(["fusermount3", "-u", str(mountpoint)], check=True, timeout=30)
         code, out, err = finish(shell, timeout=20)
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-            shell.wait()
     assert code == 0, err
     assert f"{mountpoint} was unmounted from outside (fusermount -u, umount); sshfs exited" in out
     assert "unexpectedly" not in err and "Traceback" not in err
@@ -251,7 +248,7 @@ def test_transport_and_insecure_flags(
     device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path, flags: list[str], via: str
 ) -> None:
     shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground", *flags)
-    try:
+    with reaped(shell):
         logged = []  # j's log lines (the insecure warning) come before "Mounted ..."
         while not (first := shell.stdout.readline()).startswith("Mounted "):
             assert first, (logged, shell.poll())
@@ -260,10 +257,6 @@ def test_transport_and_insecure_flags(
         assert (mountpoint / "etc/os-release").exists()
         os.kill(j_pid(shell), signal.SIGTERM)
         code, _, err = finish(shell, timeout=20)
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-            shell.wait()
     assert code == 0, err
     assert first.rstrip().endswith(f"on {mountpoint} via {via}"), first
     verified = "--insecure" not in flags
