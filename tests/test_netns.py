@@ -22,6 +22,7 @@ from helpers import (
     sshfs_mounts,
     summary_outcomes,
 )
+from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT
 
 DEVICE_ADDR = LAB_DEVICE_ADDR  # the device and exporter's namespace; the test host's is LAB_CLIENT_ADDR
 EXPORTER_PORT = 7777
@@ -165,7 +166,7 @@ def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
             "def test_auto_takes_the_forward(remote_fs):\n"
             "    assert remote_fs.transport == 'forward'\n"
             "    assert remote_fs.transport_note == (\n"
-            f"        '{HIDDEN_ADDR}:{device.port} did not answer within 0.3s; '\n"
+            f"        '{HIDDEN_ADDR}:{device.port} did not answer within {PROBE_TIMEOUT:g}s; '\n"
             "        'the exporter offers no relay (relay_listen is not set)'\n"
             "    )\n"
             "    assert (remote_fs / 'etc/os-release').read_text().startswith('NAME=')\n"

@@ -16,7 +16,7 @@ from jumpstarter.client.core import DriverMethodNotImplemented
 from .sshfs import TRANSPORTS
 
 #: Seconds ``auto`` waits for the device's address to accept a TCP connection.
-PROBE_TIMEOUT = 0.3
+PROBE_TIMEOUT = 0.2
 
 
 def resolve_transport(transport: str | None, direct: bool = False) -> str:
