@@ -27,7 +27,7 @@ from .sshfs import (
     validate_cache,
     validate_options,
 )
-from .sshfs.command import TRANSPORT_LABELS, option_key, option_parts
+from .sshfs.command import option_key, option_parts, transport_label
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.unmount import unmount_path
 from .transport import (
@@ -217,7 +217,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 extra_args=extra_args,
                 cache=cache,
             ) as m:
-                click.echo(f"Mounted {m.target.spec} on {m.mountpoint} via {TRANSPORT_LABELS[m.transport]}")
+                click.echo(f"Mounted {m.target.spec} on {m.mountpoint} via {transport_label(m.transport)}")
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
                 else:

@@ -140,9 +140,9 @@ def describe_lease(lease: LeaseInfo) -> str:
 
 def describe(mount: Mount) -> str:
     """The report section text for one mount (no key material: the identity is only a /proc path)."""
-    from jumpstarter_driver_ssh_mount.sshfs.command import TRANSPORT_LABELS
+    from jumpstarter_driver_ssh_mount.sshfs.command import transport_label
 
-    label = TRANSPORT_LABELS.get(mount.transport, mount.transport)
+    label = transport_label(mount.transport)
     via = "direct" if mount.transport == "direct" else f"{label} {mount.host}:{mount.port}"
     lines = [
         f"mountpoint:    {mount.mountpoint}",

@@ -16,5 +16,7 @@ def say_mount(config: pytest.Config, done: str, mount: Mount, seconds: float) ->
     """``jumpstarter mount: mounted /var/log (port forward) in 412 ms``, only when pytest runs verbose."""
     if config.get_verbosity() < 1:
         return
-    via = "direct" if mount.transport == "direct" else "port forward"
+    from jumpstarter_driver_ssh_mount.sshfs.command import transport_label
+
+    via = transport_label(mount.transport)
     announce(config, f"jumpstarter mount: {done} {mount.remote_path} ({via}) in {seconds * 1000:.0f} ms")

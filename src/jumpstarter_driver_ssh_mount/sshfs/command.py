@@ -18,6 +18,12 @@ from .errors import InvalidOptionError, RemotePathError
 TRANSPORTS: tuple[str, ...] = ("auto", "direct", "forward", "relay")
 TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward", "relay": "exporter relay"}
 
+
+def transport_label(transport: str) -> str:
+    """How messages name a transport: "direct", "port forward", "exporter relay"."""
+    return TRANSPORT_LABELS.get(transport, transport)
+
+
 #: Options every mount gets unless the caller passes the same key.
 #: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;
 DEFAULT_SSH_OPTIONS: tuple[str, ...] = (

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
-from .command import TRANSPORT_LABELS, SshfsTarget
+from .command import SshfsTarget, transport_label
 from .errors import (
     AuthenticationError,
     ConnectError,
@@ -136,7 +136,7 @@ def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, transp
 
     ``transport`` says how the device was reached (``"direct"``, ``"forward"`` or ``"relay"``).
     """
-    where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({TRANSPORT_LABELS.get(transport, transport)})"
+    where = f"{target.spec.rsplit(':', 1)[0]} port {target.port} ({transport_label(transport)})"
     exited = _Exit(stderr, where, target.remote_path)
     for matches, error in _RULES:
         if matches(exited):

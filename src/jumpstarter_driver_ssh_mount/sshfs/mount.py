@@ -20,12 +20,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .command import (
-    TRANSPORT_LABELS,
     SshfsTarget,
     default_options,
     merge_options,
     option_key,
     option_parts,
+    transport_label,
     validate_cache,
     validate_remote_path,
 )
@@ -125,7 +125,7 @@ class Mount(DeviceFiles):
         return list(self._process.argv)
 
     def __repr__(self) -> str:
-        via = TRANSPORT_LABELS.get(self.transport, self.transport)
+        via = transport_label(self.transport)
         state = "mounted" if self.is_mounted() else "unmounted"
         return f"<Mount {self._target.spec} on {self.mountpoint} via {via}, {state}>"
 

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from .command import TRANSPORT_LABELS, SshfsTarget, build_argv, option_key, option_parts, without_option
+from .command import SshfsTarget, build_argv, option_key, option_parts, transport_label, without_option
 from .diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
 from .errors import MountError, MountTimeoutError
 from .mountinfo import MountTableWatcher, mounts_at
@@ -44,7 +44,7 @@ def spawn_ready(
 
     Returns the process and the options it runs with; a fallback taken is added to ``warnings``.
     """
-    via = TRANSPORT_LABELS.get(transport, transport)
+    via = transport_label(transport)
     started = time.monotonic()
     deadline = started + timeout
     while True:
