@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -136,14 +135,3 @@ def other_runs(base: Path, digest: str, mine: str) -> Iterator[OtherRun]:
             owner = run_owner(run) if journals else None
             if owner is not None:
                 yield OtherRun(run, owner[0], owner[1], journals)
-
-
-@contextlib.contextmanager
-def base_locked(base: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the mount base directory (no lock file is left behind)."""
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock

@@ -10,14 +10,14 @@ leases through the controller (``ClientConfigV1Alpha1.load(alias).delete_lease(n
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .mountdir import directory_lock
 
 RECORD_PREFIX = "lease-"
 RECORD_SUFFIX = ".json"
@@ -75,23 +75,14 @@ def release_left(run_dir: Path, delete: Callable[[str, str], None] | None = None
     that cannot be deleted keeps its record for the next run, unless its duration has passed.
     """
     lines: list[str] = []
-    try:
-        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return lines
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # another run is sweeping it right now
-        os.close(fd)
-        return lines
-    try:
+    with directory_lock(run_dir, wait=False) as held:
+        if not held:  # gone, or another run is sweeping it right now
+            return lines
         for path in _records(run_dir):
             data = _read(path)
             if data is not None and not data.get("released"):
                 lines.append(_release_one(path, data, delete or _delete_lease))
         forget_released(run_dir)
-    finally:
-        os.close(fd)
     return lines
 
 

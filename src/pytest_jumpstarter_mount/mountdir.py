@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs import PRIVATE_DIR_PREFIX
@@ -123,3 +124,30 @@ def remove_if_empty(path: Path) -> None:
     """``rmdir`` only: a directory that still holds anything (a stale mount) stays."""
     with contextlib.suppress(OSError):
         path.rmdir()
+
+
+@contextlib.contextmanager
+def directory_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on directory ``path`` (no lock file is left behind).
+
+    Yields True once held. With ``wait=False`` it does not wait: it yields False when another
+    process holds the lock or the directory cannot be opened.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        if wait:
+            raise
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if wait:
+                raise
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock

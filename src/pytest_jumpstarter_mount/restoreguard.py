@@ -25,9 +25,9 @@ from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount
 
 from .deviceid import DeviceIdentity, identify
 from .farm import announce
-from .journal import JOURNAL_PREFIX, Entry, JournalFile, base_locked, journal_path, journals_in, other_runs
+from .journal import JOURNAL_PREFIX, Entry, JournalFile, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
-from .mountdir import close_run_dir, default_base
+from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
 from .shellnote import shell_exit_note
 
@@ -145,7 +145,7 @@ class RestoreGuard:
             if not self._anything_left():
                 return
             device = self.identity(client)
-            with base_locked(self.base):  # another process restoring: its first test waits for that
+            with directory_lock(self.base):  # another process restoring: its first test waits for that
                 taken = self._take_over(device)
                 if taken:
                     self._restore_taken(client, device, taken)
