@@ -21,6 +21,10 @@ class JumpstarterMountWarning(UserWarning):
     """A mount or a collection of the plugin went otherwise than asked (see the message)."""
 
 
+class InsecureMountWarning(JumpstarterMountWarning):
+    """``--jmp-mount-insecure``: the device's host key is not verified in this run."""
+
+
 def warn(message: str) -> None:
     """Issue one ``JumpstarterMountWarning``."""
     warnings.warn(JumpstarterMountWarning(message), stacklevel=3)

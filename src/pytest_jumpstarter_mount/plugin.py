@@ -18,9 +18,10 @@ from . import hooks
 from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
+from .notices import InsecureMountWarning
 from .options import Scope, add_options
 from .settings import load_settings
-from .transportchoice import INSECURE_WARNING, InsecureMountWarning
+from .transportchoice import INSECURE_WARNING
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient

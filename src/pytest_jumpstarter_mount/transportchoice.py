@@ -17,10 +17,6 @@ INSECURE_WARNING = (
 )
 
 
-class InsecureMountWarning(pytest.PytestWarning):
-    """``--jmp-mount-insecure``: the device's host key is not verified in this run."""
-
-
 def source_rank(config: pytest.Config, option: Any) -> int:
     """Where a ``settings.Option`` is set: 3 command line, 2 environment, 1 ini, 0 not at all."""
     if config.getoption(option.dest, default=None) is not None:
