@@ -256,6 +256,11 @@ class Suite:
         """``args(*extra)`` without the arguments starting with ``prefix`` (to give another value)."""
         return [a for a in self.args(*extra) if not a.startswith(prefix)]
 
+    def in_jmp_shell(self, *pytest_args: str) -> list[str]:
+        """``jmp shell --exporter-config <this suite's> -- python -m pytest PYTEST_ARGS``."""
+        config = str(self.pytester.path / "exporter.yaml")
+        return [JMP, "shell", "--exporter-config", config, "--", sys.executable, "-m", "pytest", *pytest_args]
+
     def run(self, *extra: str, remote: str = "/") -> pytest.RunResult:
         """Run pytest in a subprocess with ``args``."""
         return self.pytester.runpytest_subprocess(*self.args(*extra, remote=remote), timeout=120)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 
 from helpers import (
     COUNTING_CONFTEST,
-    JMP,
     SLEEPING_TEST,
     LoopbackDevice,
     StandaloneExporter,
@@ -338,21 +336,13 @@ def test_inside_jmp_shell(suite: Suite) -> None:
             assert (remote_fs / "etc/os-release").exists()
         """
     )
-    cmd = [
-        JMP,
-        "shell",
-        "--exporter-config",
-        str(suite.pytester.path / "exporter.yaml"),
-        "--",
-        sys.executable,
-        "-m",
-        "pytest",
+    cmd = suite.in_jmp_shell(
         "-p",
         "no:cacheprovider",
         f"--jmp-mount-dir={suite.mount_dir}",
         f"--jmp-mount-remote={suite.device.remote('/')}",
         "-v",
-    ]
+    )
     result = subprocess.run(
         cmd, cwd=suite.pytester.path, env=env_with_jmp(), capture_output=True, text=True, timeout=120
     )

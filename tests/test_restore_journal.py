@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from helpers import (
-    JMP,
     LoopbackDevice,
     Suite,
     child_pids,
@@ -273,18 +272,7 @@ def test_ctrl_c_to_jmp_shell_loses_nothing(suite: Suite, device: LoopbackDevice,
     changing_test(suite, device, "journal-int.conf", "mode=test\n", more=f", direct={direct}")
     ready = suite.pytester.path / "ready"
     shell = subprocess.Popen(
-        [
-            JMP,
-            "shell",
-            "--exporter-config",
-            str(suite.pytester.path / "exporter.yaml"),
-            "--",
-            sys.executable,
-            "-m",
-            "pytest",
-            *suite.args_without("--jmp-mount-exporter-config"),
-            "test_change.py",
-        ],
+        suite.in_jmp_shell(*suite.args_without("--jmp-mount-exporter-config"), "test_change.py"),
         cwd=suite.pytester.path,
         env=env_with_jmp(READY_FILE=str(ready)),
         stdin=subprocess.DEVNULL,
