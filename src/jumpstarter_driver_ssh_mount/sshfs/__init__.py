@@ -24,6 +24,7 @@ __all__ = [
     "PRIVATE_DIR_PREFIX",
     "SNAPSHOT_MAX_BYTES",
     "TRANSPORTS",
+    "WAIT_MAX_BYTES",
     "AuthenticationError",
     "CommandResult",
     "ConnectError",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
         DEFAULT_WAIT_TIMEOUT,
         PRIVATE_DIR_PREFIX,
         SNAPSHOT_MAX_BYTES,
+        WAIT_MAX_BYTES,
     )
     from .errors import (
         AuthenticationError,
