@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount
+from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount, shown
 
 from .deviceid import DeviceIdentity, identify
 from .farm import announce
-from .journal import JOURNAL_PREFIX, Entry, JournalFile, journal_path, journals_in, other_runs
+from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
@@ -99,7 +99,13 @@ class RestoreGuard:
                 full = posixpath.normpath(posixpath.join(remote_path, relative_to_mount(remote_path, device_path)))
                 given[device_path] = full
                 journal.entries.append(Entry(full, content, mode, self._count))
-            journal.save()
+            try:
+                journal.save()
+            except JournalTooLarge as exc:
+                from jumpstarter_driver_ssh_mount.sshfs.errors import RestoreError
+
+                journal.entries = [e for e in journal.entries if e.snapshot != self._count]
+                raise RestoreError(f"cannot preserve {', '.join(map(shown, given))}: {exc}; preserve less") from None
             self._open[snapshot] = (journal, self._count, given)
         self._warn_about_live_runs(device)
 
@@ -224,7 +230,7 @@ class RestoreGuard:
         for journal in journals:
             reasons = {e.path: e.reason for e in reversed(journal.entries)}  # the first preserve's reason
             lines += [
-                f"NOT restored on {journal.device}: {path} ({reasons[path]}); "
+                f"NOT restored on {journal.device}: {shown(path)} ({reasons[path]}); "
                 "the next run against this device restores it"
                 for path in journal.paths()
             ]

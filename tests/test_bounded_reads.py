@@ -1,0 +1,229 @@
+"""Caps hold on the bytes actually read, whatever size the device reports; work stops at its deadline.
+
+Real sshd, real sshfs. The session's loopback device is not chrooted: a mount of ``/`` shows
+this host's /proc as the device's (read only).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import LoopbackDevice, descendants, target, wait_until
+from jumpstarter_driver_ssh_mount.sshfs import RestoreError, SshfsTarget, start_mount
+from jumpstarter_driver_ssh_mount.sshfs.collection import COLLECT_THREAD, run_bounded
+
+MIB = 1 << 20
+
+
+def root_mount(device: LoopbackDevice, mountpoint: Path, cache: str = "fresh"):
+    spec = SshfsTarget(device.host, device.port, device.user, "/")
+    return start_mount(spec, mountpoint, identity=device.identity(), timeout=15, cache=cache)
+
+
+def collect_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == COLLECT_THREAD]
+
+
+@pytest.fixture
+def scratch(device: LoopbackDevice) -> Iterator[Path]:
+    """A directory on the device for one test, emptied afterwards (on the device side)."""
+    path = device.root / "data" / f"bounded-{time.monotonic_ns()}"
+    path.mkdir()
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def files_under(path: Path) -> list[Path]:
+    return [Path(d) / f for d, _, names in os.walk(path) for f in names]
+
+
+def test_size_zero_proc_file_is_capped(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
+    with root_mount(device, mountpoint) as m:
+        assert os.stat(m / "/proc/self/status").st_size == 0
+        result = m.collect(["/proc/self/status"], tmp_path / "out", max_bytes=10)
+        with pytest.raises(RestoreError, match="exceed 10 bytes"):
+            m.snapshot("/proc/self/status", max_bytes=10)
+        text = m.wait_for("/proc/self/status", contains="Name:", timeout=10, max_bytes=4096)
+    assert result.files == [] and result.bytes == 0
+    assert files_under(tmp_path / "out") == []  # nothing of it stayed on the test host
+    assert "/proc/self/status: skipped, it held more than the 10 bytes left of the 10-byte cap" in result.notes[0]
+    assert result.cut_short == ["the 10-byte cap"]
+    assert text.startswith("Name:") and len(text) <= 4096
+
+
+def test_file_grown_after_lstat_is_cut_at_the_cap(
+    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path
+) -> None:
+    """ "fast": sshfs keeps the small size it saw for 20 s, while reads (direct_io on /) get every byte."""
+    log = scratch / "grows.log"
+    log.write_bytes(b"x" * 1024)
+    with root_mount(device, mountpoint, cache="fast") as m:
+        local = m / str(log)
+        assert local.stat().st_size == 1024
+        with open(log, "ab") as f:  # the device's file grows by 5 MiB
+            f.write(os.urandom(5 * MIB))
+        assert local.lstat().st_size == 1024, "the mount no longer shows the stale size: nothing is tested"
+        result = m.collect([str(log)], tmp_path / "out", max_bytes=64 * 1024)
+        with pytest.raises(RestoreError, match="exceed 65536 bytes"):
+            m.snapshot(str(log), max_bytes=64 * 1024)
+    assert result.files == [] and result.bytes == 0
+    assert "held more than the 65536 bytes left of the 65536-byte cap (its size said 1024)" in result.notes[0]
+    assert files_under(tmp_path / "out") == []
+
+
+def test_file_written_during_collection_is_cut_at_the_cap(
+    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path
+) -> None:
+    """A device-side writer appends while the collection reads: never more than the cap is copied."""
+    log = scratch / "busy.log"
+    log.write_bytes(b"")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\nblock = os.urandom(1 << 16)\n"
+            "with open(sys.argv[1], 'ab', buffering=0) as f:\n    while True:\n        f.write(block)\n",
+            str(log),
+        ]
+    )
+    try:
+        wait_until(lambda: log.stat().st_size > 256 * 1024, timeout=30, what="the writer to start")
+        with root_mount(device, mountpoint) as m:
+            result = m.collect([str(log)], tmp_path / "out", max_bytes=MIB)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert result.bytes <= MIB
+    copied = files_under(tmp_path / "out")
+    assert sum(p.stat().st_size for p in copied) <= MIB
+    assert result.files == [] or result.bytes == copied[0].stat().st_size
+
+
+def test_collection_stops_reading_at_its_deadline(
+    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path
+) -> None:
+    big = scratch / "huge.img"
+    with open(big, "wb") as f:
+        f.truncate(4 << 30)  # sparse: takes no space on the device, reads as 4 GiB of zeros
+    with start_mount(target(device, "/data"), mountpoint, identity=device.identity(), timeout=15) as m:
+        huge = device.remote(f"/data/{scratch.name}/huge.img")
+        result = m.collect([huge], tmp_path / "out", max_bytes=8 << 30, timeout=0.5)
+        wait_until(lambda: not collect_threads(), timeout=30, what="the collection thread to end")
+    assert result.files == []
+    assert "it timed out" in result.cut_short
+    assert any("collection timed out while reading it" in n for n in result.notes)
+    assert files_under(tmp_path / "out") == []  # the partial copy was removed
+
+
+def test_abandoned_collection_thread_stops_reading(tmp_path: Path) -> None:
+    """A collection still running when its caller gives up is told to stop, and ends."""
+    reads: list[int] = []
+
+    def work(stop: threading.Event) -> None:
+        while not stop.is_set():
+            reads.append(1)
+            time.sleep(0.01)
+
+    problem = run_bounded(work, 0.2)
+    assert problem is not None and "did not finish within 0.2s" in problem
+    wait_until(lambda: not collect_threads(), timeout=10, what="the abandoned thread to end")
+
+
+@pytest.fixture
+def own_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackDevice]:
+    dev = LoopbackDevice(tmp_path_factory.mktemp("frozen-device")).setup().start()
+    yield dev
+    dev.stop()
+
+
+def test_thread_abandoned_on_a_frozen_device_stops_reading(
+    own_device: LoopbackDevice, mountpoint: Path, tmp_path: Path
+) -> None:
+    """The device stops answering mid-read: collect() returns at its bound, the thread is left
+    blocked in the read; once the device answers again, it sees the stop flag, removes its
+    partial copy and ends (instead of reading on to the cap)."""
+    with open(own_device.root / "data" / "huge.img", "wb") as f:
+        f.truncate(4 << 30)
+    out = tmp_path / "out"
+    frozen: list[int] = []
+
+    def freeze_when_copying() -> None:
+        wait_until(lambda: files_under(out), timeout=30, what="the copy to start")
+        frozen.extend(descendants(own_device.process.pid))  # its sessions (the sftp server), not the listener
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    freezer = threading.Thread(target=freeze_when_copying)
+    try:
+        with start_mount(target(own_device, "/data"), mountpoint, identity=own_device.identity(), timeout=15) as m:
+            freezer.start()
+            result = m.collect([own_device.remote("/data/huge.img")], out, max_bytes=8 << 30, timeout=1.0)
+            freezer.join()
+            assert frozen, "the device was never frozen"
+            assert any("did not finish within 2s" in n for n in result.notes)
+            assert collect_threads(), "the thread ended while the device was frozen: nothing is tested"
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            frozen.clear()
+            wait_until(lambda: not collect_threads(), timeout=30, what="the abandoned thread to end")
+            assert files_under(out) == []  # its partial copy removed, nothing read on to the cap
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+
+
+# -- what collected files look like on the test host and in reports ---------------------------
+EVIL_NAME = "evil\nnote: all files collected\x1b[32m.log"
+
+
+@pytest.fixture
+def odd_files(device: LoopbackDevice) -> Iterator[Path]:
+    """A device directory with a 0600 file, a 0640 file and a file whose name has a newline and an escape."""
+    path = device.root / "var/log" / f"odd-{time.monotonic_ns()}"
+    path.mkdir()
+    for name, mode in (("secret.log", 0o600), ("shared.log", 0o640), (EVIL_NAME, 0o644)):
+        (path / name).write_text(f"{name!r}\n")
+        (path / name).chmod(mode)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def test_artifacts_keep_modes_in_a_private_run_folder_and_names_are_escaped(suite, odd_files: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from helpers import artifacts_run
+
+    dev = suite.device
+    glob_ = dev.remote(f"/var/log/{odd_files.name}") + "/*"
+    suite.pytester.makepyfile(test_odd="def test_fails(remote_fs):\n    assert False\n")
+    xml = suite.pytester.path / "junit.xml"
+    result = suite.run(f"--jmp-mount-collect={glob_}", f"--junitxml={xml}")
+    result.assert_outcomes(failed=1)
+    run = artifacts_run(suite.pytester.path)
+    copies = run / "test_odd.py_test_fails" / dev.remote(f"/var/log/{odd_files.name}").lstrip("/")
+    assert stat.S_IMODE((copies / "secret.log").stat().st_mode) == 0o600
+    assert stat.S_IMODE((copies / "shared.log").stat().st_mode) == 0o640
+    assert (copies / EVIL_NAME).read_text() == (odd_files / EVIL_NAME).read_text()
+    for directory in (run, *[p for p in copies.parents if p.is_relative_to(run)], copies):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    out = result.stdout.str()
+    assert "\nnote: all files collected" not in out  # the name did not start a line of its own
+    assert "\x1b[32m" not in out
+    assert "evil\\nnote: all files collected\\x1b[32m.log" in out
+    properties = [p.get("value") or "" for p in ET.parse(xml).iter("property") if p.get("name") == "jmp_mount_artifact"]
+    assert len(properties) == 3 and not any("\n" in p or "\x1b" in p for p in properties)
+    suite.assert_clean()
