@@ -227,3 +227,74 @@ def test_artifacts_keep_modes_in_a_private_run_folder_and_names_are_escaped(suit
     properties = [p.get("value") or "" for p in ET.parse(xml).iter("property") if p.get("name") == "jmp_mount_artifact"]
     assert len(properties) == 3 and not any("\n" in p or "\x1b" in p for p in properties)
     suite.assert_clean()
+
+
+# -- the rules themselves, on local files ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("remote", "direct_io"),
+    [
+        ("/", True),
+        ("/proc", True),
+        ("/proc/sys/kernel", True),
+        ("/sys", True),
+        ("/sys/kernel/debug/", True),
+        ("/var/log", False),
+        ("/data", False),
+        ("/system", False),
+        ("/procfs", False),
+    ],
+)
+def test_which_mounts_bypass_the_page_cache(remote: str, direct_io: bool) -> None:
+    from jumpstarter_driver_ssh_mount.sshfs.command import default_options
+
+    for cache in ("fresh", "fast"):  # device truth for /proc is no matter of speed
+        assert ("direct_io" in default_options(None, cache=cache, remote_path=remote)) is direct_io
+    assert "direct_io" not in default_options(None)  # no mount path given: nothing added
+
+
+def test_shown_escapes_what_could_forge_a_report_line() -> None:
+    from jumpstarter_driver_ssh_mount.sshfs.devicepaths import shown
+
+    assert shown("/var/log/app.log") == "/var/log/app.log"
+    assert shown("/var/log/ünïcode ok.log") == "/var/log/ünïcode ok.log"
+    assert shown(EVIL_NAME) == "evil\\nnote: all files collected\\x1b[32m.log"
+    assert shown("a\\b") == "a\\\\b"  # unambiguous: an escaped name never looks like another name
+    assert shown(os.fsdecode(b"bad\xff")) == "bad\\xff"
+    assert "\n" not in shown("x\r\n\u2028y") and "\u2028" not in shown("x\u2028y")
+
+
+def test_bounded_reads_of_local_files(tmp_path: Path) -> None:
+    from jumpstarter_driver_ssh_mount.sshfs.boundedread import NotRegularFile, copy_at_most, read_at_most, read_tail
+
+    src = tmp_path / "src"
+    src.write_bytes(b"0123456789" * 10_000)
+    src.chmod(0o640)
+    data, _ = read_at_most(src, 10)
+    assert data == b"01234567890"  # the cap and one byte to notice
+    assert read_tail(src, 5) == b"56789"
+    assert copy_at_most(src, tmp_path / "small", 10) is None and not (tmp_path / "small").exists()
+    copied = copy_at_most(src, tmp_path / "whole", 100_000)
+    assert copied is not None and copied[0] == 100_000
+    assert stat.S_IMODE((tmp_path / "whole").stat().st_mode) == 0o640
+    with pytest.raises(NotRegularFile):
+        read_at_most(tmp_path, 10)
+    (tmp_path / "link").symlink_to(src)
+    with pytest.raises(OSError):  # ELOOP: never followed
+        read_at_most(tmp_path / "link", 10)
+
+
+def test_restore_journal_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_jumpstarter_mount import journal
+    from pytest_jumpstarter_mount.journal import Entry, JournalFile, JournalTooLarge
+
+    monkeypatch.setattr(journal, "JOURNAL_MAX_BYTES", 1000)
+    small = JournalFile(tmp_path / "journal-a.json", "device", "a", [Entry("/etc/x", b"x" * 100, 0o644)])
+    small.save()
+    assert JournalFile.load(small.path).entries[0].content == b"x" * 100
+    big = JournalFile(tmp_path / "journal-b.json", "device", "b", [Entry("/etc/y", b"y" * 1000, 0o644)])
+    with pytest.raises(JournalTooLarge):
+        big.save()
+    assert not big.path.exists()
+    big.path.write_text('{"device": "d", "digest": "b", "entries": []}' + " " * 2000)  # left by someone else
+    with pytest.raises(JournalTooLarge):
+        JournalFile.load(big.path)
