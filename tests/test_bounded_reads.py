@@ -298,3 +298,18 @@ def test_restore_journal_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     big.path.write_text('{"device": "d", "digest": "b", "entries": []}' + " " * 2000)  # left by someone else
     with pytest.raises(JournalTooLarge):
         JournalFile.load(big.path)
+
+
+def test_a_file_matched_twice_is_copied_once(tmp_path: Path) -> None:
+    from jumpstarter_driver_ssh_mount.sshfs.collection import Collection, collect
+
+    tree = tmp_path / "dev"
+    (tree / "log").mkdir(parents=True)
+    (tree / "log" / "messages").write_text("boot\n")
+    result = Collection()
+    for glob_ in ("/log/*", "/log/messages", "/log/*"):
+        collect(tree, lambda p: tree / p.lstrip("/"), glob_, tmp_path / "out", result, deadline=time.monotonic() + 30)
+    assert result.files == [tmp_path / "out/log/messages"] and result.bytes == 5 and result.notes == []
+    again = Collection()  # a second collection into the same place replaces the copy
+    collect(tree, lambda p: tree / p.lstrip("/"), "/log/*", tmp_path / "out", again, deadline=time.monotonic() + 30)
+    assert again.files == [tmp_path / "out/log/messages"] and again.notes == []

@@ -163,7 +163,11 @@ def _copy_checked(local: Path, device_path: str, root: str, dest: Path, result: 
         result.cut(f"the {cap}-byte cap")
         return
     target = dest / device_path.lstrip("/")
+    if target in result.files:  # matched by an earlier glob of this collection
+        return
     make_private_dirs(target.parent)
+    if os.path.lexists(target):  # left by an earlier collection into the same place: replaced
+        target.unlink()
     try:
         copied = copy_at_most(local, target, left, reading.should_stop)
     except ReadStopped:
