@@ -281,6 +281,8 @@ def test_bounded_reads_of_local_files(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(src)
     with pytest.raises(OSError):  # ELOOP: never followed
         read_at_most(tmp_path / "link", 10)
+    assert read_tail(tmp_path / "link", 5) == b"56789"  # wait_for waits on the path it was given, link or not
+    assert read_at_most(src, 2.0)[0] == b"012" and read_tail(src, 2.0) == b"89"  # a cap given as a float
 
 
 def test_restore_journal_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

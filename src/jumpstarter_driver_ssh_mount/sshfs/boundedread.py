@@ -6,8 +6,8 @@ files (``collect``, ``snapshot``, ``wait_for``) reads through here instead: in c
 most ``limit + 1`` bytes (the extra byte says the file is over the limit), asking between
 chunks whether to stop (a deadline passed, or the caller gave up on the thread).
 
-Files are opened without following a symlink and without blocking (a FIFO swapped in after
-the ``lstat`` would block an ordinary open), and must be regular files once open.
+Files are opened without blocking (a FIFO swapped in after the ``lstat`` would block an
+ordinary open) and must be regular files once open; only ``read_tail`` follows a symlink.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 CHUNK = 64 * 1024  # bytes per read(): between two, a stop request is noticed
 
-OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class ReadStopped(Exception):
@@ -35,9 +35,9 @@ def never() -> bool:
 
 
 @contextlib.contextmanager
-def open_regular(path: str | os.PathLike[str]) -> Iterator[tuple[int, os.stat_result]]:
-    """``path`` opened for reading (no symlink followed, no blocking), with its ``fstat``."""
-    fd = os.open(path, OPEN_FLAGS)
+def open_regular(path: str | os.PathLike[str], *, follow: bool = False) -> Iterator[tuple[int, os.stat_result]]:
+    """``path`` opened for reading (no blocking; a symlink only followed with ``follow``), with its ``fstat``."""
+    fd = os.open(path, OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -53,7 +53,7 @@ def chunks(fd: int, limit: int, should_stop: Callable[[], bool] = never) -> Iter
 
     Raises ReadStopped when ``should_stop()`` turns true before a chunk.
     """
-    left = max(0, limit) + 1
+    left = max(0, int(limit)) + 1
     while left > 0:
         if should_stop():
             raise ReadStopped()
@@ -75,9 +75,11 @@ def read_at_most(
 def read_tail(path: str | os.PathLike[str], limit: int) -> bytes:
     """The last ``limit`` bytes of the regular file ``path`` by the size it reports; at most ``limit`` bytes.
 
-    A file that reports less than it holds (size 0 in ``/proc``) is read from its start.
+    A file that reports less than it holds (size 0 in ``/proc``) is read from its start. A symlink
+    is followed, as the mount resolves it (``wait_for`` names the path it waits on).
     """
-    with open_regular(path) as (fd, info):
+    limit = int(limit)
+    with open_regular(path, follow=True) as (fd, info):
         if info.st_size > limit:
             os.lseek(fd, info.st_size - limit, os.SEEK_SET)
         return b"".join(chunks(fd, limit - 1)) if limit > 0 else b""
