@@ -3,7 +3,7 @@
 A mount that shows the device's /proc or /sys (a mount of ``/``, ``/proc``, ``/sys/...``)
 reads with ``direct_io``: no page cache. Here our mount of the device's ``/`` (the loopback
 device is not chrooted, so its ``/`` is this host's) reads regular files next to plain sshfs of
-``/`` (page cache), plain sshfs of ``/`` with ``-o direct_io``, and our mount of ``/data``
+``/`` (page cache), plain sshfs of ``/`` with ``-o direct_io``, and our mount of a directory below it
 (page cache), all on the device's address (no port forward), each repetition starting with
 another kind. Figures are medians over the repetitions.
 """
@@ -85,12 +85,12 @@ class KernelFileFigures:
             with tools.ours(self.client, bench.mounts, "/", "direct", []) as (mount, _):
                 assert "direct_io" in mount.options
                 yield mount.mountpoint, str(self.device.root).lstrip("/")
-        else:  # ours /data: the device's files below /, without direct_io
+        else:  # ours subdirectory: the device tree below / (where data/ is), without direct_io
             with tools.ours(self.client, bench.mounts, self.device.remote("/"), "direct", []) as (mount, _):
                 assert "direct_io" not in mount.options
                 yield mount.mountpoint, ""
 
-    KINDS = ("plain /", "plain / direct_io", "ours /", "ours /data")
+    KINDS = ("plain /", "plain / direct_io", "ours /", "ours subdirectory")
 
     def run(self) -> None:
         self.proc_row()
