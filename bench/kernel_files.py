@@ -128,8 +128,10 @@ class KernelFileFigures:
         for figure, label in labels.items():
             plain = statistics.median(figures["plain /"][figure])
             for kind in self.KINDS:
-                value = statistics.median(figures[kind][figure])
-                self.bench.row(f"11. {label}", kind, f"{value:.0f}", f"{value / plain:.2f}x plain /")
+                values = figures[kind][figure]
+                value = statistics.median(values)
+                shown = f"{value:.0f} ({min(values):.0f}-{max(values):.0f})"
+                self.bench.row(f"11. {label}", kind, shown, f"{value / plain:.2f}x plain /")
 
     def small_files(self) -> None:
         count = self.bench.args.files
@@ -152,6 +154,5 @@ class KernelFileFigures:
         plain = statistics.median(times["plain /"])
         for kind in self.KINDS:
             value = statistics.median(times[kind])
-            self.bench.row(
-                f"11. listdir+stat+read {count} x 4 KiB, s", kind, f"{value:.3f}", f"{value / plain:.2f}x plain /"
-            )
+            shown = f"{value:.3f} ({min(times[kind]):.3f}-{max(times[kind]):.3f})"
+            self.bench.row(f"11. listdir+stat+read {count} x 4 KiB, s", kind, shown, f"{value / plain:.2f}x plain /")
