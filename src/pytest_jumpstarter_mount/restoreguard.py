@@ -137,7 +137,7 @@ class RestoreGuard:
             paths = sorted({p for j in run.journals for p in _paths(j)})
             warn(
                 f"jumpstarter mount: another pytest run (pid {run.pid}) has preserved files on {device.label} too "
-                f"({', '.join(paths) or 'none left'}); each run puts back what it saw, so the two can undo "
+                f"({', '.join(map(shown, paths)) or 'none left'}); each run puts back what it saw, so the two can undo "
                 "each other's restores: run them one at a time"
             )
 
@@ -217,7 +217,7 @@ class RestoreGuard:
             pids = ", ".join(sorted({str(j.pid) for j in taken}))
             announce(
                 self.manager.config,
-                f"jumpstarter mount: restored on {device.label}: {', '.join(dict.fromkeys(done))} "
+                f"jumpstarter mount: restored on {device.label}: {', '.join(map(shown, dict.fromkeys(done)))} "
                 f"(left changed by run pid {pids}, which ended before restoring them)",
             )
 
