@@ -31,6 +31,7 @@ class NotRegularFile(OSError):
 
 
 def never() -> bool:
+    """The default ``should_stop``: read to the limit."""
     return False
 
 
