@@ -315,3 +315,34 @@ def test_a_file_matched_twice_is_copied_once(tmp_path: Path) -> None:
     again = Collection()  # a second collection into the same place replaces the copy
     collect(tree, lambda p: tree / p.lstrip("/"), "/log/*", tmp_path / "out", again, deadline=time.monotonic() + 30)
     assert again.files == [tmp_path / "out/log/messages"] and again.notes == []
+
+
+def test_a_preserve_the_journal_cannot_hold_is_refused_before_the_change(suite, device: LoopbackDevice) -> None:
+    """A journal that would pass its bound refuses the preserve: the test fails there, before it changes
+    anything, and no journal is left (the bound lowered to 2000 bytes in the run's conftest)."""
+    from helpers import COUNTING_CONFTEST
+
+    name = f"big-{time.monotonic_ns()}.conf"
+    conf = device.root / "etc" / name
+    conf.write_text("x" * 4000)
+    suite.pytester.makeconftest(
+        COUNTING_CONFTEST + "\nimport pytest_jumpstarter_mount.journal as journal\njournal.JOURNAL_MAX_BYTES = 2000\n"
+    )
+    suite.pytester.makepyfile(
+        test_big=f"""
+        def test_preserves_too_much(remote_fs):
+            remote_fs.preserve({("etc/" + name)!r})
+            (remote_fs / {("etc/" + name)!r}).write_text("changed")
+        """
+    )
+    try:
+        result = suite.run()
+        result.assert_outcomes(failed=1)
+        refusal = f"*RestoreError: cannot preserve etc/{name}: the restore journal * would exceed 2000 bytes*"
+        result.stdout.fnmatch_lines([refusal])
+        assert conf.read_text() == "x" * 4000  # refused before the test changed it
+        assert list(suite.mount_dir.glob("*/journal-*.json")) == []
+        assert "NOT restored" not in result.stdout.str()
+        suite.assert_clean()
+    finally:
+        conf.unlink()
