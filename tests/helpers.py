@@ -53,6 +53,7 @@ __all__ = [
     "live_processes_mentioning",
     "make_driver",
     "netns_lab",
+    "private_tmpdir",
     "remove_socket_dirs",
     "sshfs_mounts",
     "start_pytest",
@@ -141,11 +142,24 @@ def foreign_pytest_running() -> bool:
     return any(pid not in ours and any("pytest" in a for a in p.argv()[:3]) for pid, p in table.items())
 
 
-def known_hosts_folders_now() -> list[str]:
-    """Every known-hosts folder there is: in this user's ``<tmp>/jmp-mount-known-hosts-<uid>``, and old-style ones."""
-    parent = str(KNOWN_HOSTS_FOLDERS.parent)
-    old_style = glob.glob(os.path.join(tempfile.gettempdir(), "jmp-mount-known-hosts-*"))
+def known_hosts_folders_now(tmpdir: Path | None = None) -> list[str]:
+    """Every known-hosts folder in ``tmpdir`` (default: the temp dir): in ``jmp-mount-known-hosts-<uid>``, old-style.
+
+    A test whose processes run with their own ``TMPDIR`` (``private_tmpdir``) passes it.
+    """
+    tmp = str(tmpdir or tempfile.gettempdir())
+    parent = os.path.join(tmp, KNOWN_HOSTS_FOLDERS.parent.name)
+    old_style = glob.glob(os.path.join(tmp, "jmp-mount-known-hosts-*"))
     return sorted(glob.glob(os.path.join(parent, "*")) + [p for p in old_style if p != parent])
+
+
+@contextlib.contextmanager
+def private_tmpdir() -> Iterator[Path]:
+    """A ``TMPDIR`` for the processes a test starts: known-hosts folders no other run sweeps first. Must end empty."""
+    path = Path(tempfile.mkdtemp(prefix="jmp-mount-tests-tmp-"))
+    yield path
+    assert os.listdir(path) == [], f"left in {path}: {os.listdir(path)}"
+    path.rmdir()
 
 
 def folder_owner_pid(folder: str) -> int | None:

@@ -17,9 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, child_pids, sshfs_mounts, wait_until
+from helpers import (
+    LoopbackDevice,
+    Suite,
+    child_pids,
+    folder_owner_pid,
+    known_hosts_folders_now,
+    private_tmpdir,
+    sshfs_mounts,
+    wait_until,
+)
 from jumpstarter_driver_ssh_mount.sshfs.liveness import Liveness, ProcessIdentity, boot_time, judge
-from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
+from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS
 from jumpstarter_driver_ssh_mount.sshfs.procfs import start_time
 from pytest_jumpstarter_mount.journal import Entry, JournalFile, journal_path, other_runs
 from pytest_jumpstarter_mount.leases import LeaseInfo, record, record_path
@@ -110,17 +119,9 @@ def owned_files(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
 
 
-def known_hosts_folders_of(pid: int) -> list[Path]:
-    """The known-hosts folders whose owner record names ``pid`` (as its own PID namespace counts)."""
-    found = []
-    parent = KNOWN_HOSTS_FOLDERS.parent
-    for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
-        try:
-            if json.loads((folder / OWNER_FILE).read_text())["pid"] == pid:
-                found.append(folder)
-        except (OSError, ValueError, KeyError):
-            continue
-    return found
+def known_hosts_folders_of(pid: int, tmpdir: Path | None = None) -> list[Path]:
+    """The known-hosts folders (in ``tmpdir``, default the temp dir) whose owner record names ``pid``."""
+    return [Path(f) for f in known_hosts_folders_now(tmpdir) if folder_owner_pid(f) == pid]
 
 
 def remove_by_hand(run_dir: Path) -> None:
@@ -258,12 +259,12 @@ def test_holds(remote_fs):
 """
 
 
-def start_holding(suite: Suite, name: str) -> tuple[subprocess.Popen[str], Path]:
+def start_holding(suite: Suite, name: str, tmpdir: Path) -> tuple[subprocess.Popen[str], Path]:
     ready, go = suite.pytester.path / f"{name}.ready", suite.pytester.path / f"{name}.go"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", *suite.args(), "test_hold.py"],
         cwd=suite.pytester.path,
-        env={**os.environ, "READY_FILE": str(ready), "GO_FILE": str(go)},
+        env={**os.environ, "READY_FILE": str(ready), "GO_FILE": str(go), "TMPDIR": str(tmpdir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -273,26 +274,29 @@ def start_holding(suite: Suite, name: str) -> tuple[subprocess.Popen[str], Path]
     return proc, go
 
 
-def test_kill_9_leaves_a_known_hosts_folder_the_next_run_sweeps(suite: Suite) -> None:
+def test_kill_9_leaves_a_known_hosts_folder_the_next_run_sweeps(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a TMPDIR of its own: no other run's sweep (at its start) takes the killed run's folder first."""
     suite.pytester.makepyfile(test_hold=SIMPLE_HOLD, test_nothing="def test_nothing():\n    pass\n")
-    live, go = start_holding(suite, "live")
-    try:
-        killed, _ = start_holding(suite, "killed")
-        [killed_folder] = known_hosts_folders_of(killed.pid)
-        sshfs = [p for p in child_pids(killed.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "sshfs"]
-        killed.send_signal(signal.SIGKILL)
-        killed.communicate()
-        wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in sshfs), 15, "sshfs to exit")
-        [live_folder] = known_hosts_folders_of(live.pid)
-        assert (killed_folder / "known_hosts").exists()  # kill -9 gives no chance to remove it
+    with private_tmpdir() as tmpdir:
+        live, go = start_holding(suite, "live", tmpdir)
+        try:
+            killed, _ = start_holding(suite, "killed", tmpdir)
+            [killed_folder] = known_hosts_folders_of(killed.pid, tmpdir)
+            sshfs = [p for p in child_pids(killed.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "sshfs"]
+            killed.send_signal(signal.SIGKILL)
+            killed.communicate()
+            wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in sshfs), 15, "sshfs to exit")
+            [live_folder] = known_hosts_folders_of(live.pid, tmpdir)
+            assert (killed_folder / "known_hosts").exists()  # kill -9 gives no chance to remove it
 
-        result = suite.run("test_nothing.py")
-        result.assert_outcomes(passed=1)
-        assert not killed_folder.exists()
-        assert (live_folder / "known_hosts").exists() and "cannot see" not in result.stdout.str()
-    finally:
-        go.write_text("")
-        out, _ = live.communicate(timeout=60)
-    assert live.returncode == 0, out
-    assert not live_folder.exists()
+            monkeypatch.setenv("TMPDIR", str(tmpdir))
+            result = suite.run("test_nothing.py")
+            result.assert_outcomes(passed=1)
+            assert not killed_folder.exists()
+            assert (live_folder / "known_hosts").exists() and "cannot see" not in result.stdout.str()
+        finally:
+            go.write_text("")
+            out, _ = live.communicate(timeout=60)
+        assert live.returncode == 0, out
+        assert not live_folder.exists()  # and the (empty) parent went with it
     suite.assert_clean()
