@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -305,3 +306,30 @@ def test_kill_9_leaves_a_known_hosts_folder_the_next_run_sweeps(suite: Suite, mo
         assert live.returncode == 0, out
         assert not live_folder.exists()  # and the (empty) parent went with it
     suite.assert_clean()
+
+
+def test_known_hosts_folders_without_a_usable_parent_or_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parent someone else can enter is not used (the old place instead); a folder without an owner
+    record is removed only while empty (its maker, if alive, makes another); one with files stays."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    parent = KNOWN_HOSTS_FOLDERS.parent
+    parent.mkdir(mode=0o777)
+    parent.chmod(0o777)
+    folder = KNOWN_HOSTS_FOLDERS.make()
+    assert folder.parent == tmp_path and folder.name.startswith("jmp-mount-known-hosts-")
+    KNOWN_HOSTS_FOLDERS.remove(folder)
+    assert sorted(os.listdir(tmp_path)) == [parent.name]
+
+    parent.chmod(0o700)
+    empty, in_use = parent / "empty", parent / "in-use"
+    empty.mkdir()
+    in_use.mkdir()
+    (in_use / "known_hosts").write_text("")
+    mine = KNOWN_HOSTS_FOLDERS.make()
+    swept = KNOWN_HOSTS_FOLDERS.sweep()
+    assert swept.removed == [] and swept.unseen == []
+    assert not empty.exists() and in_use.is_dir() and (mine / "owner").is_file()  # this process's: alive
+    KNOWN_HOSTS_FOLDERS.remove(mine)
+    (in_use / "known_hosts").unlink()
+    KNOWN_HOSTS_FOLDERS.remove(in_use)
+    assert os.listdir(tmp_path) == []  # the last folder took the parent with it
