@@ -26,11 +26,12 @@ from .failfast import DeviceAvailability, session_wide
 from .farm import DeviceFarm, announce
 from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
-from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
+from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir
 from .notices import warn_mount
 from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
 from .settings import Settings
+from .stale import sweep_left
 from .transportchoice import describe_transport
 from .verbose import say_mount
 
@@ -52,7 +53,7 @@ class MountManager:
         self.settings = settings
         self.live: list[Mount] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
-        self.notice: str | None = None
+        self.notices: list[str] = []  # what the sweep at start has to say, for the report header
         self.farm = DeviceFarm(self)
         self.guard = RestoreGuard(self)  # the restore journal
         self.availability = DeviceAvailability()  # a plugin object: tests error at once when the device is not
@@ -66,8 +67,8 @@ class MountManager:
 
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
-        """The sweep's notice, and where mounts come from: device source, remote path, scope."""
-        lines = ([self.notice] if self.notice else []) + self.farm.header
+        """The sweep's notices, and where mounts come from: device source, remote path, scope."""
+        lines = [*self.notices, *self.farm.header]
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
@@ -247,18 +248,11 @@ class MountManager:
         return self._run_dir
 
     def sweep(self) -> None:
-        """Clean up what killed runs left in the mount directory (ours only), with a one-line notice."""
-        base = self.settings.dir or default_base()
-        if not base.is_dir():
-            return
-        try:
-            swept = sweep(base, self.farm.release_left)
-        except OSError as exc:
-            logger.warning("cannot sweep %s: %s", base, exc)
-            return
-        if swept:
-            self.notice = f"jumpstarter mount: cleaned up {len(swept)} stale mountpoint(s) of a killed run in {base}"
-            logger.warning(self.notice)
+        """Clean up what killed runs left in the mount directory and this user's known-hosts folders (ours only).
+
+        The lines for the report header come from the sweep at start (``pytest_configure``).
+        """
+        self.notices = sweep_left(self.settings.dir or default_base(), self.farm.release_left)
 
     def unmount_all(self) -> None:
         """Unmount every live mount (an interrupted run, or the atexit backstop); never raises."""
