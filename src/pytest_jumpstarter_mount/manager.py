@@ -30,7 +30,7 @@ from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empt
 from .notices import warn_mount
 from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
-from .settings import Settings
+from .settings import NO_DEVICE, SOURCES_HELP, Settings
 from .transportchoice import describe_transport
 from .verbose import say_mount
 
@@ -55,7 +55,8 @@ class MountManager:
         self.notice: str | None = None
         self.farm = DeviceFarm(self)
         self.guard = RestoreGuard(self)  # the restore journal
-        self.availability = DeviceAvailability()  # a plugin object: tests error at once when the device is not
+        # a plugin object: tests error at once when the device is not (or none is configured)
+        self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -72,6 +73,8 @@ class MountManager:
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
             lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
+        else:
+            lines.append(f"jumpstarter mount: device: none configured; the tests that use it error: {SOURCES_HELP}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
