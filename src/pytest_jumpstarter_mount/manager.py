@@ -22,6 +22,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .clientlogs import one_copy_of_client_logs
 from .failfast import DeviceAvailability, session_wide
 from .farm import DeviceFarm, announce
 from .leases import forget_released
@@ -120,6 +121,7 @@ class MountManager:
         problem = None
         try:
             with open_device(self.settings, self.farm) as device:
+                one_copy_of_client_logs(device.client)
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
