@@ -114,6 +114,30 @@ def test_a_signal_stops_it_and_its_sshd_in_the_background(tmp_path: Path, sig: s
     ]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_to_its_foreground_job_stops_it_and_its_sshd(tmp_path: Path, sig: signal.Signals) -> None:
+    """As Ctrl+C (or a hangup) reaches a terminal's foreground job: the signal goes to its whole process group.
+
+    sshd has a session of its own, so it is the runner that stops it, in order, and says so.
+    """
+    out = tmp_path / "runner.out"
+    with out.open("w") as sink:
+        process = subprocess.Popen(
+            [*RUNNER, str(tmp_path / "device")], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    runner = None
+    try:
+        runner = wait_for_printout(process.pid, out, tmp_path / "device")
+        os.killpg(process.pid, sig)
+        assert process.wait(30) == 0
+        wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to exit")  # type: ignore[union-attr]
+    finally:
+        stop_leftovers(runner)
+        process.wait(30)
+    assert runner.text().splitlines()[-1] == f"loopback device: {sig.name} received; stopping it and its sshd"
+    assert port_closed(runner.port)
+
+
 def test_its_sshd_dying_ends_it_with_a_message(tmp_path: Path) -> None:
     out = tmp_path / "runner.out"
     with out.open("w") as sink:
