@@ -22,6 +22,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .clientlogs import one_copy_of_client_logs
 from .failfast import DeviceAvailability, session_wide
 from .farm import DeviceFarm, announce
 from .leases import forget_released
@@ -30,7 +31,7 @@ from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empt
 from .notices import warn_mount
 from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
-from .settings import Settings
+from .settings import NO_DEVICE, SOURCES_HELP, Settings
 from .stale import sweep_left
 from .transportchoice import describe_transport
 from .verbose import say_mount
@@ -56,7 +57,8 @@ class MountManager:
         self.notices: list[str] = []  # what the sweep at start has to say, for the report header
         self.farm = DeviceFarm(self)
         self.guard = RestoreGuard(self)  # the restore journal
-        self.availability = DeviceAvailability()  # a plugin object: tests error at once when the device is not
+        # a plugin object: tests error at once when the device is not (or none is configured)
+        self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -73,6 +75,8 @@ class MountManager:
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
             lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
+        else:
+            lines.append(f"jumpstarter mount: device: none configured; the tests that use it error: {SOURCES_HELP}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -118,6 +122,7 @@ class MountManager:
         problem = None
         try:
             with open_device(self.settings, self.farm) as device:
+                one_copy_of_client_logs(device.client)
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
