@@ -1,9 +1,12 @@
-"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash."""
+"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash.
+
+A bad argument is a ``pytest.UsageError`` naming the test (``markerusage`` raises it at collection).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 )
 
 MARKER_HELP = (
-    "jmp_mount(remote='/path', options=[...], transport='auto|direct|forward|relay', cache='fresh|fast', "
+    f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
     "collect=[globs], restore=[paths]): give this test its own mount of a device path (remote_path), "
     "collect device files if it fails, restore files after"
 )
@@ -29,7 +32,7 @@ ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "re
 class MarkerSpec:
     """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], transport=...)``.
 
-    ``transport`` is "auto", "direct" or "forward"; upstream-style ``direct=True`` /
+    ``transport`` is one of ``TRANSPORTS`` ("auto", "direct", "forward", "relay"); upstream-style ``direct=True`` /
     ``direct=False`` is kept as "direct" / "forward"; None means "as the settings say".
     """
 
@@ -44,6 +47,11 @@ class MarkerSpec:
     def own_mount(self) -> bool:
         """True when the marker asks for a mount other than ``remote_fs``."""
         return self.remote is not None or bool(self.options) or self.transport is not None or self.cache is not None
+
+    def own_mount_arguments(self) -> str:
+        """The arguments that ask for the test's own mount, as written: ``remote='/etc', cache='fast'``."""
+        wanted = {k: v for k, v in asdict(self).items() if k in ("remote", "options", "transport", "cache")}
+        return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in wanted.items() if v)
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:

@@ -88,6 +88,9 @@ def main(argv: Sequence[str]) -> int:
     for name in argv or DOC_FILES:
         path = Path(name)
         old = path.read_text()
+        if not BLOCK.search(old):
+            print(f"{path}: no <!-- options table: ... --> ... <!-- end of options table --> block", file=sys.stderr)
+            return 1
         new = regenerate(old)
         if new != old:
             path.write_text(new)
