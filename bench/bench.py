@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from kernel_files import KernelFileFigures, Tools
 from transport_figures import Helpers, TransportFigures
 
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
@@ -351,12 +352,21 @@ class Bench:
             f"{overhead / ready:.2f}x mount-ready (target <= 1.3x)",
         )
 
+    def kernel_files(self, client) -> None:
+        """Figure 11: what direct_io (mounts that show /proc and /sys) costs regular files."""
+        tools = Tools(plain_sshfs, ours, timed, read_file, write_file, read_small)
+        KernelFileFigures(self, client, tools).run()
+
     def run(self) -> None:
         print(f"loopback sshd on {self.device.host}:{self.device.port}; {os.cpu_count()} cores", flush=True)
         try:
             if self.args.only_small_files:
                 with self.client() as client:
                     self.small_files(client)
+                return
+            if self.args.only_kernel_files:
+                with self.client() as client:
+                    self.kernel_files(client)
                 return
             with self.client() as client:
                 ready = self.latency(client)
@@ -365,6 +375,7 @@ class Bench:
                 self.j_mount_ready()
                 self.throughput(client)
                 self.small_files(client)
+                self.kernel_files(client)
             self.plugin_startup()
             self.function_scope(ready["ours port forward"])
         finally:
@@ -381,6 +392,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition (CI)")
     parser.add_argument("--no-cache", action="store_true", help="mount with -o cache=no for the throughput figures")
     parser.add_argument("--only-small-files", action="store_true", help="only figure 4 (cache modes)")
+    parser.add_argument("--only-kernel-files", action="store_true", help="only figure 11 (direct_io's cost)")
     parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     args = parser.parse_args()
     small = args.smoke
@@ -396,7 +408,7 @@ def main() -> int:
     bench = Bench(args, work)
     try:
         bench.run()
-        if not args.only_small_files:
+        if not (args.only_small_files or args.only_kernel_files):
             bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]

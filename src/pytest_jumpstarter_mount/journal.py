@@ -1,9 +1,10 @@
 """The restore journal on disk: the originals of preserved device files, until they are put back.
 
 One file per device and process, ``journal-<device digest>[-<suffix>].json`` in the run's
-own directory (see ``mountdir``), mode 0600, replaced atomically on every change. It holds
-the device's identity and label and, for every file a test may change, its device path and
-original content and mode (or that it was absent), and the identity of the run that
+own directory (see ``mountdir``), mode 0600, replaced atomically on every change, never
+larger than ``JOURNAL_MAX_BYTES`` (a preserve that would pass it is refused; a larger file
+is not read). It holds the device's identity and label and, for every file a test may
+change, its device path and original content and mode (or that it was absent), and the identity of the run that
 preserved them (``sshfs.liveness.ProcessIdentity``, as every record carries it). A run that
 cannot put a file back leaves its journal; the directory's owner record says whether that
 run is alive, dead, or one this process cannot see (then its journals are never taken over).
@@ -20,11 +21,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jumpstarter_driver_ssh_mount.sshfs.defaults import JOURNAL_MAX_BYTES
 from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity, Verdict
 
 from .mountdir import run_owner
 
 JOURNAL_PREFIX = "journal-"
+
+
+class JournalTooLarge(ValueError):
+    """A journal would hold, or holds, more than ``JOURNAL_MAX_BYTES``."""
+
+
 UNTRIED = "its mount was gone before the restore"
 
 
@@ -90,18 +98,26 @@ class JournalFile:
             **self.owner.to_record(),
             "entries": [e.to_dict() for e in self.entries],
         }
+        text = json.dumps(data)
+        if len(text) > JOURNAL_MAX_BYTES:
+            raise JournalTooLarge(f"the restore journal {self.path} would exceed {JOURNAL_MAX_BYTES} bytes")
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
     @classmethod
     def load(cls, path: Path) -> JournalFile:
-        """Read a journal; OSError or ValueError if it cannot be read."""
-        data = json.loads(path.read_text())
+        """Read a journal; OSError or ValueError if it cannot be read (or holds more than ``JOURNAL_MAX_BYTES``)."""
+        from jumpstarter_driver_ssh_mount.sshfs.boundedread import read_at_most
+
+        raw, _ = read_at_most(path, JOURNAL_MAX_BYTES)
+        if len(raw) > JOURNAL_MAX_BYTES:
+            raise JournalTooLarge(f"it holds more than {JOURNAL_MAX_BYTES} bytes; not read")
+        data = json.loads(raw)
         entries = [Entry.from_dict(e) for e in data.get("entries", ())]
         owner = ProcessIdentity.from_record(data) or ProcessIdentity(0, None)
         return cls(path, str(data["device"]), str(data["digest"]), entries, float(data.get("created", 0)), owner)

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount
+from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount, shown
 
 from .deviceid import DeviceIdentity, identify
 from .farm import announce
-from .journal import JOURNAL_PREFIX, Entry, JournalFile, journal_path, journals_in, other_runs
+from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
@@ -101,7 +101,13 @@ class RestoreGuard:
                 full = posixpath.normpath(posixpath.join(remote_path, relative_to_mount(remote_path, device_path)))
                 given[device_path] = full
                 journal.entries.append(Entry(full, content, mode, self._count))
-            journal.save()
+            try:
+                journal.save()
+            except JournalTooLarge as exc:
+                from jumpstarter_driver_ssh_mount.sshfs.errors import RestoreError
+
+                journal.entries = [e for e in journal.entries if e.snapshot != self._count]
+                raise RestoreError(f"cannot preserve {', '.join(map(shown, given))}: {exc}; preserve less") from None
             self._open[snapshot] = (journal, self._count, given)
         self._warn_about_live_runs(device)
 
@@ -134,7 +140,7 @@ class RestoreGuard:
             who = f"pid {run.pid}" if run.verdict.alive else f"{run.verdict.why}, which this run cannot see"
             warn(
                 f"jumpstarter mount: another pytest run ({who}) has preserved files on {device.label} too "
-                f"({', '.join(paths) or 'none left'}); each run puts back what it saw, so the two can undo "
+                f"({', '.join(map(shown, paths)) or 'none left'}); each run puts back what it saw, so the two can undo "
                 "each other's restores: run them one at a time"
             )
 
@@ -214,7 +220,7 @@ class RestoreGuard:
             pids = ", ".join(sorted({str(j.pid) for j in taken}))
             announce(
                 self.manager.config,
-                f"jumpstarter mount: restored on {device.label}: {', '.join(dict.fromkeys(done))} "
+                f"jumpstarter mount: restored on {device.label}: {', '.join(map(shown, dict.fromkeys(done)))} "
                 f"(left changed by run pid {pids}, which ended before restoring them)",
             )
 
@@ -227,7 +233,7 @@ class RestoreGuard:
         for journal in journals:
             reasons = {e.path: e.reason for e in reversed(journal.entries)}  # the first preserve's reason
             lines += [
-                f"NOT restored on {journal.device}: {path} ({reasons[path]}); "
+                f"NOT restored on {journal.device}: {shown(path)} ({reasons[path]}); "
                 "the next run against this device restores it"
                 for path in journal.paths()
             ]
