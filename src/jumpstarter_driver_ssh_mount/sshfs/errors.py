@@ -38,7 +38,7 @@ class RemotePathError(MountError):
 
 
 class InvalidOptionError(MountError, ValueError):
-    """An sshfs ``-o`` option was refused, by us (flag injection) or by sshfs."""
+    """An ``-o`` option was refused: by us (flag injection, known-hosts writes), by sshfs, or by ssh (usage errors)."""
 
 
 class ConnectError(MountError):
@@ -50,7 +50,14 @@ class AuthenticationError(MountError):
 
 
 class HostKeyError(MountError):
-    """The device's host key did not match the known-hosts file."""
+    """The device's host key did not match the known-hosts file.
+
+    ``where`` (``user@host port N (transport)``) and ``reason`` (ssh's own words) are set when
+    ssh refused the key, empty otherwise.
+    """
+
+    where: str = ""
+    reason: str = ""
 
 
 class MountTimeoutError(MountError, TimeoutError):
