@@ -18,7 +18,7 @@ from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
 from .sshfs.diagnose import diagnose
 from .sshfs.errors import SSH_FAILED
-from .sshfs.hostkeypolicy import HostKeyTrust, host_key_options
+from .sshfs.hostkeypolicy import YOURS, HostKeyTrust, host_key_options
 from .sshfs.hostkeys import KnownHosts, VouchedKeys
 from .sshfs.identity import IdentityFile
 from .sshfs.optionkeys import ssh_options
@@ -49,7 +49,10 @@ def run_on_device(
     :param timeout: seconds it may take, connecting included; then ``DeviceCommandTimeout``.
     :param transport: ``"auto"`` (default), ``"direct"`` or ``"forward"``, as for ``mounted()``;
         ``"relay"`` runs through the port forward (a relay carries one mount's connection).
-    :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out).
+    :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out);
+        host key options as for ``mounted()``.
+    :raises HostKeyError: the device's host key was refused (the command did not run).
+    :raises InvalidOptionError: ssh refuses one of ``options`` (named).
     """
     deadline = time.monotonic() + timeout
     transport = resolve_transport(transport)
@@ -60,12 +63,12 @@ def run_on_device(
         address = None  # as a mount: the address only when it answers and the host key can be checked
     if address is None and transport == "direct":
         client.logger.warning("direct address unavailable; running the command through the port forward")
-    if address is not None:
-        result = _run(client, command, address, (trust, vouched), options, timeout)  # nothing else took time yet
+    if address is not None:  # nothing else took time yet
+        result = _run(client, command, address, (trust, vouched), options, timeout, final=transport == "direct")
         if transport == "direct" or not _failed_before_login(result, address):
             return result.check() if check else result
         client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
-    result = _run(client, command, None, (trust, vouched), options, max(deadline - time.monotonic(), 0.1))
+    result = _run(client, command, None, (trust, vouched), options, max(deadline - time.monotonic(), 0.1), final=True)
     return result.check() if check else result
 
 
@@ -76,8 +79,14 @@ def _run(
     keys: tuple[HostKeyTrust, VouchedKeys | None],
     options: list[str],
     timeout: float,
+    *,
+    final: bool,
 ) -> CommandResult:
-    """One ssh run, to ``address`` or (None) through a new port forward, checking the host key as ``keys`` say."""
+    """One ssh run, to ``address`` or (None) through a new port forward, checking the host key as ``keys`` say.
+
+    :raises HostKeyError: ssh refused the device's host key (the command did not run), against your
+        keys, or on the ``final`` try (no other transport left).
+    """
     with ExitStack() as resources:
         if address is None:
             client._check_reachable()
@@ -97,6 +106,10 @@ def _run(
         )
         result = run_command(argv, command, timeout=timeout)
     how = "forward" if address is None else "direct"
+    if result.returncode == SSH_FAILED and (final or trust.source == YOURS):
+        refused = diagnose(result.stderr, result.returncode, SshfsTarget(host, port, client.username), transport=how)
+        if isinstance(refused, HostKeyError):
+            raise HostKeyError(trust.refusal(refused.where, how, refused.reason)) if trust.source == YOURS else refused
     return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
 
 

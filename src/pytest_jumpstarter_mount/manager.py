@@ -71,7 +71,7 @@ class MountManager:
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
-            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
+            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.options, s.insecure)}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:

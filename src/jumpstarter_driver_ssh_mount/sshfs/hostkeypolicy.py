@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .command import transport_label
 from .errors import InvalidOptionError
 from .optionkeys import given_values, option_key
 
@@ -137,7 +138,8 @@ class HostKeyTrust:
             )
         else:
             fix = (
-                f"the {transport} port changes on every mount, so pin the device's key under a HostKeyAlias: "
+                f"the {transport_label(transport)}'s port changes on every mount, so pin the device's key under a "
+                "HostKeyAlias: "
                 f"--jmp-mount-option HostKeyAlias=NAME and a line 'NAME KEYTYPE BASE64' in {file}"
             )
         return f"host key of {where} refused against {self.whose} ({ssh_reason}); no login was attempted; {fix}"
@@ -153,14 +155,8 @@ def host_key_options(options: Sequence[str], known: KnownHosts | None = None, *,
     :raises InvalidOptionError: the caller asks ssh to write to a known-hosts file
         (``UpdateHostKeys``, ``CheckHostIP`` other than ``no``).
     """
+    check_never_written(options)
     given = given_values(options)
-    for forced in NEVER_WRITE:
-        key, value = forced.split("=")
-        if given.get(key.lower(), value).lower() != value:
-            raise InvalidOptionError(
-                f"ssh option {key}={given[key.lower()]}: the device's host keys are never written to a "
-                f"known-hosts file; drop the option"
-            )
     trust = HostKeyTrust.decide(options, insecure)
     strict = "StrictHostKeyChecking=" + ("yes" if trust.verified else "no")
     if trust.source == EXPORTER and known is not None:
@@ -175,6 +171,18 @@ def host_key_options(options: Sequence[str], known: KnownHosts | None = None, *,
         ours = ["StrictHostKeyChecking=no", *NOTHING_KNOWN]
     ours += NEVER_WRITE
     return list(dict.fromkeys(o for o in ours if option_key(o) not in given))
+
+
+def check_never_written(options: Sequence[str]) -> None:
+    """InvalidOptionError when ``options`` would have ssh write to a known-hosts file (``NEVER_WRITE``)."""
+    given = given_values(options)
+    for forced in NEVER_WRITE:
+        key, value = forced.split("=")
+        if given.get(key.lower(), value).lower() != value:
+            raise InvalidOptionError(
+                f"ssh option {key}={given[key.lower()]}: the device's host keys are never written to a "
+                "known-hosts file; drop the option"
+            )
 
 
 def exporter_keys_only() -> list[str]:

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterable
 
 from .errors import InvalidOptionError
+from .hostkeypolicy import check_never_written
 from .optionkeys import ssh_options
 from .sealing import sealed_environment
 
@@ -22,9 +23,11 @@ CHECK_TIMEOUT = 5.0  # seconds ``ssh -G`` may take
 def check_ssh_options(options: Iterable[str]) -> None:
     """Return when ssh accepts every ssh option in ``options`` (sshfs's own are skipped).
 
-    :raises InvalidOptionError: naming the first option ssh refuses, and ssh's reason.
+    :raises InvalidOptionError: naming the first option ssh refuses, and ssh's reason; or one
+        that would write to a known-hosts file (``hostkeypolicy.check_never_written``).
     """
     found = tuple(ssh_options(options))
+    check_never_written(found)
     if found and _refusal(found):
         for option in found:
             reason = _refusal((option,))
