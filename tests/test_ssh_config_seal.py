@@ -11,6 +11,7 @@ so the test can fail.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import signal
@@ -30,25 +31,39 @@ DEVICE_ADDR = "127.0.0.23"  # this test's own: the config block below matches it
 
 @contextlib.contextmanager
 def user_ssh_config(text: str) -> Iterator[Path]:
-    """``text`` appended to the user's ssh config (as ssh finds it) while the block runs; restored after."""
-    ssh_dir = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh"
-    config = ssh_dir / "config"
-    made_dir = not ssh_dir.exists()
-    if made_dir:
-        ssh_dir.mkdir(mode=0o700)
-    backup = config.read_bytes() if config.exists() else None
-    try:
-        config.write_bytes((backup or b"") + b"\n" + text.encode())
-        config.chmod(0o600)
-        yield config
-    finally:
-        if backup is None:
-            config.unlink(missing_ok=True)
-        else:
-            config.write_bytes(backup)
+    """``text`` appended to the user's ssh config (as ssh finds it) while the block runs; restored after.
+
+    One test at a time (a lock on the home directory: xdist workers share the file).
+    """
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    ssh_dir, config = home / ".ssh", home / ".ssh" / "config"
+    with _locked(home):
+        made_dir = not ssh_dir.exists()
         if made_dir:
-            with contextlib.suppress(OSError):  # something else put a file there meanwhile: leave it
-                ssh_dir.rmdir()
+            ssh_dir.mkdir(mode=0o700)
+        backup = config.read_bytes() if config.exists() else None
+        try:
+            config.write_bytes((backup or b"") + b"\n" + text.encode())
+            config.chmod(0o600)
+            yield config
+        finally:
+            if backup is None:
+                config.unlink(missing_ok=True)
+            else:
+                config.write_bytes(backup)
+            if made_dir:
+                with contextlib.suppress(OSError):  # something else put a file there meanwhile: leave it
+                    ssh_dir.rmdir()
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -101,6 +116,9 @@ def side_doors(tmp_path: Path) -> Iterator[dict]:
         f"    ProxyCommand sh -c 'touch {doors['proxy_command']}; exit 1'\n"
         "    RemoteCommand echo hijacked\n"
         "    RequestTTY force\n"
+        "    SendEnv JMP_SEAL_SECRET\n"
+        "    HostName 127.0.0.99\n"
+        "    Port 1\n"
     )
     device.start()
     try:
@@ -110,6 +128,7 @@ def side_doors(tmp_path: Path) -> Iterator[dict]:
             pytest.MonkeyPatch.context() as patch,
         ):
             patch.setenv("SSH_AUTH_SOCK", agent)
+            patch.setenv("JMP_SEAL_SECRET", "not for the device")  # SendEnv below would send it
             yield doors
     finally:
         device.stop()
@@ -127,7 +146,7 @@ def test_the_config_opens_the_doors_for_plain_ssh(side_doors: dict) -> None:
     seen = plain_ssh_sees(DEVICE_ADDR)
     assert (seen["forwardagent"], seen["controlmaster"], seen["permitlocalcommand"]) == ("yes", "auto", "yes")
     assert seen["remotecommand"] == "echo hijacked" and "touch" in seen["proxycommand"]
-    assert "remoteforward" in seen
+    assert "remoteforward" in seen and (seen["hostname"], seen["port"]) == ("127.0.0.99", "1")
     plain = [
         "ssh", "-F", "none", "-p", str(device.port), "-l", device.user, "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ForwardAgent=yes",
@@ -191,7 +210,7 @@ def test_the_mount_gets_no_side_door(side_doors: dict, mountpoint: Path) -> None
             a.removeprefix("-o") for a in argv
         }
         environ = Path(f"/proc/{ssh[0].pid}/environ").read_bytes().split(b"\0")
-        assert not any(v.startswith(b"SSH_AUTH_SOCK=") for v in environ)
+        assert not any(v.startswith((b"SSH_AUTH_SOCK=", b"JMP_SEAL_SECRET=")) for v in environ)
         assert list(control.iterdir()) == []
         assert not listening(side_doors["remote_forward"])
     assert not side_doors["local_command"].exists() and not side_doors["proxy_command"].exists()

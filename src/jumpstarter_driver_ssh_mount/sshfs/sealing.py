@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from .optionkeys import option_key
 
 #: The seal, as ssh ``-o`` options (each one's reason in the module docstring and README).
-#: ``ProxyCommand=none`` also stops a config's ``ProxyJump``: ssh connects where the transport chose.
+#: ``ProxyCommand=none`` also stops a config's ``ProxyJump``; with ``HostName=%h`` ssh connects where the
+#: transport chose, nowhere else.
 SEALED_SSH_OPTIONS: tuple[str, ...] = (
     "ForwardAgent=no",
     "ForwardX11=no",
@@ -40,6 +41,7 @@ SEALED_SSH_OPTIONS: tuple[str, ...] = (
     "ControlPath=none",
     "PermitLocalCommand=no",
     "ProxyCommand=none",
+    "HostName=%h",  # the address the transport chose, not a config's HostName for it (the port is always -p)
     "RemoteCommand=none",
     "RequestTTY=no",
 )
