@@ -273,13 +273,14 @@ def test_transport_and_insecure_flags(
     [
         (["--direct", "--transport", "forward"], "--direct means --transport direct"),
         (["--transport", "carrier-pigeon"], "'carrier-pigeon' is not one of 'auto', 'direct', 'forward'"),
+        (["-o", "ServerAliveInterval=abc"], "ssh refuses the option 'ServerAliveInterval=abc' (invalid time value)"),
     ],
-    ids=["direct-vs-transport", "unknown"],
+    ids=["direct-vs-transport", "unknown", "ssh-option-typo"],
 )
 def test_transport_usage_errors(exporter_yaml: Path, mountpoint: Path, flags: list[str], message: str) -> None:
     code, out, err = finish(j_mount(exporter_yaml, str(mountpoint), "--foreground", *flags))
     assert code != 0, (out, err)
-    assert message in err
+    assert message in err and "Try 'j mount --help' for help." in err  # a usage error
     assert "Mounted" not in out
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
