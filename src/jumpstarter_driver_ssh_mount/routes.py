@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from jumpstarter.client.core import DriverError
 
 from .sshfs import DEFAULT_CACHE, ConnectError, Mount, MountTimeoutError
-from .sshfs.hostkeypolicy import HostKeyTrust
+from .sshfs.hostkeypolicy import EXPORTER, HostKeyTrust
 from .sshfs.hostkeys import VouchedKeys
 from .transport import format_address, parse_tcp_address, probe_tcp, request_relay
 from .trust import Refused
@@ -27,7 +27,7 @@ class MountPlan:
     timeout: float
     mount_dir: str | os.PathLike[str] | None
     cache: str = DEFAULT_CACHE
-    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust("exporter"))  # whose keys are checked
+    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
 
 
 class TransportRoutes:
@@ -126,4 +126,4 @@ class TransportRoutes:
 
 def answered(trust: HostKeyTrust) -> str:
     """How an address that was mounted answered, for ``Mount.transport_note``."""
-    return "answered with the vouched host key" if trust.source == "exporter" else "answered"
+    return "answered with the vouched host key" if trust.source == EXPORTER else "answered"

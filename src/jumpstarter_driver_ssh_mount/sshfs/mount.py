@@ -75,7 +75,8 @@ class Mount(DeviceFiles):
         self._lock = threading.Lock()
         self._closed = False
         self.transport = transport
-        self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
+        #: Why this transport was chosen, and whose keys verified the host key (set by the client; None here)
+        self.transport_note: str | None = None
         self.options: tuple[str, ...] = tuple(options)
         #: What went otherwise than asked (also logged): a fallback taken, a busy mount detached lazily...
         self.warnings: list[str] = []
