@@ -169,7 +169,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 if vouched is not None:
                     raise Refused(vouched, how, address) from exc
                 if plan.trust.source == YOURS:
-                    raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason)) from None
+                    raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
                 raise
         mount.transport_note = "; ".join(filter(None, [note, plan.trust.outcome]))
         if plan.trust.why == OLD_EXPORTER:

@@ -109,7 +109,11 @@ def _run(
     if result.returncode == SSH_FAILED and (final or trust.source == YOURS):
         refused = diagnose(result.stderr, result.returncode, SshfsTarget(host, port, client.username), transport=how)
         if isinstance(refused, HostKeyError):
-            raise HostKeyError(trust.refusal(refused.where, how, refused.reason)) if trust.source == YOURS else refused
+            raise (
+                HostKeyError(trust.refusal(refused.where, how, refused.reason, changed=refused.changed))
+                if trust.source == YOURS
+                else refused
+            )
     return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
 
 

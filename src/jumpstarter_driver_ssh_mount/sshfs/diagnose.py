@@ -38,9 +38,18 @@ def first_line(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
-def _host_key_error(message: str, exited: _Exit) -> HostKeyError:
+def ssh_reason(stderr: str) -> str:
+    """ssh's own reason: its first line that says something (not sshfs's noise, not a row of ``@``)."""
+    for line in stderr.replace("\r", "\n").splitlines():
+        text = line.strip().strip("@").strip()
+        if text and not is_noise(line):
+            return text
+    return ""
+
+
+def _host_key_error(message: str, exited: _Exit, *, changed: bool) -> HostKeyError:
     error = HostKeyError(message)
-    error.where, error.reason = exited.where, first_line(exited.stderr)
+    error.where, error.reason, error.changed = exited.where, ssh_reason(exited.stderr), changed
     return error
 
 
@@ -91,14 +100,16 @@ _RULES: tuple[tuple[Callable[[_Exit], bool], Callable[[_Exit], MountError]], ...
             f"the host key of {e.where} does not match the one pinned in the known-hosts file; if the device "
             "was re-provisioned, pin its new key, otherwise do not trust it",
             e,
+            changed=True,
         ),
     ),
     (
         lambda e: e.says("host key verification failed"),
         lambda e: _host_key_error(
-            f"the host key of {e.where} is not in the known-hosts file ({first_line(e.stderr)}); add it there "
+            f"the host key of {e.where} is not in the known-hosts file ({ssh_reason(e.stderr)}); add it there "
             "(ssh-keyscan), or check the exporter's keys instead (drop your own known-hosts options)",
             e,
+            changed=False,
         ),
     ),
     (

@@ -52,12 +52,13 @@ class AuthenticationError(MountError):
 class HostKeyError(MountError):
     """The device's host key did not match the known-hosts file.
 
-    ``where`` (``user@host port N (transport)``) and ``reason`` (ssh's own words) are set when
-    ssh refused the key, empty otherwise.
+    ``where`` (``user@host port N (transport)``), ``reason`` (ssh's own words) and ``changed``
+    (the file pins another key, rather than none) are set when ssh refused the key.
     """
 
     where: str = ""
     reason: str = ""
+    changed: bool = False
 
 
 class MountTimeoutError(MountError, TimeoutError):

@@ -126,9 +126,17 @@ class HostKeyTrust:
         """After a connection was made: "host key verified against ..." or "NOT verified (why)"."""
         return f"host key verified against {self.whose}" if self.verified else f"host key NOT verified ({self.why})"
 
-    def refusal(self, where: str, transport: str, ssh_reason: str) -> str:
-        """The error when ssh refused the device's key against your keys (``yours``): the file, the alias to pin."""
+    def refusal(self, where: str, transport: str, ssh_reason: str, *, changed: bool = False) -> str:
+        """The error when ssh refused the device's key against your keys (``yours``): the file, the alias to pin.
+
+        ``changed``: your file pins another key for the device (rather than none).
+        """
         alias, file = self._value("HostKeyAlias"), self.known_hosts_file.split()[0]
+        if changed:
+            return (
+                f"host key of {where} does not match the one pinned in {self.whose} ({ssh_reason}); no login was "
+                f"attempted; if the device was re-provisioned, replace its line in {file}, otherwise do not trust it"
+            )
         if alias:
             fix = f"put the device's key there as a line '{alias} KEYTYPE BASE64' (its /etc/ssh/ssh_host_*_key.pub)"
         elif transport == "direct":
