@@ -275,3 +275,18 @@ def test_plugin_header_and_report_say_whose_keys(suite: Suite, tmp_path: Path) -
     )
     assert "vouches for" not in result.stdout.str()
     suite.assert_clean()
+
+
+def test_relaxed_checking_of_your_own_never_writes(dev: LoopbackDevice, c, mountpoint: Path, tmp_path: Path) -> None:
+    """Your StrictHostKeyChecking=accept-new with your file: mounted unverified (said so), the file untouched."""
+    mine = tmp_path / "my_known_hosts"
+    mine.write_text("")
+    options = ["StrictHostKeyChecking=accept-new", f"UserKnownHostsFile={mine}"]
+    with c.mounted(mountpoint, remote_path=dev.remote(), extra_args=options) as m:
+        assert m.transport == "forward"  # auto: never the device's address unchecked
+        assert m.transport_note == "host key NOT verified (your StrictHostKeyChecking=accept-new)"
+        assert f"UserKnownHostsFile=/dev/null {mine}" in m.argv
+        assert (m / "etc/os-release").exists()
+    assert c.run("echo ok", options=options).stdout == "ok\n"
+    assert mine.read_text() == ""
+    assert leftovers(mountpoint, dir_should_exist=True) == []
