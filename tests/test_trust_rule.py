@@ -290,3 +290,23 @@ def test_relaxed_checking_of_your_own_never_writes(dev: LoopbackDevice, c, mount
     assert c.run("echo ok", options=options).stdout == "ok\n"
     assert mine.read_text() == ""
     assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_ssh_reason_first_in_diagnosis() -> None:
+    """What sshfs printed around ssh's line (its symlink warning, its lost connection) does not hide ssh's reason."""
+    from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
+    from jumpstarter_driver_ssh_mount.sshfs.diagnose import diagnose
+
+    where = SshfsTarget("10.0.0.5", 22, "root", "/var/log")
+    config = (
+        "/root/.ssh/config: line 3: Bad configuration option: forwardagnet\n"
+        "/root/.ssh/config: terminating, 1 bad configuration options\n"
+        "read: Connection reset by peer\n"
+    )
+    error = diagnose(config, 1, where, transport="direct")
+    assert isinstance(error, InvalidOptionError) and "sshd running" not in str(error)
+    assert "(/root/.ssh/config: line 3: Bad configuration option: forwardagnet)" in str(error)
+    changed = "@@@@@@@\n@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @\n@@@@@@@\nHost key verification failed.\n"
+    error = diagnose(changed, 1, where, transport="direct")
+    assert isinstance(error, HostKeyError) and error.changed
+    assert error.reason == "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!"
