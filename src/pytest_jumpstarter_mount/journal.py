@@ -3,8 +3,10 @@
 One file per device and process, ``journal-<device digest>[-<suffix>].json`` in the run's
 own directory (see ``mountdir``), mode 0600, replaced atomically on every change. It holds
 the device's identity and label and, for every file a test may change, its device path and
-original content and mode (or that it was absent). A run that cannot put a file back leaves
-its journal; the directory's owner record says whether that run is still alive.
+original content and mode (or that it was absent), and the identity of the run that
+preserved them (``sshfs.liveness.ProcessIdentity``, as every record carries it). A run that
+cannot put a file back leaves its journal; the directory's owner record says whether that
+run is alive, dead, or one this process cannot see (then its journals are never taken over).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity, Verdict
 
 from .mountdir import run_owner
 
@@ -66,7 +70,12 @@ class JournalFile:
     digest: str
     entries: list[Entry] = field(default_factory=list)
     created: float = field(default_factory=time.time)
-    pid: int = field(default_factory=os.getpid)  # the run that preserved the files
+    owner: ProcessIdentity = field(default_factory=ProcessIdentity.current)  # the run that preserved the files
+
+    @property
+    def pid(self) -> int:
+        """The pid of the run that preserved the files (how messages name it)."""
+        return self.owner.pid
 
     def save(self) -> None:
         """Write it (0600, atomically), or remove the file when nothing is left to restore."""
@@ -78,7 +87,7 @@ class JournalFile:
             "device": self.device,
             "digest": self.digest,
             "created": self.created,
-            "pid": self.pid,
+            **self.owner.to_record(),
             "entries": [e.to_dict() for e in self.entries],
         }
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -94,8 +103,8 @@ class JournalFile:
         """Read a journal; OSError or ValueError if it cannot be read."""
         data = json.loads(path.read_text())
         entries = [Entry.from_dict(e) for e in data.get("entries", ())]
-        created, pid = float(data.get("created", 0)), int(data.get("pid", 0))
-        return cls(path, str(data["device"]), str(data["digest"]), entries, created, pid)
+        owner = ProcessIdentity.from_record(data) or ProcessIdentity(0, None)
+        return cls(path, str(data["device"]), str(data["digest"]), entries, float(data.get("created", 0)), owner)
 
     def paths(self) -> list[str]:
         """The device paths still to restore, each once, in the order they were preserved."""
@@ -117,21 +126,25 @@ def journals_in(run_dir: Path, digest: str | None = None) -> list[Path]:
 
 @dataclass(frozen=True)
 class OtherRun:
-    """Another run's directory under the mount base that holds journals for a device."""
+    """Another run's directory under the mount base that holds journals for a device, and its liveness."""
 
     run_dir: Path
-    pid: int
-    alive: bool
+    verdict: Verdict
     journals: list[Path]
+
+    @property
+    def pid(self) -> int:
+        return self.verdict.owner.pid
 
 
 def other_runs(base: Path, digest: str, mine: str) -> Iterator[OtherRun]:
     """Runs under ``base`` (not those whose directory name starts with ``mine``) with journals for ``digest``."""
+    me = ProcessIdentity.current()
     with contextlib.suppress(OSError):
         for run in sorted(base.iterdir()):
             if run.name.startswith(mine) or not run.is_dir() or run.is_symlink():
                 continue
             journals = journals_in(run, digest)
-            owner = run_owner(run) if journals else None
-            if owner is not None:
-                yield OtherRun(run, owner[0], owner[1], journals)
+            verdict = run_owner(run, me) if journals else None
+            if verdict is not None:
+                yield OtherRun(run, verdict, journals)

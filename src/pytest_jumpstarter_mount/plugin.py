@@ -18,6 +18,7 @@ from . import hooks
 from .artifacts import FailureArtifacts
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
+from .markerusage import MarkerUsage
 from .notices import InsecureMountWarning
 from .options import Scope, add_options
 from .settings import load_settings
@@ -35,6 +36,7 @@ FARM_PLUGIN = "jumpstarter_mount_farm"
 GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
 AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
 RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
+MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
     config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
+    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
     config.add_cleanup(manager.close)
     if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
         config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
