@@ -310,3 +310,40 @@ def test_ssh_reason_first_in_diagnosis() -> None:
     error = diagnose(changed, 1, where, transport="direct")
     assert isinstance(error, HostKeyError) and error.changed
     assert error.reason == "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!"
+
+
+OLDER_MOUNT = '''
+import dataclasses
+
+from jumpstarter_driver_ssh_mount.driver import SSHMount
+
+
+@dataclasses.dataclass(kw_only=True)
+class OlderSSHMount(SSHMount):
+    """An SSHMount from before host keys were vouched for: its exporter offers no host_keys."""
+
+    host_keys = None
+'''
+
+
+def test_plugin_with_an_older_exporter_fails_closed(suite: Suite) -> None:
+    """Simulated by a subclass in the exporter config, as no older release of the driver is installed here."""
+    config = suite.pytester.path / "exporter.yaml"
+    config.write_text(config.read_text().replace("jumpstarter_driver_ssh_mount.driver.SSHMount", "older.OlderSSHMount"))
+    suite.pytester.makepyfile(
+        older=OLDER_MOUNT, test_old="def test_old(remote_fs):\n    assert (remote_fs / 'etc').is_dir()\n"
+    )
+    result = suite.run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "jumpstarter mount: transport: auto; host key checked against what the exporter vouches for",
+            "*JumpstarterMountWarning: jumpstarter mount of *: host key NOT verified (the exporter's SSHMount does "
+            "not vouch for host keys (an older version)); update jumpstarter-driver-ssh-mount on the exporter",
+        ]
+    )
+    assert "verified against" not in result.stdout.str()
+    result = suite.run("--jmp-mount-transport=direct")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*transport 'direct' refused: the exporter's SSHMount does not vouch for host keys*"])
+    suite.assert_clean()
