@@ -259,8 +259,7 @@ def start_mount(
     the mount takes over and closes after sshfs is gone, on success and on failure.
     ``transport`` says how ``target`` reaches the device ("direct", "forward", "relay"), for messages.
     ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
-    The host key is checked as ``hostkeypolicy.host_key_options`` makes ``options`` say (without
-    any host key option: not at all), and ssh is sealed against the user's ssh config (``sealing``).
+    Host keys: as ``hostkeypolicy`` reads ``options`` (none given: unchecked); ssh is ``sealing``-sealed.
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
