@@ -282,8 +282,9 @@ def test_transport_and_insecure_flags(
         os.kill(j_pid(shell), signal.SIGTERM)
         code, _, err = finish(shell, timeout=20)
     assert code == 0, err
-    assert first.rstrip().endswith(f"on {mountpoint} via {via}"), first
     verified = "--insecure" not in flags
+    whose = "host key verified against what the exporter vouches for" if verified else "host key NOT verified"
+    assert f"on {mountpoint} via {via} (" in first and whose in first, first
     assert ("StrictHostKeyChecking=yes" in argv) == verified, argv
     assert ("StrictHostKeyChecking=no" in argv) == (not verified), argv
     warned = "insecure: the device's host key is not verified" in "".join(logged)
@@ -296,13 +297,14 @@ def test_transport_and_insecure_flags(
     [
         (["--direct", "--transport", "forward"], "--direct means --transport direct"),
         (["--transport", "carrier-pigeon"], "'carrier-pigeon' is not one of 'auto', 'direct', 'forward'"),
+        (["-o", "ServerAliveInterval=abc"], "ssh refuses the option 'ServerAliveInterval=abc' (invalid time value)"),
     ],
-    ids=["direct-vs-transport", "unknown"],
+    ids=["direct-vs-transport", "unknown", "ssh-option-typo"],
 )
 def test_transport_usage_errors(exporter_yaml: Path, mountpoint: Path, flags: list[str], message: str) -> None:
     code, out, err = finish(j_mount(exporter_yaml, str(mountpoint), "--foreground", *flags))
     assert code != 0, (out, err)
-    assert message in err
+    assert message in err and "Try 'j mount --help' for help." in err  # a usage error
     assert "Mounted" not in out
     assert leftovers(mountpoint, dir_should_exist=True) == []
 

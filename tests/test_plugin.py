@@ -471,7 +471,13 @@ def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
     suite.run(*strict, f"--jmp-mount-option=UserKnownHostsFile={good}").assert_outcomes(passed=1)
     result = suite.run(*strict, f"--jmp-mount-option=UserKnownHostsFile={bad}")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*host key of * does not match the one pinned in the known-hosts file*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*host key of * does not match the one pinned in your known-hosts file {bad}, under HostKeyAlias "
+            "board-7 (WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!); no login was attempted; *"
+        ]
+    )
+    assert bad.read_text() == f"board-7 {kind} {other}\n"  # never written
     suite.assert_clean()
 
 

@@ -74,7 +74,7 @@ class MountManager:
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
-            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
+            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.options, s.insecure)}")
         else:
             lines.append(f"jumpstarter mount: device: none configured; the tests that use it error: {SOURCES_HELP}")
         return lines

@@ -19,6 +19,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_options,
     validate_remote_path,
 )
+from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
 
 MARKER_HELP = (
     f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
@@ -107,9 +108,14 @@ def _options(value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, 
     if isinstance(value, str) or not all(isinstance(o, str) for o in value):
         raise bad(f"options must be a list of strings, got {value!r}")
     try:
-        return validate_options(value)
+        options = validate_options(value)
     except InvalidOptionError as exc:
         raise bad(f"options must be sshfs options such as 'reconnect', not flags: {exc}") from None
+    try:
+        check_ssh_options(options)
+    except InvalidOptionError as exc:
+        raise bad(str(exc)) from None
+    return options
 
 
 def _transport(transport: Any, direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:

@@ -82,7 +82,9 @@ OPTIONS = (
     Option("scope", "lifetime of remote_fs", default="session", metavar="|".join(SCOPES)),
     Option(
         "option",
-        "sshfs -o option, repeatable; each replaces a default with the same key",
+        "sshfs -o option, repeatable; each replaces a default with the same key. UserKnownHostsFile, "
+        "GlobalKnownHostsFile, HostKeyAlias or KnownHostsCommand check the host key against your keys "
+        "instead of the exporter's, still strictly (only StrictHostKeyChecking turns checking off)",
         kind="list",
         default=(),
         metavar="OPT",

@@ -20,6 +20,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_option,
     validate_remote_path,
 )
+from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
 
 from .options import OPTIONS, SCOPES, Scope, check_ini_keys, raw_value
 from .transportchoice import transport_setting
@@ -105,6 +106,10 @@ def load_settings(config: pytest.Config) -> Settings:
         )
     for option in value["option"]:
         _check(validate_option, option, "--jmp-mount-option takes an sshfs option, not a flag", give_reason=True)
+    try:
+        check_ssh_options(value["option"])
+    except InvalidOptionError as exc:
+        raise pytest.UsageError(f"--jmp-mount-option: {exc}") from None
     if value["client"] and not (value["selector"] or value["lease"]):
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
     lease_timeout = value["lease-timeout"]

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidOptionError, RemotePathError
+from .optionkeys import option_key, option_parts
+from .sealing import SEALED_SSH_OPTIONS, option_slot
 
 #: How the device is reached, and what each way means: every help text and doc table reads
 #: this one place. A mount's own transport is never "auto".
@@ -36,11 +38,11 @@ def transport_label(transport: str) -> str:
     return TRANSPORT_LABELS.get(transport, transport)
 
 
-#: Options every mount gets unless the caller passes the same key.
-#: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;
+#: Options every ssh (a mount's, a device command's) gets unless the caller passes the same key:
+#: the seal against the user's ssh config (``sealing``); ``BatchMode=yes`` makes ssh fail instead
+#: of prompting for a password nobody can type. Host key options come from ``hostkeypolicy``.
 DEFAULT_SSH_OPTIONS: tuple[str, ...] = (
-    "StrictHostKeyChecking=no",
-    "UserKnownHostsFile=/dev/null",
+    *SEALED_SSH_OPTIONS,
     "LogLevel=ERROR",
     "BatchMode=yes",
 )
@@ -99,16 +101,6 @@ class SshfsTarget:
         return f"{user}{host}:{self.remote_path}"
 
 
-def option_key(option: str) -> str:
-    """The key of ``Key=value`` (or of a flag such as ``reconnect``), lower-cased."""
-    return option.split("=", 1)[0].strip().lower()
-
-
-def option_parts(options: Iterable[str]) -> list[str]:
-    """Each option split at commas (``-o a,b`` is two options)."""
-    return [part for option in options for part in option.split(",")]
-
-
 def validate_option(option: str) -> str:
     """Refuse options that are empty or could be read as a separate command-line flag."""
     if not isinstance(option, str) or not option.strip():
@@ -136,10 +128,13 @@ def validate_remote_path(path: str) -> str:
 
 
 def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
-    """Defaults first, minus any whose key a user option also sets, then the user options."""
+    """Defaults first, minus any whose key a user option sets, then the user options.
+
+    Keys compare as ssh fills them: ``ProxyJump`` and ``ProxyCommand`` are one (``sealing.option_slot``).
+    """
     user = list(validate_options(user))
-    user_keys = {option_key(part) for part in option_parts(user)}
-    return [d for d in defaults if option_key(d) not in user_keys] + user
+    user_slots = {option_slot(part) for part in option_parts(user)}
+    return [d for d in defaults if option_slot(d) not in user_slots] + user
 
 
 def validate_cache(mode: str) -> str:
@@ -192,9 +187,7 @@ def build_argv(
     executable: str = "sshfs",
 ) -> list[str]:
     """The sshfs argv: foreground (``-f``) so sshfs stays our child, one ``-o`` per option."""
-    argv = [executable, target.spec, mountpoint, "-f"]
-    if target.port not in (0, 22):
-        argv += ["-p", str(target.port)]
+    argv = [executable, target.spec, mountpoint, "-f", "-p", str(target.port or 22)]  # never a config's Port
     for option in options:
         argv += ["-o", option]
     return argv

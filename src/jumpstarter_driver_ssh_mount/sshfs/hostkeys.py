@@ -19,16 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .command import option_key
-
 #: The name the device's keys are filed under in our known-hosts file.
 DEFAULT_ALIAS = "jmp-mount-device"
 #: Seconds ssh-keyscan waits for the device.
 SCAN_TIMEOUT = 5.0
-#: Options that, set by the user, replace our verification with the user's own host key policy.
-HOST_KEY_POLICY_KEYS = frozenset(
-    {"stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile", "hostkeyalias"}
-)
 CONFIGURED, SCANNED = "configured", "scanned"
 
 
@@ -205,15 +199,6 @@ class KnownHosts:
 
     def __repr__(self) -> str:
         return f"<KnownHosts {self.path} alias={self.alias}>"
-
-
-def user_sets_host_key_policy(options: Iterable[str]) -> bool:
-    """True when ``options`` decide host key checking themselves (anything but StrictHostKeyChecking=yes)."""
-    parts = [part.strip() for option in options for part in option.split(",")]
-    return any(
-        option_key(part) in HOST_KEY_POLICY_KEYS and part.replace(" ", "").lower() != "stricthostkeychecking=yes"
-        for part in parts
-    )
 
 
 def scan_command(host: str, port: int, timeout: float = SCAN_TIMEOUT) -> list[str]:
