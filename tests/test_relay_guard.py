@@ -19,11 +19,11 @@ import pytest
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.common.utils import serve
 
-from helpers import LoopbackDevice, make_driver, wait_until
+from helpers import LoopbackDevice, keygen, make_driver, wait_until
 from jumpstarter_driver_ssh_mount.relay import MAX_RELAYS, Relays
 from jumpstarter_driver_ssh_mount.relaydial import TOKEN_BYTES
 from jumpstarter_driver_ssh_mount.relaygate import TOKEN_TIMEOUT
-from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError
+from jumpstarter_driver_ssh_mount.sshfs import HostKeyError, InvalidOptionError
 
 THIEF_ADDR = "127.0.0.2"  # another host, as far as the relay on 127.0.0.1 can tell
 #: What thieves send first: nothing, what an ssh client sends, a wrong token, half a token.
@@ -196,6 +196,20 @@ def test_the_token_is_in_no_argv_and_no_environment(device: LoopbackDevice, moun
                         continue  # gone meanwhile
     [token] = tokens
     assert len(token) == 2 * TOKEN_BYTES and not any(token in text for text in seen)
+
+
+def test_the_host_key_is_checked_end_to_end_through_the_relay(
+    device: LoopbackDevice, mountpoint: Path, tmp_path: Path
+) -> None:
+    """The relay and its token are a path, not a trust anchor: a key the exporter does not vouch for gets no login."""
+    wrong = keygen(tmp_path / "other_host_key").with_suffix(".pub").read_text()
+    driver = make_driver(device, enable_address=False, relay_listen="127.0.0.1", host_key=wrong)
+    logins = (device.base / "sshd.log").read_text().count("Accepted publickey")
+    with serve(driver) as client, pytest.raises(HostKeyError, match="no login was attempted") as refused:
+        client.mounted(mountpoint, remote_path=device.remote("/"), transport="relay")
+    assert f"port {refused.value}".count("(relay)") == 1  # refused on the relay's path, not a fallback
+    assert (device.base / "sshd.log").read_text().count("Accepted publickey") == logins
+    assert len(driver._relays) == 0
 
 
 # -- bounds, ports, descriptors ------------------------------------------------------------------
