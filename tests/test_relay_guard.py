@@ -207,7 +207,7 @@ def test_the_host_key_is_checked_end_to_end_through_the_relay(
     logins = (device.base / "sshd.log").read_text().count("Accepted publickey")
     with serve(driver) as client, pytest.raises(HostKeyError, match="no login was attempted") as refused:
         client.mounted(mountpoint, remote_path=device.remote("/"), transport="relay")
-    assert f"port {refused.value}".count("(relay)") == 1  # refused on the relay's path, not a fallback
+    assert "(relay)" in str(refused.value)  # refused on the relay's path, not a fallback
     assert (device.base / "sshd.log").read_text().count("Accepted publickey") == logins
     assert len(driver._relays) == 0
 
