@@ -11,14 +11,15 @@ itself and verifies the device's host key as on any other path (``HostKeyAlias``
 copies the bytes in between. The token is never in an argv (world-readable in ``/proc``) nor in
 the environment ssh could pass on (``SendEnv``).
 
-Only the standard library is imported, so that it starts in milliseconds without ``site``.
+It starts in milliseconds, once per relay mount: no ``site`` (``-S``), and no ``socket`` module
+either, whose imports (``selectors``, ``enum``, ``collections``) would take twice as long as the
+rest of the start-up; ``_socket``, the C core ``socket`` itself is built on, does all it needs.
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import shlex
-import socket
 import sys
 
 #: Bytes of a relay's token: the secret a connection sends first, before any SSH byte.
@@ -33,23 +34,40 @@ def proxy_options(host: str, port: int, token_path: str, timeout: float) -> list
     The command is quoted for ssh's shell; ``%`` is doubled (ssh expands ``%h``...), and ``,``
     and ``\\`` are escaped for sshfs, which splits ``-o`` values at commas.
     """
+    import shlex  # here: the dialer itself does not need it
+
     argv = [sys.executable, "-I", "-S", os.path.abspath(__file__), host, str(port), token_path, f"{timeout:g}"]
     command = " ".join(shlex.quote(arg) for arg in argv).replace("%", "%%")
     command = command.replace("\\", "\\\\").replace(",", "\\,")
     return [f"ProxyCommand={command}", "ProxyUseFdpass=yes"]
 
 
-def dial(host: str, port: int, token: bytes, timeout: float) -> socket.socket:
+def dial(host: str, port: int, token: bytes, timeout: float) -> _socket.socket:
     """A blocking TCP connection to the relay that has sent ``token``; OSError if it cannot be made."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+    problem: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)  # as the relay's own sockets
+            sock.sendall(token)
+            sock.settimeout(None)  # blocking, as ssh expects its connection
+            return sock
+        except OSError as exc:
+            sock.close()
+            problem = exc
+    raise problem
+
+
+def pass_to_ssh(sock: _socket.socket) -> None:
+    """Hand ``sock`` to ssh over stdout, a Unix socket (``ProxyUseFdpass``): one NUL byte carrying it."""
+    to_ssh = _socket.socket(fileno=sys.stdout.fileno())
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the relay's own sockets
-        sock.sendall(token)
-        sock.setblocking(True)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+        descriptor = sock.fileno().to_bytes(4, sys.byteorder)  # a C int, as SCM_RIGHTS carries it
+        to_ssh.sendmsg([b"\0"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, descriptor)])
+    finally:
+        to_ssh.detach()
 
 
 def read_token(path: str) -> bytes:
@@ -78,8 +96,13 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"relay {where}: {exc.strerror or exc}", file=sys.stderr)  # "Connection refused"...
         return 1
-    with sock, socket.socket(fileno=sys.stdout.fileno()) as to_ssh:
-        socket.send_fds(to_ssh, [b"\0"], [sock.fileno()])  # ssh reads one NUL byte with the descriptor
+    try:
+        pass_to_ssh(sock)
+    except OSError as exc:
+        print(f"relay {where}: cannot hand the connection to ssh (ProxyUseFdpass): {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
     return 0
 
 
