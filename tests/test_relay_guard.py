@@ -280,8 +280,8 @@ def not_consecutive(ports: list[int]) -> bool:
 
 @pytest.mark.parametrize("range_", [True, False], ids=["relay_ports", "kernel"])
 def test_ports_are_not_predictable(device: LoopbackDevice, range_: bool) -> None:
-    """Eight relays in a row do not come out sequential, and each fresh driver does not start at the
-    range's low end (either by chance: below one in 10**9 for a 200-port range)."""
+    """Eight relays in a row do not come out sequential, and fresh drivers do not all start on the same
+    port, as handing ports out in order did (by chance, in a 200-port range: below one in a million)."""
     low = free_port() // 200 * 200 if range_ else 0
     ports = (max(low, 1024), max(low, 1024) + 199) if range_ else None
     relays = Relays("127.0.0.1", ports)
