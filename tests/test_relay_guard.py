@@ -22,7 +22,7 @@ from jumpstarter.common.utils import serve
 from helpers import LoopbackDevice, keygen, make_driver, wait_until
 from jumpstarter_driver_ssh_mount.relay import MAX_RELAYS, Relays
 from jumpstarter_driver_ssh_mount.relaydial import TOKEN_BYTES
-from jumpstarter_driver_ssh_mount.relaygate import TOKEN_TIMEOUT
+from jumpstarter_driver_ssh_mount.relaygate import MAX_PENDING, TOKEN_TIMEOUT
 from jumpstarter_driver_ssh_mount.sshfs import HostKeyError, InvalidOptionError
 
 THIEF_ADDR = "127.0.0.2"  # another host, as far as the relay on 127.0.0.1 can tell
@@ -99,6 +99,20 @@ def test_a_wrong_token_is_dropped_and_the_relay_keeps_waiting(device: LoopbackDe
         with thief(relay.port, relay.token) as sock:  # the token is what counts, not the address
             sock.settimeout(5)
             assert sock.recv(64).startswith(b"SSH-2.0-")
+    finally:
+        relays.close_all()
+
+
+def test_a_flood_of_silent_connections_does_not_keep_the_client_out(device: LoopbackDevice) -> None:
+    relays = Relays("127.0.0.1", None)
+    relay = relays.open((device.host, device.port))
+    try:
+        with ExitStack() as stack:
+            flood = [stack.enter_context(thief(relay.port, b"")) for _ in range(2 * MAX_PENDING)]
+            with thief(relay.port, relay.token) as client:  # the newest: the oldest silent ones make room
+                client.settimeout(5)
+                assert client.recv(64).startswith(b"SSH-2.0-")
+            assert [everything(sock) for sock in flood] == [b""] * len(flood)
     finally:
         relays.close_all()
 

@@ -115,7 +115,7 @@ class Relay:
             selector.register(self._wake_r, selectors.EVENT_READ)
             listening = True
             while listening or gate.pending:
-                wait = min(self._deadline if listening else gate.deadline(), gate.deadline()) - time.monotonic()
+                wait = min(self._deadline if listening else float("inf"), gate.deadline()) - time.monotonic()
                 for key, _ in selector.select(max(wait, 0)):
                     if key.fd == self._wake_r:
                         return None

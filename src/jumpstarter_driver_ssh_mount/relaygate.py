@@ -70,6 +70,8 @@ class TokenGate:
 
     def receive(self, conn: socket.socket) -> socket.socket | None:
         """Read what ``conn`` sent of the token: ``conn`` once it is complete and right, else None."""
+        if conn not in self._pending:  # dropped meanwhile (by ``accept``, in the same round of events)
+            return None
         _, _, received = self._pending[conn]
         try:
             data = conn.recv(TOKEN_BYTES - len(received))  # never beyond the token: SSH bytes stay queued
