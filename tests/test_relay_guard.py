@@ -226,6 +226,24 @@ def test_the_host_key_is_checked_end_to_end_through_the_relay(
     assert len(driver._relays) == 0
 
 
+def test_the_users_bashrc_does_not_run_in_the_dialers_shell(
+    device: LoopbackDevice, mountpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bash with a socket for stdin and SHLVL below 2 reads ~/.bashrc: one that prints would corrupt the
+    descriptor ssh receives. HOME (where bash looks) is a folder of this test's, not the user's."""
+    home, ran = tmp_path / "home", tmp_path / "bashrc-ran"
+    home.mkdir()
+    (home / ".bashrc").write_text(f"touch {ran}\necho 'welcome to the test host'\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SHELL", "/bin/bash")
+    monkeypatch.delenv("SHLVL", raising=False)
+    driver = make_driver(device, enable_address=False, relay_listen="127.0.0.1")
+    with serve(driver) as client, client.mounted(mountpoint, remote_path=device.remote("/")) as m:
+        assert m.transport == "relay" and m.warnings == [], m.transport_note
+        assert (m.mountpoint / "etc/os-release").read_text().startswith("NAME=")
+    assert not ran.exists()
+
+
 # -- bounds, ports, descriptors ------------------------------------------------------------------
 def test_relays_are_bounded_and_the_refusal_names_the_bound(device: LoopbackDevice, mountpoint: Path) -> None:
     driver = make_driver(device, enable_address=False, relay_listen="127.0.0.1")

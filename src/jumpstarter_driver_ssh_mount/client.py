@@ -16,6 +16,7 @@ from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .device_command import CommandResult, run_on_device
+from .relaydial import PROXY_ENVIRONMENT
 from .routes import MountPlan, TransportRoutes
 from .sshfs import (
     DEFAULT_CACHE,
@@ -160,6 +161,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                     transport=how,
                     mount_dir=plan.mount_dir,
                     cache=plan.cache,
+                    env=PROXY_ENVIRONMENT if relay is not None else None,
                 )
             except HostKeyError as exc:
                 if vouched is None:  # the user's own host key options decided

@@ -26,6 +26,11 @@ import sys
 TOKEN_BYTES = 32
 #: The ssh options this module adds or needs; a user's own value for any of them would replace it.
 PROXY_KEYS = ("proxycommand", "proxyjump", "proxyusefdpass")
+#: The environment ssh needs for this dialer. ssh runs a ProxyCommand as ``$SHELL -c "exec ..."``;
+#: bash, with its stdin a socket (as ``ProxyUseFdpass`` makes it) and ``SHLVL`` below 2, takes itself
+#: for a login over the network and reads ``~/.bashrc`` first: slow (a ``pyenv init`` there cost
+#: 0.3 s a mount here), and anything it prints would be read by ssh instead of the connection.
+PROXY_ENVIRONMENT = {"SHELL": "/bin/sh"}
 
 
 def proxy_options(host: str, port: int, token_path: str, timeout: float) -> list[str]:

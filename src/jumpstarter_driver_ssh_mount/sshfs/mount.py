@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from pathlib import Path
@@ -246,6 +246,7 @@ def start_mount(
     transport: str = "direct",
     mount_dir: str | os.PathLike[str] | None = None,
     cache: str = "fresh",
+    env: Mapping[str, str] | None = None,
 ) -> Mount:
     """Mount ``target`` and return as soon as the filesystem is there.
 
@@ -256,6 +257,7 @@ def start_mount(
     the mount takes over and closes after sshfs is gone, on success and on failure.
     ``transport`` says how ``target`` reaches the device ("direct", "forward", "relay"), for messages.
     ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
+    ``env``: variables set for sshfs and its ssh, over this process's environment.
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
@@ -280,7 +282,7 @@ def start_mount(
         links = symlink_options(target.remote_path, executable)
         merged = merge_options(default_options(identity_path, cache=cache, symlinks=links), options)
         notes: list[str] = []
-        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes)
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes, env)
         owned = undo.pop_all()
     mount = Mount(
         target=target,
