@@ -2,9 +2,9 @@
 
     python relay_lab_client.py ACTION EXPORTER_ADDRESS REMOTE MOUNT_DIR [ARGS]
 
-ACTION is ``mount TRANSPORT`` (mount, read, write one file), ``second`` (a relay's second
-connection) or ``hold`` (mount through the relay, read again after a line on stdin). The last
-line of output is the result as JSON.
+ACTION is ``mount TRANSPORT`` (mount, read, write one file), ``second`` (a connection without
+the relay's token, then the client's, then a second one) or ``hold`` (mount through the relay,
+read again after a line on stdin). The last line of output is the result as JSON.
 """
 
 from __future__ import annotations
@@ -39,10 +39,26 @@ def mount(client, transport):
         }
 
 
+def received(sock):
+    """Everything ``sock`` gets until the far end closes it."""
+    sock.settimeout(10)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data.decode(errors="replace")
+
+
 def second(client):
     offer = client.call("open_relay")
     where = (offer["host"], int(offer["port"]))
+    with socket.create_connection(where, 5) as thief:  # knows the port, not the token
+        thief.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + bytes(32))
+        stolen = received(thief)
     first = socket.create_connection(where, 5)
+    first.sendall(bytes.fromhex(offer["token"]))
     banner = first.recv(64).decode()
     try:
         socket.create_connection(where, 5).close()
@@ -51,7 +67,7 @@ def second(client):
         again = "refused"
     client.call("close_relay", offer["id"])
     first.settimeout(5)
-    return {"banner": banner, "second": again, "after_close": first.recv(64).decode()}
+    return {"stolen": stolen, "banner": banner, "second": again, "after_close": first.recv(64).decode()}
 
 
 def hold(client):

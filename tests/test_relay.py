@@ -40,6 +40,13 @@ def banner(sock: socket.socket) -> bytes:
     return sock.recv(64)
 
 
+def dial(port: int, token: bytes) -> socket.socket:
+    """A connection to the relay on 127.0.0.1:``port`` that has sent ``token``, as the client's dialer does."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(token)
+    return sock
+
+
 def refused(host: str, port: int) -> bool:
     try:
         socket.create_connection((host, port), timeout=2).close()
@@ -68,7 +75,7 @@ def test_relay_config_errors_name_the_field(device: LoopbackDevice, config: dict
 def test_relay_takes_one_connection_then_refuses(device: LoopbackDevice) -> None:
     relays = Relays("127.0.0.1", None)
     relay = relays.open((device.host, device.port))
-    with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as first:
+    with dial(relay.port, relay.token) as first:
         assert banner(first).startswith(b"SSH-2.0-")  # the device's sshd, through the relay
         assert refused("127.0.0.1", relay.port)
         assert relay.alive
@@ -86,7 +93,7 @@ def test_relay_window_missed_closes_the_listener(device: LoopbackDevice) -> None
 def test_relay_close_all_ends_the_connection(device: LoopbackDevice) -> None:
     relays = Relays("127.0.0.1", None)
     waiting, used = relays.open((device.host, device.port)), relays.open((device.host, device.port))
-    with socket.create_connection(("127.0.0.1", used.port), timeout=5) as conn:
+    with dial(used.port, used.token) as conn:
         banner(conn)
         relays.close_all()
         assert conn.recv(64) == b""  # ended by the exporter
@@ -98,7 +105,7 @@ def test_relay_close_all_ends_the_connection(device: LoopbackDevice) -> None:
 def test_driver_close_and_reset_end_its_relays(device: LoopbackDevice, end: str) -> None:
     driver = make_driver(device, relay_listen="127.0.0.1")
     waiting, used = anyio.run(driver.open_relay), anyio.run(driver.open_relay)
-    with socket.create_connection(("127.0.0.1", int(used["port"])), timeout=5) as conn:
+    with dial(int(used["port"]), bytes.fromhex(used["token"])) as conn:
         banner(conn)
         getattr(driver, end)()  # the lease or the exporter ends
         assert conn.recv(64) == b""
@@ -300,6 +307,7 @@ def test_lab_forced_relay_without_a_relay_is_a_clear_error(relay_lab: Lab) -> No
 
 def test_lab_second_connection_is_refused(relay_lab: Lab) -> None:
     result = relay_lab.run(RELAY_EXPORTER, "second")
+    assert result["stolen"] == ""  # from the test host's network, without the token: not a byte of the device
     assert result["banner"].startswith("SSH-2.0-")  # the device's sshd, reached only from the exporter's side
     assert result["second"] == "refused"
     assert result["after_close"] == ""  # close_relay ended the first connection

@@ -16,6 +16,7 @@ from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .device_command import CommandResult, run_on_device
+from .relaydial import PROXY_ENVIRONMENT
 from .routes import MountPlan, TransportRoutes
 from .sshfs import (
     DEFAULT_CACHE,
@@ -27,16 +28,11 @@ from .sshfs import (
     validate_cache,
     validate_options,
 )
-from .sshfs.command import option_key, option_parts, transport_label
+from .sshfs.command import transport_label
 from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS, host_key_options
 from .sshfs.hostkeys import KnownHosts, VouchedKeys
 from .sshfs.unmount import unmount_path
-from .transport import (
-    RELAY_CONNECT_TIMEOUT,
-    parse_tcp_address,
-    release_relay,
-    resolve_transport,
-)
+from .transport import RelayOffer, parse_tcp_address, relay_options, release_relay, resolve_transport
 from .trust import Refused, establish_trust, fetch_vouched, mismatch_error, read_offered, unreachable_error
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
@@ -138,12 +134,12 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         how: str,
         address: tuple[str, int] | None = None,
         note: str | None = None,
-        relay_id: str = "",
+        relay: RelayOffer | None = None,
     ) -> Mount:
-        """One sshfs mount over ``how``: to ``address`` (direct, relay ``relay_id``), or a new port forward."""
+        """One sshfs mount over ``how``: to ``address`` (direct, through ``relay``), or a new port forward."""
         with ExitStack() as resources:
-            if relay_id:
-                resources.callback(release_relay, self.call, relay_id, self.logger)
+            if relay is not None:
+                resources.callback(release_relay, self.call, relay.id, self.logger)
             if address is None:
                 self._check_reachable()
                 host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
@@ -151,8 +147,8 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 host, port = address
             known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
             options = [*host_key_options(plan.options, known, insecure=plan.trust.insecure), *plan.options]
-            if how == "relay" and not any(option_key(o) == "connecttimeout" for o in option_parts(options)):
-                options = [*options, f"ConnectTimeout={RELAY_CONNECT_TIMEOUT}"]
+            if relay is not None:
+                options = [*options, *relay_options(relay, options, resources)]
             try:
                 mount = start_mount(
                     SshfsTarget(host=host, port=port, user=self.username, remote_path=plan.remote_path),
@@ -164,6 +160,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                     transport=how,
                     mount_dir=plan.mount_dir,
                     cache=plan.cache,
+                    env=PROXY_ENVIRONMENT if relay is not None else None,
                 )
             except HostKeyError as exc:
                 if vouched is not None:

@@ -16,7 +16,8 @@ import anyio
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.driver import Driver, export
 
-from .relay import Relays, parse_port_range, parse_relay_listen
+from .relay import Relays
+from .relayaddress import parse_port_range, parse_relay_listen
 from .sshfs.hostkeys import CONFIGURED, SCAN_TIMEOUT, SCANNED, HostKey, VouchedKeys, parse_host_keys, scan_command
 from .sshfs.hostkeys import parse_keyscan as parse_keyscan_output
 from .transport import RelayOffer
@@ -36,8 +37,9 @@ class SSHMount(Driver):
     asked and keeps them while it runs.
 
     ``relay_listen`` (opt-in): an address of the exporter host that the test host reaches.
-    Each mount may then ask for a one-shot relay there (a port from ``relay_ports``, "A-B",
-    or any free one): one TCP connection, passed on to the device's sshd with plain sockets.
+    Each mount may then ask for a one-shot relay there (a random port of ``relay_ports``,
+    "A-B", or any free one): the one TCP connection that sends the relay's secret token,
+    passed on to the device's sshd with plain sockets.
     """
 
     host_key: str | None = None
@@ -126,9 +128,10 @@ class SSHMount(Driver):
     async def open_relay(self) -> dict[str, Any]:
         """Open a one-shot relay to the device's sshd, as ``RelayOffer.to_dict()``.
 
-        The listener accepts one connection within ``RelayOffer.window`` seconds, then closes.
-        Without ``relay_listen``, ``offered`` is False; when no listener can be opened now
-        (ports in use...), ``problem`` says why: values, not exceptions.
+        The listener serves the first connection that sends ``RelayOffer.token`` (hex; the
+        secret that only this authenticated caller learns) within ``RelayOffer.window`` seconds,
+        then closes. Without ``relay_listen``, ``offered`` is False; when no listener can be
+        opened now (ports in use, ``MAX_RELAYS`` open...), ``problem`` says why: values, not exceptions.
         """
         if self._relays is None:
             return RelayOffer(offered=False, problem="the exporter offers no relay (relay_listen is not set)").to_dict()
@@ -140,7 +143,8 @@ class SSHMount(Driver):
         except OSError as exc:
             return RelayOffer(problem=str(exc)).to_dict()
         self.logger.info("relay offered on %s:%d for %s:%d", self._relays.host, relay.port, host, port)
-        return RelayOffer(self._relays.host, relay.port, relay.id, self._relays.window).to_dict()
+        offer = RelayOffer(self._relays.host, relay.port, relay.id, self._relays.window, token=relay.token.hex())
+        return offer.to_dict()
 
     @export
     async def close_relay(self, relay_id: str) -> bool:

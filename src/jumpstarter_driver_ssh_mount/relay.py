@@ -1,10 +1,15 @@
-"""The exporter's relay: one TCP connection from the test host, passed on to the device's sshd.
+"""The exporter's relay: one TCP connection from the client that asked for it, passed on to the
+device's sshd.
 
-A relay is a one-shot listener on an address of the exporter host. It accepts exactly one
-connection within ``window`` seconds and closes the listener; later connections are refused
-by the kernel. It then copies bytes between that connection and a new connection to the
-device's sshd, in two threads with plain sockets (``recv_into``/``sendall``, the GIL released
-in every call), so gRPC never carries the data and the exporter's event loop is not involved.
+A relay listens on an address of the exporter host for ``window`` seconds. Each connection
+must first send the relay's token (``TOKEN_BYTES`` random bytes, given to the client over
+Jumpstarter's authenticated channel; see ``relaygate``); one that sends anything else, or
+nothing, is closed without the device ever being contacted, and the relay keeps waiting.
+The first connection with the token is the relay's: the listener closes (later connections
+are refused by the kernel) and the bytes are copied between it and a new connection to the
+device's sshd, in two threads with blocking sockets (``recv_into``/``sendall``, the GIL
+released in every call), so gRPC never carries the data and the exporter's event loop is not
+involved. Waiting uses ``selectors`` (epoll), which has no limit on descriptor numbers.
 It ends when either side closes, or when ``close`` is called (the mount ended, the driver closed).
 """
 
@@ -12,71 +17,38 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
-import itertools
 import logging
 import os
-import select
+import secrets
+import selectors
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 
+from .relayaddress import listen_address, port_candidates
+from .relaydial import TOKEN_BYTES
+from .relaygate import MAX_PENDING, TokenGate
 from .transport import format_address
 
-RELAY_WINDOW = 10.0  # seconds a relay waits for its one connection
-DEVICE_CONNECT_TIMEOUT = 5.0  # seconds to reach the device's sshd once the connection arrived
+RELAY_WINDOW = 10.0  # seconds a relay waits for its client
+MAX_RELAYS = 16  # relays one SSHMount keeps open at once (waiting, or carrying a mount)
+DEVICE_CONNECT_TIMEOUT = 5.0  # seconds to reach the device's sshd once the client is known
 BUFFER_SIZE = 256 * 1024
 JOIN_TIMEOUT = 2.0  # seconds close() waits for the relay's threads
 
 logger = logging.getLogger(__name__)
 
 
-def parse_relay_listen(value: str) -> str:
-    """The host of ``relay_listen``: an IP address or a host name of the exporter host.
-
-    :raises ValueError: empty, a wildcard address (the client needs one it can reach), or a port.
-    """
-    host = value.strip() if isinstance(value, str) else ""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host:
-        raise ValueError("is empty; give an address of the exporter host that the test host reaches")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if ":" in host or "/" in host or any(c.isspace() for c in host):
-            raise ValueError(f"{value!r} is not an address or host name (ports go in relay_ports, as 'A-B')") from None
-        return host
-    if address.is_unspecified:
-        raise ValueError(
-            f"{value!r} is a wildcard address; give the exporter's address that the test host reaches, "
-            "the client connects to it"
-        )
-    return host
-
-
-def parse_port_range(value: str) -> tuple[int, int]:
-    """``"A-B"`` (or ``"A"``) -> (A, B), 1 <= A <= B <= 65535; ValueError otherwise."""
-    text = str(value).strip()
-    first, dash, last = text.partition("-")
-    try:
-        low, high = int(first), int(last if dash else first)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a port range like '7100-7199'") from None
-    if not 1 <= low <= high <= 65535:
-        raise ValueError(f"{value!r} is not a port range within 1-65535, low to high")
-    return low, high
-
-
 class Relay:
-    """One one-shot listener, then the connection it relays to ``target``."""
+    """One listener for one client, then the connection it relays to ``target``."""
 
     def __init__(
         self, listener: socket.socket, target: tuple[str, int], window: float, ended: Callable[[Relay], None]
     ) -> None:
         self.id = uuid.uuid4().hex
+        self.token = secrets.token_bytes(TOKEN_BYTES)
         self.port: int = listener.getsockname()[1]
         self._listener: socket.socket | None = listener
         self._target = target
@@ -89,7 +61,15 @@ class Relay:
         self._thread = threading.Thread(target=self._run, name=f"jmp-mount-relay-{self.port}", daemon=True)
 
     def start(self) -> Relay:
-        self._thread.start()
+        """Start the relay's thread; if it cannot start, close the listener and raise OSError."""
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            if self._listener is not None:
+                self._listener.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise OSError(f"cannot start a relay thread: {exc}") from None
         return self
 
     @property
@@ -111,7 +91,7 @@ class Relay:
     # -- in the relay's thread ---------------------------------------------------------
     def _run(self) -> None:
         try:
-            conn = self._accept_one()
+            conn = self._await_client()
             if conn is not None:
                 self._relay(conn)
         except Exception:  # a relay must never take the exporter down
@@ -123,22 +103,45 @@ class Relay:
                 os.close(self._wake_w)
             self._ended(self)
 
-    def _accept_one(self) -> socket.socket | None:
+    def _await_client(self) -> socket.socket | None:
+        """The first connection that sends the token; None when the window passed or close() was called."""
         listener, self._listener = self._listener, None
         assert listener is not None
-        try:
-            while (left := self._deadline - time.monotonic()) > 0:
-                readable, _, _ = select.select([listener.fileno(), self._wake_r], [], [], left)
-                if self._wake_r in readable:
-                    return None
-                if readable:
-                    conn, peer = listener.accept()
-                    logger.info("relay port %d: connection from %s", self.port, format_address(*peer[:2]))
-                    return conn
-            logger.info("relay port %d: no connection within the window, closed", self.port)
+        with selectors.DefaultSelector() as selector, contextlib.ExitStack() as cleanup:
+            gate = cleanup.enter_context(TokenGate(self.token, selector))
+            cleanup.callback(listener.close)  # first: any later connection is refused by the kernel
+            listener.setblocking(False)
+            selector.register(listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            listening = True
+            while listening or gate.pending:
+                wait = min(self._deadline if listening else float("inf"), gate.deadline()) - time.monotonic()
+                for key, _ in selector.select(max(wait, 0)):
+                    if key.fd == self._wake_r:
+                        return None
+                    if key.fileobj is listener:
+                        gate.accept(listener)
+                    elif winner := gate.receive(key.fileobj):  # type: ignore[arg-type]
+                        logger.info("relay port %d: the client connected from %s", self.port, gate.take(winner))
+                        self._log_dropped(gate)
+                        return winner
+                gate.expire()
+                if listening and time.monotonic() >= self._deadline:
+                    selector.unregister(listener)
+                    listener.close()
+                    listening = False
+            logger.info("relay port %d: no client within the window, closed", self.port)
+            self._log_dropped(gate)
             return None
-        finally:
-            listener.close()  # the one connection is taken: any other is refused from now on
+
+    def _log_dropped(self, gate: TokenGate) -> None:
+        if gate.dropped:
+            logger.warning(
+                "relay port %d: dropped %d connection(s) without this relay's token (the first from %s: %s)",
+                self.port,
+                gate.dropped,
+                *gate.first_drop,
+            )
 
     def _relay(self, conn: socket.socket) -> None:
         with conn:
@@ -185,20 +188,33 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 class Relays:
-    """The relays of one driver: listening on ``host``, a port from ``ports`` (or any)."""
+    """The relays of one driver, at most ``MAX_RELAYS``: on ``host``, a random port of ``ports`` (or any)."""
 
     def __init__(self, host: str, ports: tuple[int, int] | None, window: float = RELAY_WINDOW) -> None:
         self.host, self.ports, self.window = host, ports, window
         self._lock = threading.Lock()
         self._open: dict[str, Relay] = {}
-        self._next = itertools.count()
 
     def open(self, target: tuple[str, int]) -> Relay:
-        """A started relay to ``target``; OSError (with a one-line message) if it cannot listen."""
-        relay = Relay(self._listen(), target, self.window, self._forget)
+        """A started relay to ``target``; OSError (with a one-line message) if there is none to give now."""
         with self._lock:
+            if len(self._open) >= MAX_RELAYS:
+                raise OSError(
+                    f"{len(self._open)} relays are open, the most one SSHMount keeps at once "
+                    f"(MAX_RELAYS = {MAX_RELAYS}); each ends with its mount"
+                )
+            listener = self._listen()
+            try:
+                relay = Relay(listener, target, self.window, self._forget)
+            except OSError as exc:  # no descriptor left for the wake pipe
+                listener.close()
+                raise OSError(f"cannot open a relay: {exc.strerror or exc}") from None
             self._open[relay.id] = relay
-        return relay.start()
+            try:
+                return relay.start()  # its thread's end takes it out again, after this lock
+            except OSError:
+                del self._open[relay.id]
+                raise
 
     def close(self, relay_id: str) -> bool:
         """End the relay ``relay_id``; False if it has ended already (or never was)."""
@@ -225,35 +241,18 @@ class Relays:
             self._open.pop(relay.id, None)
 
     def _listen(self) -> socket.socket:
-        family, address = _resolve(self.host)
-        if self.ports is None:
-            candidates: list[int] = [0]
-            exhausted = ""
-        else:
-            low, high = self.ports
-            start = next(self._next) % (high - low + 1)  # spread over the range; TIME_WAIT lingers
-            candidates = [low + (start + i) % (high - low + 1) for i in range(high - low + 1)]
-            exhausted = f"every port of relay_ports {low}-{high} on {self.host} is in use"
-        for port in candidates:
+        family, address = listen_address(self.host)
+        for port in port_candidates(self.ports):
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((address, port))
-                sock.listen(1)
+                sock.listen(MAX_PENDING)
                 return sock
             except OSError as exc:
                 sock.close()
                 if self.ports is None or exc.errno != errno.EADDRINUSE:
                     where = format_address(self.host, port)
                     raise OSError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        raise OSError(exhausted)
-
-
-def _resolve(host: str) -> tuple[socket.AddressFamily, str]:
-    """(family, numeric address) of ``host``; OSError with a one-line message if it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise OSError(f"relay_listen {host!r} does not resolve: {exc.strerror}") from None
-    family, _, _, _, sockaddr = infos[0]
-    return family, str(sockaddr[0])
+        low, high = self.ports or (0, 0)
+        raise OSError(f"every port of relay_ports {low}-{high} on {self.host} is in use")

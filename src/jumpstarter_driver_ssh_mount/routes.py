@@ -10,10 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from jumpstarter.client.core import DriverError
 
-from .sshfs import DEFAULT_CACHE, ConnectError, Mount, MountTimeoutError
+from .sshfs import DEFAULT_CACHE, ConnectError, InvalidOptionError, Mount, MountTimeoutError
 from .sshfs.hostkeypolicy import EXPORTER, HostKeyTrust
 from .sshfs.hostkeys import VouchedKeys
-from .transport import format_address, parse_tcp_address, probe_tcp, request_relay
+from .transport import (
+    RelayOffer,
+    format_address,
+    parse_tcp_address,
+    probe_tcp,
+    release_relay,
+    request_relay,
+    user_proxy_option,
+)
 from .trust import Refused
 
 
@@ -46,7 +54,7 @@ class TransportRoutes:
         how: str,
         address: tuple[str, int] | None = None,
         note: str | None = None,
-        relay_id: str = "",
+        relay: RelayOffer | None = None,
     ) -> Mount:
         raise NotImplementedError
 
@@ -84,6 +92,14 @@ class TransportRoutes:
         ``relay`` (``forced``) is an error. A relay offered but unusable is a warning in
         ``Mount.warnings`` (the plugin shows it as a ``JumpstarterMountWarning``).
         """
+        if proxy := user_proxy_option(plan.options):
+            if forced:
+                raise InvalidOptionError(
+                    f"transport 'relay': the relay is reached through its own ProxyCommand (it sends the relay's "
+                    f"token first); option {proxy!r} would replace it: drop it, or use transport 'forward' or 'direct'"
+                )
+            reason = f"option {proxy!r} would replace the ProxyCommand that reaches the exporter's relay"
+            return self._auto_forward(plan, vouched, f"{why}; {reason}" if why else reason)
         offer = request_relay(self.call)
         if not offer.offered:
             if forced:
@@ -94,10 +110,16 @@ class TransportRoutes:
             return self._auto_forward(plan, vouched, f"{why}; {offer.problem}" if why else offer.problem)
         if not offer.usable:
             problem = f"the exporter could not open a relay ({offer.problem})"
+        elif not offer.token:
+            release_relay(self.call, offer.id, self.logger)
+            problem = (
+                f"the exporter's relay at {offer.address} serves whoever connects first (an older SSHMount "
+                "without relay tokens); update the exporter's jumpstarter-driver-ssh-mount"
+            )
         else:
             note = f"the exporter's relay at {offer.address} {answered(plan.trust)}"
             try:
-                return self._start(plan, vouched, "relay", (offer.host, offer.port), f"{why}; {note}", offer.id)
+                return self._start(plan, vouched, "relay", (offer.host, offer.port), f"{why}; {note}", offer)
             except (ConnectError, MountTimeoutError) as exc:
                 problem = f"the relay at {offer.address} failed ({exc})"
             except Refused:

@@ -6,14 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlparse
 
 from jumpstarter.client.core import DriverMethodNotImplemented
 
+from .relaydial import PROXY_KEYS, proxy_options
 from .sshfs import TRANSPORTS
+from .sshfs.command import option_key, option_parts
+from .sshfs.identity import PrivateFile
 
 #: Seconds ``auto`` waits for the device's address to accept a TCP connection.
 PROBE_TIMEOUT = 0.2
@@ -62,6 +66,8 @@ class RelayOffer:
 
     ``offered`` is False when the exporter has no relay configured (``relay_listen`` unset, or
     an older SSHMount); ``problem`` is set when it has one but could not open it now.
+    ``token`` (hex) is what the relay wants before anything else; an exporter whose relay
+    wants none (older) offers ``""``. It is kept out of ``repr``.
     """
 
     host: str = ""
@@ -70,6 +76,7 @@ class RelayOffer:
     window: float = 0.0
     problem: str = ""
     offered: bool = True
+    token: str = field(default="", repr=False)
 
     @property
     def usable(self) -> bool:
@@ -110,3 +117,27 @@ def release_relay(call: Callable[..., Any], relay_id: str, logger: logging.Logge
         call("close_relay", relay_id)
     except Exception as exc:  # the exporter went away: its relay went with it
         logger.debug("closing relay %s failed: %r", relay_id, exc)
+
+
+def user_proxy_option(options: Sequence[str]) -> str:
+    """The user's ``ProxyCommand``/``ProxyJump``/``ProxyUseFdpass`` option ("" if none): it would
+    replace the dialer that sends the relay's token, so a relay cannot be used with it."""
+    return next((part.strip() for part in option_parts(options) if option_key(part) in PROXY_KEYS), "")
+
+
+def relay_options(offer: RelayOffer, options: Sequence[str], resources: ExitStack) -> list[str]:
+    """The ssh options that reach the device through ``offer``'s relay, besides ``options``.
+
+    ssh's ``ProxyCommand`` is our dialer (``relaydial``): it connects, sends the token first and
+    hands the connection to ssh, which checks the host key as usual. The token is in a private
+    in-memory file held open by ``resources``, never in an argv. ``ConnectTimeout`` is
+    ``RELAY_CONNECT_TIMEOUT`` unless ``options`` set it; the dialer's connect waits as long.
+    """
+    given = [part for part in option_parts(options) if option_key(part) == "connecttimeout"]
+    try:
+        timeout = float(given[0].split("=", 1)[1]) if given else float(RELAY_CONNECT_TIMEOUT)
+    except (IndexError, ValueError):
+        timeout = float(RELAY_CONNECT_TIMEOUT)  # ssh itself refuses the malformed value
+    token = resources.enter_context(PrivateFile(offer.token, "jmp-mount-relay-token"))
+    dialer = proxy_options(offer.host, offer.port, token.path, timeout)
+    return dialer if given else [*dialer, f"ConnectTimeout={RELAY_CONNECT_TIMEOUT}"]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from pathlib import Path
@@ -249,6 +249,7 @@ def start_mount(
     transport: str = "direct",
     mount_dir: str | os.PathLike[str] | None = None,
     cache: str = "fresh",
+    env: Mapping[str, str] | None = None,
 ) -> Mount:
     """Mount ``target`` and return as soon as the filesystem is there.
 
@@ -259,7 +260,7 @@ def start_mount(
     the mount takes over and closes after sshfs is gone, on success and on failure.
     ``transport`` says how ``target`` reaches the device ("direct", "forward", "relay"), for messages.
     ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
-    Host keys: as ``hostkeypolicy`` reads ``options`` (none given: unchecked); ssh is ``sealing``-sealed.
+    Host keys: as ``hostkeypolicy`` reads ``options`` (none: unchecked); ssh is ``sealing``-sealed, ``env`` added.
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
@@ -285,7 +286,7 @@ def start_mount(
         defaults = default_options(identity_path, cache=cache, symlinks=links, remote_path=target.remote_path)
         merged = for_sshfs(merge_options(defaults, options))
         notes: list[str] = []
-        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes)
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes, env)
         owned = undo.pop_all()
     mount = Mount(
         target=target,

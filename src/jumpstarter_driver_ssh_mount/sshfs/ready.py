@@ -11,6 +11,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .command import SshfsTarget, build_argv, option_key, option_parts, transport_label, without_option
@@ -40,17 +41,19 @@ def spawn_ready(
     transport: str,
     executable: str,
     warnings: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[ChildProcess, list[str]]:
     """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
 
     Returns the process and the options it runs with; a fallback taken is added to ``warnings``.
+    ``env``: variables set for sshfs and its ssh, over this process's environment.
     """
     via = transport_label(transport)
     started = time.monotonic()
     deadline = started + timeout
     while True:
         argv = build_argv(target, str(mountpoint), options, executable=executable)
-        process = ChildProcess(argv, env=sealed_environment())
+        process = ChildProcess(argv, env={**sealed_environment(), **env} if env else sealed_environment())
         try:
             wait_until_mounted(process, mountpoint, deadline, timeout)
         except ExitedEarly as exited:
