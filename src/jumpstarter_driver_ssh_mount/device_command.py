@@ -21,6 +21,7 @@ from .sshfs.errors import SSH_FAILED
 from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
 from .sshfs.identity import IdentityFile
 from .sshfs.remote_command import CommandResult, run_command, ssh_argv
+from .sshfs.remote_shell import RemoteShell, ShellGone
 from .transport import probe_tcp, resolve_transport
 
 if TYPE_CHECKING:
@@ -54,6 +55,47 @@ def run_on_device(
     :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out).
     """
     deadline = time.monotonic() + timeout
+    address, vouched, options, transport = _route(client, transport, insecure, options)
+    if address is not None:
+        result = _run(client, command, address, vouched, options, timeout)  # nothing else took time yet
+        if transport == "direct" or not _failed_before_login(result, address):
+            return result.check() if check else result
+        client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
+    result = _run(client, command, None, vouched, options, max(deadline - time.monotonic(), 0.1))
+    return result.check() if check else result
+
+
+def open_shell(
+    client: SSHMountClient,
+    script: bytes,
+    ready: bytes,
+    timeout: float,
+    *,
+    transport: str | None = None,
+    insecure: bool = False,
+    options: Sequence[str] = (),
+) -> RemoteShell:
+    """A long-lived ``sh`` on the device, reached as ``run_on_device`` reaches it, once it answered ``script``.
+
+    ``script`` is sent first and the shell is handed out when ``ready`` (a marker it prints)
+    came back within ``timeout`` seconds; :raises ShellGone: it did not (ssh's stderr in it).
+    """
+    address, vouched, options, transport = _route(client, transport, insecure, options)
+    if address is not None:
+        try:
+            return _open_shell(client, address, vouched, options, script, ready, timeout)
+        except ShellGone as exc:
+            failed = CommandResult("exec sh", exc.returncode or 0, "", exc.stderr)
+            if transport == "direct" or not _failed_before_login(failed, address):
+                raise
+            client.logger.info("transport auto: using the port forward (%s)", exc.stderr)
+    return _open_shell(client, None, vouched, options, script, ready, timeout)
+
+
+def _route(
+    client: SSHMountClient, transport: str | None, insecure: bool, options: Sequence[str]
+) -> tuple[tuple[str, int] | None, VouchedKeys | None, list[str], str]:
+    """Where a command goes (the device's address, or None: a port forward), the vouched keys, ssh options."""
     transport = resolve_transport(transport)
     options = ssh_options(options)
     unverified = insecure or user_sets_host_key_policy(options)
@@ -65,13 +107,30 @@ def run_on_device(
         address = None  # as a mount: the address only when it answers and the host key can be checked
     if address is None and transport == "direct":
         client.logger.warning("direct address unavailable; running the command through the port forward")
-    if address is not None:
-        result = _run(client, command, address, vouched, options, timeout)  # nothing else took time yet
-        if transport == "direct" or not _failed_before_login(result, address):
-            return result.check() if check else result
-        client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
-    result = _run(client, command, None, vouched, options, max(deadline - time.monotonic(), 0.1))
-    return result.check() if check else result
+    return address, vouched, options, transport
+
+
+def _open_shell(
+    client: SSHMountClient,
+    address: tuple[str, int] | None,
+    vouched: VouchedKeys | None,
+    options: list[str],
+    script: bytes,
+    ready: bytes,
+    timeout: float,
+) -> RemoteShell:
+    resources = ExitStack()
+    try:
+        shell = RemoteShell(_ssh_argv(client, "exec sh", address, vouched, options, resources), resources)
+    except BaseException:
+        resources.close()
+        raise
+    try:
+        shell.exchange(script, ready, timeout=timeout, max_bytes=len(ready) + 4096)
+    except BaseException:
+        shell.close()
+        raise
+    return shell
 
 
 def _run(
@@ -84,24 +143,36 @@ def _run(
 ) -> CommandResult:
     """One ssh run, to ``address`` or (None) through a new port forward."""
     with ExitStack() as resources:
-        if address is None:
-            client._check_reachable()
-            host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
-        else:
-            host, port = address
-        if vouched is not None:
-            options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
-        key = client.identity
-        identity = resources.enter_context(IdentityFile(key)) if key else None
-        argv = ssh_argv(
-            SshfsTarget(host=host, port=port, user=client.username),
-            command,
-            identity_path=identity.path if identity else None,
-            options=options,
-        )
+        argv = _ssh_argv(client, command, address, vouched, options, resources)
         result = run_command(argv, command, timeout=timeout)
     how = "forward" if address is None else "direct"
     return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
+
+
+def _ssh_argv(
+    client: SSHMountClient,
+    command: str,
+    address: tuple[str, int] | None,
+    vouched: VouchedKeys | None,
+    options: list[str],
+    resources: ExitStack,
+) -> list[str]:
+    """The ssh argv for ``command``; the port forward, known-hosts and identity files it needs go on ``resources``."""
+    if address is None:
+        client._check_reachable()
+        host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
+    else:
+        host, port = address
+    if vouched is not None:
+        options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
+    key = client.identity
+    identity = resources.enter_context(IdentityFile(key)) if key else None
+    return ssh_argv(
+        SshfsTarget(host=host, port=port, user=client.username),
+        command,
+        identity_path=identity.path if identity else None,
+        options=options,
+    )
 
 
 def _failed_before_login(result: CommandResult, address: tuple[str, int]) -> bool:
