@@ -56,7 +56,7 @@ def sections(output: str) -> dict[str, list[str]]:
             title = head.group(1)
             found.setdefault(title, [])
             continue
-        if re.match(r"(={3,}|_{3,})", line):
+        if re.match(r"(={3,}|_{3,}|jumpstarter mount: )", line):
             title = None
         elif title is not None:
             found[title].append(line)
@@ -116,4 +116,184 @@ def test_c_passes(remote_fs):
     assert found[files_title] == ["+ b.txt", "~ keep.txt (size 8 -> 16)", "- old.txt", "+ sub/", "+ sub/odd\\nname"]
     assert found[f"{files_title} (teardown)"] == ["+ made-in-teardown.txt"]
     assert len([t for t in found if t.startswith("device ")]) == 4, found.keys()  # none for the passing tests
+    suite.assert_clean()
+
+
+def test_junit_xml_names_files_of_the_whole_test_and_keep_all_adds_passing_tests(
+    suite: Suite, place: tuple[Path, Path]
+) -> None:
+    log, watched = place
+    suite.pytester.makepyfile(
+        SUITE_HEAD
+        + """
+@pytest.fixture
+def noisy():
+    say("setup-line")
+    yield
+    say("teardown-line")
+
+def test_passes(jmp_mount_client):
+    say("passing-line")
+
+def test_fails(jmp_mount_client, noisy):
+    say("failing-line")
+    (WATCHED / "new.txt").write_text("n")
+    assert False
+"""
+    )
+    for keep in ("failed", "all"):
+        xml = suite.pytester.path / f"junit-{keep}.xml"
+        result = suite.run(*device_args(suite, log, watched, f"--jmp-mount-log-keep={keep}", f"--junitxml={xml}"))
+        result.assert_outcomes(passed=1, failed=1)
+        cases = {case.get("name"): case for case in ET.parse(xml).iter("testcase")}
+        props = {name: [(p.get("name"), p.get("value")) for p in case.iter("property")] for name, case in cases.items()}
+        logs = {name: [Path(v) for k, v in found if k == "jmp_mount_device_log"] for name, found in props.items()}
+        changed = {
+            name: [Path(v) for k, v in found if k == "jmp_mount_device_files_changed"] for name, found in props.items()
+        }
+        assert [p.read_text() for p in logs["test_fails"]] == ["setup-line\nfailing-line\nteardown-line\n"]
+        assert [p.read_text() for p in changed["test_fails"]] == ["+ new.txt\n"]
+        if keep == "all":
+            assert [p.read_text() for p in logs["test_passes"]] == ["passing-line\n"]
+            assert [p.read_text() for p in changed["test_passes"]] == ["(no changes)\n"]
+        else:
+            assert props["test_passes"] == []
+            assert "passing-line" not in result.stdout.str()
+        (watched / "new.txt").unlink()
+    suite.assert_clean()
+
+
+def test_rotation_truncation_a_new_file_and_the_cap(suite: Suite, place: tuple[Path, Path]) -> None:
+    log, watched = place
+    late = log.with_name(log.name + ".late")
+    suite.pytester.makepyfile(
+        SUITE_HEAD
+        + """
+LATE = LOG.with_name(LOG.name + ".late")
+
+def test_rotated(jmp_mount_client):
+    say("old-file-line")
+    LOG.rename(LOG.with_name(LOG.name + ".1"))
+    say("new-file-line")
+    assert False
+
+def test_fill(jmp_mount_client):
+    say("y" * 200)
+
+def test_truncated(jmp_mount_client):  # truncated to fewer bytes than it had at the test's start
+    say("x" * 100)
+    with open(LOG, "w") as f:
+        f.write("after-truncation\\n")
+    assert False
+
+def test_appears(jmp_mount_client):
+    say("first-line-of-a-new-file", LATE)
+    assert False
+
+def test_capped(jmp_mount_client):
+    for i in range(40000):
+        say(f"bulk line {i:06d}")  # 18 bytes each: 720,000 in all
+    assert False
+"""
+    )
+    result = suite.run(
+        *device_args(
+            suite, log, watched, f"--jmp-mount-log={suite.device.remote(str(late.relative_to(suite.device.root)))}"
+        )
+    )
+    result.assert_outcomes(passed=1, failed=4)
+    out = result.stdout.str()
+    title = f"device log: {suite.device.remote(str(log.relative_to(suite.device.root)))}"
+    late_title = f"device log: {suite.device.remote(str(late.relative_to(suite.device.root)))}"
+    by_test = {
+        name: sections(part)
+        for name, part in zip(
+            re.findall(r"_{3,} (test_\w+) _{3,}", out), re.split(r"_{3,} test_\w+ _{3,}", out)[1:], strict=True
+        )
+    }
+    rotated = by_test["test_rotated"][title]
+    assert rotated == ["(rotated: a new or truncated file, shown from its start)", "new-file-line"]
+    assert by_test["test_truncated"][title] == [
+        "(rotated: a new or truncated file, shown from its start)",
+        "after-truncation",
+    ]
+    assert by_test["test_appears"][late_title] == [
+        "(the file appeared during the test: from its start)",
+        "first-line-of-a-new-file",
+    ]
+    assert by_test["test_rotated"][late_title] == ["(the file does not exist on the device)"]
+    capped = by_test["test_capped"][title]
+    assert capped[0].startswith("(cap of 256 KiB per test reached: the first ")
+    assert capped[-1] == "bulk line 039999"
+    assert len("\n".join(capped[1:])) <= 256 * 1024
+    numbers = [int(line.split()[-1]) for line in capped[1:]]
+    assert numbers == list(range(numbers[0], 40000)), "the lines kept are the last ones, whole and in order"
+    suite.assert_clean()
+
+
+def test_log_command_reads_since_the_tests_start_and_says_when_it_is_missing(
+    suite: Suite, place: tuple[Path, Path]
+) -> None:
+    log, watched = place
+    journal = suite.device.remote(str(log.relative_to(suite.device.root)))
+    since = (
+        f"awk -v since={{start}} '$1 + 0 >= since {{print $2}}' {journal}"  # a journal with time stamps, as journalctl
+    )
+    suite.pytester.makepyfile(
+        SUITE_HEAD
+        + """
+def stamp(text):
+    say(f"{time.time():.6f} {text}")
+
+def test_earlier(jmp_mount_client):
+    stamp("earlier-entry")
+
+def test_fails(jmp_mount_client):
+    stamp("entry-of-this-test")
+    assert False
+"""
+    )
+    missing = "no-such-journal-tool --since @{start}"
+    result = suite.run(f"--jmp-mount-log-command={since}", f"--jmp-mount-log-command={missing}")
+    result.assert_outcomes(passed=1, failed=1)
+    found = sections(result.stdout.str())
+    assert found[f"device log: {since}"] == ["entry-of-this-test"]
+    assert found[f"device log: {missing}"][0] == "(the command is missing on the device: exit 127)"
+    assert "not found" in "\n".join(found[f"device log: {missing}"][1:])
+    suite.assert_clean()
+
+
+def test_each_xdist_worker_reports_its_own_tests(suite: Suite, place: tuple[Path, Path]) -> None:
+    log, watched = place
+    per_worker = {w: log.with_name(f"{log.name}.{w}") for w in ("gw0", "gw1")}
+    for path in per_worker.values():
+        path.write_text("line-before-the-run\n")
+    suite.pytester.makepyfile(
+        SUITE_HEAD
+        + """
+import os
+
+@pytest.mark.parametrize("n", range(6))
+def test_fails(jmp_mount_client, n):
+    own = LOG.with_name(LOG.name + "." + os.environ["PYTEST_XDIST_WORKER"])
+    say(f"line-of-{n}", own)
+    say(f"second-line-of-{n}", own)
+    assert False
+"""
+    )
+    logs = [
+        f"--jmp-mount-log={suite.device.remote(str(p.relative_to(suite.device.root)))}" for p in per_worker.values()
+    ]
+    result = suite.run("-n", "2", *logs)
+    result.assert_outcomes(failed=6)
+    out = result.stdout.str()
+    for name, part in zip(
+        re.findall(r"_{3,} (test_fails\[\d\]) _{3,}", out),
+        re.split(r"_{3,} test_fails\[\d\] _{3,}", out)[1:],
+        strict=True,
+    ):
+        n = name[-2]
+        found = sections(part)
+        own = [t for t, lines in found.items() if lines == [f"line-of-{n}", f"second-line-of-{n}"]]
+        assert len(own) == 1, (name, found)  # the other worker's file may hold a test running meanwhile
     suite.assert_clean()

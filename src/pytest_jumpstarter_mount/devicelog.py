@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 LOG_PROPERTY = "jmp_mount_device_log"
 FILES_PROPERTY = "jmp_mount_device_files_changed"
 CLIENT_FIXTURE = "jmp_mount_client"
-QUIET = ("(nothing appended)", "(no output)", "(no changes)")  # teardown sections with these are left out
+QUIET = ("(nothing appended)", "(no output)", "(no changes)", "(the file does not exist on the device)")  # teardown sections with these are left out
 
 
 @dataclass(frozen=True)
