@@ -234,7 +234,7 @@ def test_capped(jmp_mount_client):
 def test_log_command_reads_since_the_tests_start_and_says_when_it_is_missing(
     suite: Suite, place: tuple[Path, Path]
 ) -> None:
-    log, watched = place
+    log, _ = place
     journal = suite.device.remote(str(log.relative_to(suite.device.root)))
     since = (
         f"awk -v since={{start}} '$1 + 0 >= since {{print $2}}' {journal}"  # a journal with time stamps, as journalctl
@@ -264,7 +264,7 @@ def test_fails(jmp_mount_client):
 
 
 def test_each_xdist_worker_reports_its_own_tests(suite: Suite, place: tuple[Path, Path]) -> None:
-    log, watched = place
+    log, _ = place
     per_worker = {w: log.with_name(f"{log.name}.{w}") for w in ("gw0", "gw1")}
     for path in per_worker.values():
         path.write_text("line-before-the-run\n")
@@ -296,4 +296,60 @@ def test_fails(jmp_mount_client, n):
         found = sections(part)
         own = [t for t, lines in found.items() if lines == [f"line-of-{n}", f"second-line-of-{n}"]]
         assert len(own) == 1, (name, found)  # the other worker's file may hold a test running meanwhile
+    suite.assert_clean()
+
+
+@pytest.fixture
+def own_device(suite: Suite, tmp_path: Path) -> Iterator[Suite]:
+    """``suite`` pointed at a device of this test alone (the test may kill it)."""
+    device = LoopbackDevice(tmp_path / "own-device").setup().start()
+    device.exporter_config(suite.pytester.path / "exporter.yaml")
+    yield Suite(suite.pytester, device, suite.log, suite.mount_dir)
+    device.stop()
+
+
+@pytest.mark.parametrize("transport", ["forward", "direct"])
+def test_a_device_gone_mid_test_is_a_note_not_a_hang(
+    own_device: Suite, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    suite, dev = own_device, own_device.device
+    assert dev.process is not None
+    sshd = [dev.process.pid]
+    monkeypatch.setenv("DEVICE_ROOT", str(dev.root))
+    suite.pytester.makepyfile(
+        """
+        import os, signal
+
+        def say(line):
+            with open(os.path.join(os.environ["DEVICE_ROOT"], "var/log/messages"), "a") as f:
+                f.write(line + "\\n")
+
+        def descendants(pid):
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                return []
+            return [d for c in children for d in (c, *descendants(c))]
+
+        def test_device_dies(jmp_mount_client):
+            say("last words")
+            sshd = int(os.environ["SSHD_PID"])
+            for pid in [*descendants(sshd), sshd]:  # the device's sshd and every session it serves
+                os.kill(pid, signal.SIGKILL)
+            assert False, "the device is gone"
+
+        def test_next(jmp_mount_client):
+            assert False, "still gone"
+        """
+    )
+    monkeypatch.setenv("SSHD_PID", str(sshd[0]))
+    result = suite.run(f"--jmp-mount-log={dev.remote('/var/log/messages')}", f"--jmp-mount-transport={transport}")
+    result.assert_outcomes(failed=2)  # no error: the device's client still closes in order
+    out = result.stdout.str()
+    dies, then = (sections(part) for part in re.split(r"_{3,} test_next _{3,}", out.split(" test_device_dies ")[1]))
+    title = f"device log: {dev.remote('/var/log/messages')}"
+    assert len(dies[title]) == 1 and dies[title][0].startswith("(not read: the device could not be reached: ")
+    assert then[title][0].startswith("(not read at the test's start: the device could not be reached: ")
+    assert "Traceback" not in out and "INTERNALERROR" not in out and "Exception ignored" not in out
     suite.assert_clean()

@@ -75,9 +75,10 @@ class DeviceWatch:
         return parse_reading(reply, nonce, self.listing_cap)
 
     def _shell(self) -> RemoteShell:
-        if self.shell is not None and self.shell.alive:
-            return self.shell
-        self.shell = None
+        if self.shell is not None:
+            if self.shell.alive:
+                return self.shell
+            self.close()  # ssh ended (the device went away): its port forward must be closed, not left to the GC
         if self._unreachable and time.monotonic() - self._unreachable[0] < DEVICE_READING_RETRY:
             raise DeviceUnreadable(f"the device could not be reached: {self._unreachable[1]}")
         from .devicestate import ready_marker, ready_script
