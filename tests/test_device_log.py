@@ -353,3 +353,74 @@ def test_a_device_gone_mid_test_is_a_note_not_a_hang(
     assert then[title][0].startswith("(not read at the test's start: the device could not be reached: ")
     assert "Traceback" not in out and "INTERNALERROR" not in out and "Exception ignored" not in out
     suite.assert_clean()
+
+
+def test_help_lists_the_options_with_values_for_metavars(pytester: pytest.Pytester) -> None:
+    out = pytester.runpytest_subprocess("--help").stdout.str()
+    for usage in (
+        "--jmp-mount-log=DEVICE_PATH",
+        "--jmp-mount-log-command=CMD",
+        "--jmp-mount-log-keep=failed|all",
+        "--jmp-mount-watch=DEVICE_DIR",
+    ):
+        assert usage in out
+    for ini in ("jmp_mount_log ", "jmp_mount_log_command ", "jmp_mount_log_keep ", "jmp_mount_watch "):
+        assert ini in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jmp-mount-log=var/log/messages"], "--jmp-mount-log 'var/log/messages': give the absolute path"),
+        (["--jmp-mount-watch=data"], "--jmp-mount-watch 'data': give the absolute path of a device directory"),
+        (["--jmp-mount-log-keep=passed"], "--jmp-mount-log-keep must be one of failed, all, got 'passed'"),
+    ],
+)
+def test_bad_values_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile(test_any="def test_any(): pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_bad_marker_log_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("import pytest\n\n@pytest.mark.jmp_mount(log='/var/log/x')\ndef test_m():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "log must be a list of absolute device paths" in result.stderr.str()
+
+
+def test_sources_from_ini_lines_environment_and_marker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\njmp_mount_log =\n    /var/log/a\n    /var/log/b\njmp_mount_log_keep = all\n")
+    monkeypatch.setenv("JMP_MOUNT_WATCH", "/data '/with space'")
+    monkeypatch.setenv("JMP_MOUNT_LOG_COMMAND", "'journalctl --since @{start}' dmesg")
+    pytester.makeconftest(
+        """
+        def pytest_collection_finish(session):
+            (item,) = session.items
+            logs = session.config.pluginmanager.get_plugin("jumpstarter_mount_device_logs")
+            s = logs.sources(item)
+            print("KEEP_ALL", logs.context.keep_all)
+            print("LOGS", s.logs)
+            print("COMMANDS", s.commands)
+            print("WATCH", s.watch)
+            print("NEEDS_CLIENT", "jmp_mount_client" in item.fixturenames)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.jmp_mount(log=["/var/log/c"], watch=["/etc"])
+        def test_sources():
+            pass
+        """
+    )
+    out = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-s").stdout.str()
+    assert "KEEP_ALL True" in out
+    assert "LOGS ('/var/log/a', '/var/log/b', '/var/log/c')" in out
+    assert "COMMANDS ('journalctl --since @{start}', 'dmesg')" in out
+    assert "WATCH ('/data', '/with space', '/etc')" in out
+    assert "NEEDS_CLIENT True" in out  # the marker's log needs the device

@@ -112,6 +112,8 @@ class WatchedTest:
         elif read.now.ino != before.ino or read.now.size < before.size:
             notes.append("(rotated: a new or truncated file, shown from its start)")
             expected = 0
+        if self.used[index] >= self.cap and read.offset > expected:
+            return _join(notes, f"(cap of {_kib(self.cap)} per test reached earlier: nothing more shown)")
         notes += self._cap_notes(index, read.offset - expected, len(read.data))
         return _join(notes, _text(read.data, clipped=read.offset > expected) or "(nothing appended)")
 
@@ -135,12 +137,9 @@ class WatchedTest:
         return _join(notes, _text(read.output, clipped=False) or "(no output)")
 
     def _cap_notes(self, index: int, left_out: int, shown: int) -> list[str]:
-        budget = self.cap - self.used[index]
         self.used[index] += shown
         if left_out <= 0:
             return []
-        if budget <= 0:
-            return [f"(cap of {_kib(self.cap)} per test reached earlier: nothing more shown)"]
         return [f"(cap of {_kib(self.cap)} per test reached: the first {left_out} bytes of these lines left out)"]
 
 
