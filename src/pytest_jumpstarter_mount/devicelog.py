@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 LOG_PROPERTY = "jmp_mount_device_log"
 FILES_PROPERTY = "jmp_mount_device_files_changed"
 CLIENT_FIXTURE = "jmp_mount_client"
-QUIET = ("(nothing appended)", "(no output)", "(no changes)", "(the file does not exist on the device)")  # teardown sections with these are left out
+#: Teardown sections saying only this are left out (after a failing phase's sections said it all).
+QUIET = ("(nothing appended)", "(no output)", "(no changes)", "(the file does not exist on the device)")
 
 
 @dataclass(frozen=True)
