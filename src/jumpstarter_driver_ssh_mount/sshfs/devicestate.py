@@ -27,10 +27,14 @@ if find /. -maxdepth 0 -printf '' >/dev/null 2>&1; then _jmp_gnu=1; else _jmp_gn
 _jmp_st() {
   stat -L -c '%i %s' -- "$1" 2>/dev/null || { set -- $(ls -Lind -- "$1" 2>/dev/null) && [ -n "$1" ] && echo "$1 $6"; }
 }
+_jmp_stats() {
+  printf '\n%s STATS\n' "$1"; shift
+  if command -v stat >/dev/null; then stat -L -c '%i %s %n' -- "$@"; return; fi
+  for f; do set -- $(ls -Lind -- "$f" 2>/dev/null) && [ -n "$1" ] && printf '%s %s %s\n' "$1" "$6" "$f"; done
+}
 _jmp_log() {
   set -- "$1" "$2" "$3" "$4" "$5" "$6" $(_jmp_st "$3")
   if [ -z "$7" ]; then printf '\n%s LOG %s - - 0\n' "$1" "$2"; return; fi
-  if [ "$6" = - ]; then printf '\n%s LOG %s %s %s %s\n' "$1" "$2" "$7" "$8" "$8"; return; fi
   if [ "$7" = "$4" ] && [ "$8" -ge "$5" ]; then o=$5; else o=0; fi
   n=$(($8 - o)); if [ "$n" -gt "$6" ]; then o=$(($8 - $6)); n=$6; fi
   printf '\n%s LOG %s %s %s %s\n' "$1" "$2" "$7" "$8" "$o"
@@ -136,14 +140,25 @@ def reading_script(
     commands: Sequence[tuple[str, int]] = (),
     watch: Sequence[str] = (),
     listing_cap: int = 1 << 20,
+    *,
+    clock: bool = True,
 ) -> bytes:
-    """One compound command reading the clock, ``logs``, ``commands`` (line, byte cap) and ``watch`` dirs."""
+    """One compound command reading the clock, ``logs``, ``commands`` (line, byte cap) and ``watch`` dirs.
+
+    A log request without a budget gets only its state (all of them with one ``stat``).
+    """
     q = shlex.quote
-    parts = [f"printf '\\n%s BEGIN\\n' {nonce}", f"printf '\\n%s CLOCK\\n' {nonce}", "date +%s.%N"]
+    parts = [f"printf '\\n%s BEGIN\\n' {nonce}"]
+    if clock:
+        parts += [f"printf '\\n%s CLOCK\\n' {nonce}", "date +%s.%N"]
+    states_only = [log.path for log in logs if log.budget is None]
+    if states_only:  # one process for every log's inode and size
+        parts.append(f"_jmp_stats {nonce} " + " ".join(q(path) for path in states_only))
     for i, log in enumerate(logs):
+        if log.budget is None:
+            continue
         since = log.since or LogFile(None, 0)
-        budget = "-" if log.budget is None else str(max(log.budget, 0))
-        parts.append(f"_jmp_log {nonce} {i} {q(log.path)} {since.ino or '-'} {since.size} {budget}")
+        parts.append(f"_jmp_log {nonce} {i} {q(log.path)} {since.ino or '-'} {since.size} {max(log.budget, 0)}")
     for i, (line, cap) in enumerate(commands):
         parts.append(f"_jmp_cmd {nonce} {i} {max(cap, 0)} {q(line)}")
     for i, directory in enumerate(watch):
@@ -157,26 +172,41 @@ def end_marker(nonce: str) -> bytes:
     return f"\n{nonce} END\n".encode()
 
 
-def parse_reading(reply: bytes, nonce: str, listing_cap: int = 1 << 20) -> Reading:
-    """The sections of ``reply`` (what ``reading_script`` printed); unknown or malformed ones are left out."""
+def parse_reading(reply: bytes, nonce: str, listing_cap: int = 1 << 20, logs: Sequence[LogRequest] = ()) -> Reading:
+    """The sections of ``reply`` (what ``reading_script`` printed for ``logs``...); malformed ones are left out."""
     marker = re.compile(rb"\n" + re.escape(nonce.encode()) + rb" ([A-Z]+) ?([^\n]*)\n")
     matches = list(marker.finditer(reply))
     reading = Reading()
-    odd: dict[int, bytes] = {}
+    held: dict[int, bytes] = {}  # parsed once all is read: odd names by listing index; -1: the log states
     for m, after in zip(matches, [*matches[1:], None], strict=True):
         kind, fields = m.group(1).decode(), m.group(2).decode(errors="replace").split()
         body = reply[m.end() : after.start() if after else len(reply)]
         try:
-            _take(reading, odd, kind, fields, body, listing_cap)
+            _take(reading, held, kind, fields, body, listing_cap)
         except (ValueError, IndexError):
             continue  # a malformed section (a hostile or broken device): left out
-    for index, body in odd.items():
+    for index, body in held.items():
         if index in reading.listings:
             reading.listings[index].entries.update(_records(body, stat_raw=True, split_at=b"\0"))
+    states = _states(held.get(-1, b""))
+    for i, log in enumerate(logs):
+        if log.budget is None:
+            now = states.get(log.path, LogFile(None, 0))
+            reading.logs[i] = LogRead(now, now.size)
     return reading
 
 
-def _take(reading: Reading, odd: dict[int, bytes], kind: str, fields: list[str], body: bytes, cap: int) -> None:
+def _states(body: bytes) -> dict[str, LogFile]:
+    """``stat -c '%i %s %n'`` lines -> the state of each named file."""
+    found = {}
+    for line in body.decode(errors="replace").splitlines():
+        fields = line.split(" ", 2)
+        if len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit():
+            found[fields[2]] = LogFile(fields[0], int(fields[1]))
+    return found
+
+
+def _take(reading: Reading, held: dict[int, bytes], kind: str, fields: list[str], body: bytes, cap: int) -> None:
     index = int(fields[0]) if fields else -1
     if kind == "CLOCK":
         found = re.match(rb"\s*(\d+)(\.\d{1,6})?", body)  # microseconds: what journalctl --since reads
@@ -197,7 +227,9 @@ def _take(reading: Reading, odd: dict[int, bytes], kind: str, fields: list[str],
         entries = _records(body, stat_raw=not gnu, split_at=b"\0" if gnu else b"\n")
         reading.listings[index] = Listing(entries=entries, cut=len(body) >= cap)
     elif kind == "ODDNAMES":
-        odd[index] = body
+        held[index] = body
+    elif kind == "STATS":
+        held[-1] = body
 
 
 def _records(body: bytes, *, stat_raw: bool, split_at: bytes) -> dict[str, Entry]:

@@ -52,18 +52,22 @@ class DeviceWatch:
         :raises DeviceUnreadable: the device did not answer (the reason).
         """
         logs = [LogRequest(path) for path in sources.logs]
-        return WatchedTest(sources, self._reading(logs, [], list(sources.watch)), self.cap)
+        reading = self._reading(logs, [], list(sources.watch), clock=bool(sources.commands))
+        return WatchedTest(sources, reading, self.cap)
 
     def read(self, watch: WatchedTest) -> list[Section]:
         """Each source's section for what happened since ``watch``'s last reading (notes if it cannot be read)."""
         try:
-            return watch.advance(self._reading(*watch.requests()))
+            logs, commands, watched = watch.requests()
+            return watch.advance(self._reading(logs, commands, watched, clock=bool(commands)))
         except DeviceUnreadable as exc:
             return watch.not_read(str(exc))
 
-    def _reading(self, logs: list[LogRequest], commands: list[tuple[str, int]], watch: list[str]) -> Reading:
+    def _reading(
+        self, logs: list[LogRequest], commands: list[tuple[str, int]], watch: list[str], *, clock: bool
+    ) -> Reading:
         nonce = os.urandom(8).hex()
-        script = reading_script(nonce, logs, commands, watch, self.listing_cap)
+        script = reading_script(nonce, logs, commands, watch, self.listing_cap, clock=clock)
         most = sum(max(r.budget or 0, 0) for r in logs) + sum(c for _, c in commands)
         most += 2 * self.listing_cap * len(watch) + SLACK
         shell = self._shell()
@@ -72,7 +76,7 @@ class DeviceWatch:
         except ShellGone as exc:
             self.shell = None
             raise DeviceUnreadable(f"{exc}{_stderr(exc)}") from None
-        return parse_reading(reply, nonce, self.listing_cap)
+        return parse_reading(reply, nonce, self.listing_cap, logs)
 
     def _shell(self) -> RemoteShell:
         if self.shell is not None:
