@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-smoke lint system venv clean-venv
+.PHONY: demo test bench bench-smoke lint docs system venv clean-venv
 
 demo: system $(STAMP)  ## the example device suite against a loopback device
 	$(BIN)/python scripts/demo.py
@@ -22,6 +22,9 @@ lint: $(STAMP)  ## ruff (rules and formatting) and mypy
 	$(BIN)/ruff check src tests scripts examples bench
 	$(BIN)/ruff format --check src tests scripts examples bench
 	$(BIN)/mypy
+
+docs: $(STAMP)  ## rewrite the options tables in README.md and docs/ from the options the plugin registers
+	$(BIN)/python -m pytest_jumpstarter_mount.optionsdoc
 
 system:
 	@scripts/install-system-deps.sh

@@ -24,7 +24,7 @@ from helpers import (
     target,
     wait_until,
 )
-from jumpstarter_driver_ssh_mount.sshfs import build_argv
+from jumpstarter_driver_ssh_mount.sshfs import CACHE_MODES, TRANSPORTS, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
 
 
@@ -281,3 +281,15 @@ def test_transport_usage_errors(exporter_yaml: Path, mountpoint: Path, flags: li
     assert message in err
     assert "Mounted" not in out
     assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_help_lists_every_transport_and_cache_mode(exporter_yaml: Path) -> None:
+    """`j mount --help` offers and explains each transport (relay included) and cache mode, from one table each."""
+    code, out, err = finish(j_mount(exporter_yaml, "--help"))
+    assert code == 0, err
+    text = " ".join(out.split())  # click wraps the help text
+    assert f"[{'|'.join(TRANSPORTS)}]" in text
+    assert f"[{'|'.join(CACHE_MODES)}]" in text
+    for name in (*TRANSPORTS, *CACHE_MODES):
+        assert f"{name}: " in text, name
+    assert "relay" in TRANSPORTS

@@ -461,7 +461,7 @@ def test_unwritable_mount_dir(suite: Suite) -> None:
 def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
     """StrictHostKeyChecking=yes through the plugin: the pinned key mounts, another key is refused.
 
-    The README's recipe: the port forward's local port changes every time, so the key is
+    The pinning recipe in docs/transports-and-trust.md: the port forward's local port changes every time, so the key is
     pinned under a HostKeyAlias rather than host:port.
     """
     kind, key = (suite.device.base / "host_key.pub").read_text().split()[:2]

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 import click
 from jumpstarter.client.decorators import driver_click_command
 
-from .sshfs import CACHE_MODES, DEFAULT_CACHE, TRANSPORTS, MountError
+from .sshfs import (
+    CACHE_MEANINGS,
+    CACHE_MODES,
+    DEFAULT_CACHE,
+    TRANSPORT_MEANINGS,
+    TRANSPORTS,
+    MountError,
+    describe_choices,
+)
 
 if TYPE_CHECKING:
     from .client import SSHMountClient
@@ -25,8 +33,7 @@ def mount_command(client: SSHMountClient) -> click.Command:
         "--transport",
         type=click.Choice(TRANSPORTS),
         default=None,
-        help="How sshfs reaches the device: auto (default; the device's address when it answers with the "
-        "host key the exporter vouches for, else the port forward), direct, or forward",
+        help=f"How sshfs reaches the device (default auto). {describe_choices(TRANSPORT_MEANINGS)}",
     )
     @click.option("--insecure", is_flag=True, help="Do not verify the device's host key (logs a warning)")
     @click.option("--lazy", "-l", is_flag=True, help="Lazy unmount (detach filesystem now, clean up later)")
@@ -37,7 +44,7 @@ def mount_command(client: SSHMountClient) -> click.Command:
         type=click.Choice(CACHE_MODES),
         default=DEFAULT_CACHE,
         show_default=True,
-        help="fresh: device changes show within 0.5 s; fast: sshfs's caching (listings up to 20 s stale)",
+        help=f"How much sshfs may cache. {describe_choices(CACHE_MEANINGS)}",
     )
     def mount(
         mountpoint: str,

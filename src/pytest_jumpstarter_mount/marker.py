@@ -18,7 +18,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 )
 
 MARKER_HELP = (
-    "jmp_mount(remote='/path', options=[...], transport='auto|direct|forward|relay', cache='fresh|fast', "
+    f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
     "collect=[globs], restore=[paths], log=[device files], watch=[device dirs]): give this test its own mount "
     "of a device path (remote_path), collect device files if it fails, restore files after, "
     "report device log lines and changed files if it fails"
@@ -30,7 +30,7 @@ ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "re
 class MarkerSpec:
     """Checked arguments of ``@pytest.mark.jmp_mount(remote=..., options=[...], transport=...)``.
 
-    ``transport`` is "auto", "direct" or "forward"; upstream-style ``direct=True`` /
+    ``transport`` is one of ``TRANSPORTS`` ("auto", "direct", "forward", "relay"); upstream-style ``direct=True`` /
     ``direct=False`` is kept as "direct" / "forward"; None means "as the settings say".
     """
 

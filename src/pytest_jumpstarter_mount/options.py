@@ -13,7 +13,17 @@ from typing import Any, Literal, get_args
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_MOUNT_TIMEOUT, TRANSPORTS
+from jumpstarter_driver_ssh_mount.sshfs import (
+    CACHE_MEANINGS,
+    CACHE_MODES,
+    COLLECT_MAX_BYTES,
+    COLLECT_TIMEOUT,
+    DEFAULT_CACHE,
+    DEFAULT_MOUNT_TIMEOUT,
+    TRANSPORT_MEANINGS,
+    TRANSPORTS,
+    describe_choices,
+)
 from jumpstarter_driver_ssh_mount.sshfs.defaults import DEVICE_LOG_CAP
 
 Scope = Literal["session", "package", "module", "class", "function"]
@@ -26,13 +36,18 @@ GROUP = "jumpstarter mount"
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: ``--jmp-mount-<name>``, ini ``jmp_mount_<name>``, env ``JMP_MOUNT_<NAME>``."""
+    """One setting: ``--jmp-mount-<name>``, ini ``jmp_mount_<name>``, env ``JMP_MOUNT_<NAME>``.
+
+    ``help`` is what the option means, for ``--help`` and the options table in the docs alike;
+    ``shown_default`` is how its default reads there, when ``default`` alone does not say it.
+    """
 
     name: str
     help: str
     kind: str = "str"  # str | bool | list | float | path
     default: Any = None
     metavar: str | None = None
+    shown_default: str | None = None
 
     @property
     def flag(self) -> str:
@@ -46,82 +61,137 @@ class Option:
     def env(self) -> str:
         return self.dest.upper()
 
+    @property
+    def default_text(self) -> str | None:
+        """The default as a user reads it (``30``, ``20 MiB``, ``off``), or None when there is none."""
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.kind == "bool":
+            return "off"
+        if self.default in (None, ()):
+            return None
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    @property
+    def full_help(self) -> str:
+        """``help`` plus the default, as ``--help`` shows it."""
+        default = self.default_text
+        return f"{self.help}; default {default}" if default and self.kind != "bool" else self.help
+
 
 OPTIONS = (
-    Option("remote", "device path to mount (absolute; default /)", default="/", metavar="PATH"),
-    Option("scope", f"lifetime of remote_fs: {'|'.join(SCOPES)} (default session)", default="session", metavar="SCOPE"),
+    Option("remote", "device directory to mount (absolute)", default="/", metavar="PATH"),
+    Option("scope", "lifetime of remote_fs", default="session", metavar="|".join(SCOPES)),
     Option(
         "option",
-        "sshfs -o option, repeatable (replaces a default with the same key)",
+        "sshfs -o option, repeatable; each replaces a default with the same key",
         kind="list",
         default=(),
         metavar="OPT",
     ),
     Option(
-        "direct", "connect straight to the device's address instead of the port forward", kind="bool", default=False
+        "direct",
+        "upstream's spelling of --jmp-mount-transport=direct (a different transport in the same source "
+        "is a usage error)",
+        kind="bool",
+        default=False,
     ),
-    Option("transport", f"how sshfs reaches the device: {'|'.join(TRANSPORTS)} (default auto)", metavar="HOW"),
-    Option("insecure", "do not verify the device's host key (warns once per run)", kind="bool", default=False),
+    Option(
+        "transport",
+        f"how sshfs reaches the device. {describe_choices(TRANSPORT_MEANINGS)}",
+        metavar="|".join(TRANSPORTS),
+        shown_default="auto",  # resolved with --jmp-mount-direct in transportchoice
+    ),
+    Option(
+        "insecure",
+        "do not verify the device's host key (a warning once per run; auto then uses the port forward)",
+        kind="bool",
+        default=False,
+    ),
     Option(
         "driver",
-        "where the SSHMount driver sits in the exporter tree, dotted (default mount)",
+        "where the SSHMount driver sits in the exporter tree (dotted for nested)",
         default="mount",
         metavar="NAME",
     ),
     Option(
         "dir",
-        "directory for local mountpoints (default: a private dir outside pytest's basetemp)",
+        "where mountpoints are made (0700; never under pytest's basetemp, whose cleanup would rm -rf "
+        "through a stale mount)",
         kind="path",
         metavar="DIR",
+        shown_default="<tmp>/pytest-jmp-mount-<uid>",
     ),
     Option(
         "timeout",
-        f"seconds a mount may take to become ready (default {DEFAULT_MOUNT_TIMEOUT:g})",
+        "seconds a mount may take to become ready",
         kind="float",
         default=DEFAULT_MOUNT_TIMEOUT,
         metavar="SECONDS",
     ),
     Option("exporter-config", "device source: run this exporter config in-process", kind="path", metavar="PATH"),
     Option("tls-grpc", "device source: a standalone exporter (jmp run --tls-grpc-listener)", metavar="HOST:PORT"),
-    Option("tls-grpc-insecure", "with --jmp-mount-tls-grpc: no TLS", kind="bool", default=False),
-    Option("passphrase", "with --jmp-mount-tls-grpc: the exporter's passphrase", metavar="TEXT"),
-    Option("client", "device source: lease through the controller with this client config alias", metavar="ALIAS"),
+    Option(
+        "tls-grpc-insecure", "with --jmp-mount-tls-grpc: no TLS to the standalone exporter", kind="bool", default=False
+    ),
+    Option("passphrase", "with --jmp-mount-tls-grpc: the standalone exporter's passphrase", metavar="TEXT"),
+    Option(
+        "client",
+        "device source: lease through the controller with this client config alias (needs a selector or a lease)",
+        metavar="ALIAS",
+    ),
     Option("selector", "with --jmp-mount-client: label selector of the device to lease", metavar="LABELS"),
     Option("lease", "with --jmp-mount-client: use this existing lease", metavar="NAME"),
     Option(
         "duration",
-        "with --jmp-mount-client: lease duration, e.g. 30m, 1h30m, 900 (default 30m)",
+        "with --jmp-mount-client: lease duration, e.g. 900, 30m, 1h30m",
         metavar="DURATION",
+        shown_default="30m",  # settings.DEFAULT_LEASE_DURATION
     ),
-    Option("lease-timeout", "with --jmp-mount-selector: longest wait for a free device, e.g. 10m", metavar="DURATION"),
+    Option(
+        "lease-timeout",
+        "with --jmp-mount-selector: longest wait for a free device, e.g. 10m; then the tests that need it error",
+        metavar="DURATION",
+        shown_default="the client config's leases.acquisition_timeout (2 h)",
+    ),
     Option(
         "collect",
-        "device glob to copy when a test fails, repeatable (e.g. /var/log/*.log)",
+        "absolute device glob to copy when a test fails, repeatable (e.g. /var/log/*.log)",
         kind="list",
         default=(),
         metavar="GLOB",
     ),
     Option(
-        "artifacts", "where collected device files go (default <rootdir>/jmp-artifacts)", kind="path", metavar="DIR"
+        "artifacts",
+        "where collected device files go, in a fresh folder per run",
+        kind="path",
+        metavar="DIR",
+        shown_default="<rootdir>/jmp-artifacts",
     ),
     Option(
         "collect-max-bytes",
-        f"cap on the bytes collected per failed test (default {COLLECT_MAX_BYTES / 2**20:g} MiB)",
+        "cap on the bytes collected per failed test",
         kind="float",
         default=COLLECT_MAX_BYTES,
         metavar="BYTES",
+        shown_default=f"{COLLECT_MAX_BYTES / 2**20:g} MiB",
     ),
     Option(
         "collect-timeout",
-        f"seconds collecting may take per failed test (default {COLLECT_TIMEOUT:g})",
+        "seconds collecting may take per failed test",
         kind="float",
         default=COLLECT_TIMEOUT,
         metavar="SECONDS",
     ),
-    Option("cache", "fresh (device changes show in 0.5 s; default) or fast (sshfs caching)", default="fresh"),
+    Option(
+        "cache",
+        f"how much sshfs may cache. {describe_choices(CACHE_MEANINGS)}",
+        default=DEFAULT_CACHE,
+        metavar="|".join(CACHE_MODES),
+    ),
     Option(
         "artifacts-retention",
-        "how many runs' artifact folders to keep, this one included (default 3; 0 keeps none)",
+        "how many runs' artifact folders to keep, this one included (0 keeps none)",
         default="3",
         metavar="N",
     ),
@@ -142,8 +212,8 @@ OPTIONS = (
     ),
     Option(
         "log-keep",
-        f"whose device logs and changed files are kept: failed tests (default) or all "
-        f"(cap {DEVICE_LOG_CAP // 1024} KiB per log and test)",
+        "whose device log lines and changed files go in reports and the artifact folder: failed tests, or all "
+        f"(JUnit XML); at most {DEVICE_LOG_CAP // 1024} KiB per log and test",
         default="failed",
         metavar="|".join(LOG_KEEP),
     ),
@@ -163,13 +233,13 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "jumpstarter mount (device filesystem via sshfs)")
     for o in OPTIONS:
         if o.kind == "bool":
-            group.addoption(o.flag, action="store_const", const=True, dest=o.dest, default=None, help=o.help)
+            group.addoption(o.flag, action="store_const", const=True, dest=o.dest, default=None, help=o.full_help)
         elif o.kind == "list":
-            group.addoption(o.flag, action="append", dest=o.dest, default=None, metavar=o.metavar, help=o.help)
+            group.addoption(o.flag, action="append", dest=o.dest, default=None, metavar=o.metavar, help=o.full_help)
         else:
-            group.addoption(o.flag, action="store", dest=o.dest, default=None, metavar=o.metavar, help=o.help)
+            group.addoption(o.flag, action="store", dest=o.dest, default=None, metavar=o.metavar, help=o.full_help)
         ini_type = INI_TYPES.get(o.kind, "string")
-        parser.addini(o.dest, f"{o.help} [env {o.env}]", type=ini_type, default=None)
+        parser.addini(o.dest, f"{o.full_help} [env {o.env}]", type=ini_type, default=None)
 
 
 def _from_text(o: Option, text: str) -> Any:

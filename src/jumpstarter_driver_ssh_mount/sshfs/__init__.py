@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 _MODULES = ("command", "defaults", "errors", "unmount", "mount", "remote_command")
 
 __all__ = [
+    "CACHE_MEANINGS",
     "CACHE_MODES",
     "COLLECT_MAX_BYTES",
     "COLLECT_TIMEOUT",
@@ -24,6 +25,7 @@ __all__ = [
     "PRIVATE_DIR_PREFIX",
     "SNAPSHOT_MAX_BYTES",
     "TRANSPORTS",
+    "TRANSPORT_MEANINGS",
     "AuthenticationError",
     "CommandResult",
     "ConnectError",
@@ -46,6 +48,7 @@ __all__ = [
     "WaitTimeoutError",
     "build_argv",
     "cache_options",
+    "describe_choices",
     "merge_options",
     "run_unmount",
     "start_mount",
@@ -73,13 +76,16 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .command import (
+        CACHE_MEANINGS,
         CACHE_MODES,
         DEFAULT_CACHE,
         DEFAULT_SSH_OPTIONS,
+        TRANSPORT_MEANINGS,
         TRANSPORTS,
         SshfsTarget,
         build_argv,
         cache_options,
+        describe_choices,
         merge_options,
         validate_cache,
         validate_option,

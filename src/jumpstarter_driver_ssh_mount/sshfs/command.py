@@ -12,11 +12,22 @@ from dataclasses import dataclass
 
 from .errors import InvalidOptionError, RemotePathError
 
-#: How the device is reached: "auto" (the device's address when it answers with the vouched
-#: host key, else the exporter's relay when it offers one, else the port forward), "direct",
-#: "forward" or "relay" (a one-shot TCP relay on the exporter host). A mount's own transport is never "auto".
-TRANSPORTS: tuple[str, ...] = ("auto", "direct", "forward", "relay")
+#: How the device is reached, and what each way means: every help text and doc table reads
+#: this one place. A mount's own transport is never "auto".
+TRANSPORT_MEANINGS: dict[str, str] = {
+    "auto": "the device's address when it answers with the vouched host key, else the exporter's relay "
+    "when it offers one, else the port forward",
+    "direct": "the device's address only",
+    "forward": "the Jumpstarter port forward only",
+    "relay": "a one-shot TCP relay on the exporter host",
+}
+TRANSPORTS: tuple[str, ...] = tuple(TRANSPORT_MEANINGS)
 TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward", "relay": "exporter relay"}
+
+
+def describe_choices(meanings: dict[str, str]) -> str:
+    """``"a: what a means; b: what b means"``, for help texts that list every choice."""
+    return "; ".join(f"{name}: {meaning}" for name, meaning in meanings.items())
 
 
 def transport_label(transport: str) -> str:
@@ -42,16 +53,19 @@ RELIABILITY_OPTIONS: tuple[str, ...] = (
     "ServerAliveCountMax=3",
     "ConnectTimeout=10",
 )
-#: How much sshfs and the kernel may cache: "fresh" (the default) shows device changes within
-#: ``FRESH_BOUND`` seconds; "fast" is sshfs's own caching (listings up to 20 s stale).
-CACHE_MODES: tuple[str, ...] = ("fresh", "fast")
+FRESH_BOUND = 0.5  # seconds a "fresh" mount may show a device change late
+FAST_BOUND = 20.0  # seconds a "fast" mount may show a new/deleted/resized file late (sshfs dcache_timeout)
+#: How much sshfs and the kernel may cache, and what each mode means for a test.
+CACHE_MEANINGS: dict[str, str] = {
+    "fresh": f"device changes show within {FRESH_BOUND:g} s",
+    "fast": f"sshfs's own caching, new/deleted/resized files up to {FAST_BOUND:g} s late",
+}
+CACHE_MODES: tuple[str, ...] = tuple(CACHE_MEANINGS)
 DEFAULT_CACHE = "fresh"
 #: ``dir_cache=no``: no listing/attribute cache in sshfs (its 20 s ``dcache_timeout`` is what
 #: hides new, deleted and resized files). The kernel's own entry/attribute caches (1 s by
 #: default) are halved; 0 would double the requests per file access.
 FRESH_OPTIONS: tuple[str, ...] = ("dir_cache=no", "attr_timeout=0.5", "entry_timeout=0.5")
-FRESH_BOUND = 0.5  # seconds a "fresh" mount may show a device change late
-FAST_BOUND = 20.0  # seconds a "fast" mount may show a new/deleted/resized file late (sshfs dcache_timeout)
 # Not ``auto_unmount``: after sshfs is SIGKILLed it would turn the mountpoint back into a plain
 # local directory, and a test would silently write to the test host instead of failing with
 # ENOTCONN. A dead mount stays visible (and failing) until unmount(), or the next run's sweep.
