@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite
+from helpers import LoopbackDevice, Suite, live_processes_mentioning
 
 SUITE_HEAD = """
 import os, pathlib, time
@@ -116,6 +116,7 @@ def test_c_passes(remote_fs):
     assert found[files_title] == ["+ b.txt", "~ keep.txt (size 8 -> 16)", "- old.txt", "+ sub/", "+ sub/odd\\nname"]
     assert found[f"{files_title} (teardown)"] == ["+ made-in-teardown.txt"]
     assert len([t for t in found if t.startswith("device ")]) == 4, found.keys()  # none for the passing tests
+    assert live_processes_mentioning(f" -p {suite.device.port} ", names=("ssh",)) == []  # the shell ended
     suite.assert_clean()
 
 

@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs.devicechanges import FILES, Section, Sources
-
 from .failfast import DEVICE_FIXTURES, MOUNT_FIXTURES
 from .marker import marker_spec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the readings are imported when a test first needs them, not by every pytest run
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
-    from jumpstarter_driver_ssh_mount.sshfs.devicechanges import WatchedTest
+    from jumpstarter_driver_ssh_mount.sshfs.devicechanges import Section, Sources, WatchedTest
     from jumpstarter_driver_ssh_mount.sshfs.devicewatch import DeviceWatch
 
     from .settings import Settings
@@ -46,7 +44,9 @@ QUIET = ("(nothing appended)", "(no output)", "(no changes)", "(the file does no
 class DeviceLogContext:
     """What ``DeviceLogs`` needs from the rest of the plugin, and nothing more."""
 
-    sources: Sources  # from the options; a marker adds to them
+    logs: tuple[str, ...]  # from the options; a marker adds to them
+    commands: tuple[str, ...]
+    watch: tuple[str, ...]
     keep_all: bool
     client: Callable[[], SSHMountClient | None]  # the device's mount client, once a test reached it
     unavailable: Callable[[], str | None]  # why the device cannot be used, if known
@@ -56,9 +56,9 @@ class DeviceLogContext:
     @classmethod
     def from_settings(cls, settings: Settings, **parts: Any) -> DeviceLogContext:
         """The context for ``settings`` and the given callables."""
-        sources = Sources(settings.logs, settings.log_commands, settings.watch)
         connection = {"transport": settings.transport, "insecure": settings.insecure, "options": settings.options}
-        return cls(sources=sources, keep_all=settings.log_keep == "all", connection=connection, **parts)
+        keep_all = settings.log_keep == "all"
+        return cls(settings.logs, settings.log_commands, settings.watch, keep_all, connection=connection, **parts)
 
 
 @dataclass
@@ -86,8 +86,10 @@ class DeviceLogs:
 
     def sources(self, item: pytest.Item) -> Sources:
         """The options' sources plus the marker's."""
-        spec, base = marker_spec(item), self.context.sources
-        return Sources(base.logs + spec.log, base.commands, base.watch + spec.watch)
+        from jumpstarter_driver_ssh_mount.sshfs.devicechanges import Sources
+
+        spec, c = marker_spec(item), self.context
+        return Sources(c.logs + spec.log, c.commands, c.watch + spec.watch)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """A test whose marker asks for logs or changed files needs the device."""
@@ -102,7 +104,8 @@ class DeviceLogs:
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         """The start reading, before the test's fixtures (when the device is known already)."""
         needs = set(getattr(item, "fixturenames", ())) & {*DEVICE_FIXTURES, *MOUNT_FIXTURES}
-        if needs and self.sources(item):
+        spec, c = marker_spec(item), self.context
+        if needs and (c.logs or c.commands or c.watch or spec.log or spec.watch):
             self.current = item
             client = self.context.client()
             if client is not None:
@@ -151,6 +154,8 @@ class DeviceLogs:
 
     def _files(self, nodeid: str, sections: list[Section]) -> list[tuple[str, str]]:
         """Each section in a file of the test's artifact folder; the properties naming them."""
+        from jumpstarter_driver_ssh_mount.sshfs.devicechanges import FILES
+
         folder = self.context.test_dir(nodeid)
         props = []
         try:
@@ -175,6 +180,8 @@ class DeviceLogs:
             state.problem = str(exc)
 
     def _read(self, state: ReadingState) -> list[Section]:
+        from jumpstarter_driver_ssh_mount.sshfs.devicechanges import Section
+
         if state.watch is None:
             why = f"not read at the test's start: {state.problem}"
             return [Section(title, f"({why})") for title in state.sources.titles()]
