@@ -128,3 +128,20 @@ def test_a_hanging_command_costs_one_timeout_then_the_shell_is_opened_again(watc
     assert watcher.shell is None
     quick = watcher.begin(Sources(commands=("echo back",)))
     assert list(texts(watcher.read(quick)).values()) == ["back"]
+
+
+def test_a_garbled_or_hostile_reply_leaves_notes_not_errors() -> None:
+    from jumpstarter_driver_ssh_mount.sshfs.devicechanges import WatchedTest
+    from jumpstarter_driver_ssh_mount.sshfs.devicestate import LogRequest, Reading, parse_reading
+
+    nonce = "00ff"
+    garbage = (
+        b"\n00ff BEGIN\nnoise\n00ff LOG x y z\n\n00ff WATCH zero gnu\n\x00\x00junk\n00ff RC 0 abc\n"
+        b"\n00ff STATS\nnot a stat line\n99 bad /x\n\n00ff CLOCK\nlate\n\n00ff END\n"
+    )
+    reading = parse_reading(garbage, nonce, logs=[LogRequest("/var/log/x")])
+    assert reading.clock is None and reading.commands == {} and reading.listings == {}
+    assert reading.logs[0].now.ino is None  # no usable state: as a file that does not exist
+    test = WatchedTest(Sources(logs=("/var/log/x",), commands=("dmesg",), watch=("/etc",)), Reading())
+    texts = [s.text for s in test.advance(Reading())]
+    assert texts == ["(not read: the device's answer had no section for it)"] * 3

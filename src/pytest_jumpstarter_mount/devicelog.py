@@ -15,6 +15,7 @@ The readings themselves (one shell on the device, one round trip each) are in
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # the readings are imported when a test first needs them, not
     from jumpstarter_driver_ssh_mount.sshfs.devicewatch import DeviceWatch
 
     from .settings import Settings
+
+logger = logging.getLogger("pytest_jumpstarter_mount")
 
 LOG_PROPERTY = "jmp_mount_device_log"
 FILES_PROPERTY = "jmp_mount_device_files_changed"
@@ -169,15 +172,13 @@ class DeviceLogs:
         return props
 
     def _begin(self, item: pytest.Item, client: SSHMountClient) -> None:
-        from jumpstarter_driver_ssh_mount.sshfs.devicewatch import DeviceUnreadable
-
         if self.context.unavailable():
             return
         state = item.stash[reading_key] = ReadingState(self.sources(item))
         try:
             state.watch = self._device(client).begin(state.sources)
-        except DeviceUnreadable as exc:
-            state.problem = str(exc)
+        except Exception as exc:  # DeviceUnreadable, or anything unforeseen: a note in the report, never a traceback
+            state.problem = str(exc) or type(exc).__name__
 
     def _read(self, state: ReadingState) -> list[Section]:
         from jumpstarter_driver_ssh_mount.sshfs.devicechanges import Section
@@ -187,7 +188,11 @@ class DeviceLogs:
             return [Section(title, f"({why})") for title in state.sources.titles()]
         if self.device is None:
             return state.watch.not_read("the device was released before the test's end")
-        return self.device.read(state.watch)
+        try:
+            return self.device.read(state.watch)
+        except Exception as exc:  # the device's unreadable answers are notes already; this is the unforeseen
+            logger.warning("device logs: reading failed: %r", exc)
+            return state.watch.not_read(f"{type(exc).__name__}: {exc}")
 
     def _device(self, client: SSHMountClient) -> DeviceWatch:
         if self.device is None:
