@@ -1,4 +1,4 @@
-"""Figure 11 of the benchmark: what ``--jmp-mount-log`` and ``--jmp-mount-watch`` cost each test.
+"""Figure 12 of the benchmark: what ``--jmp-mount-log`` and ``--jmp-mount-watch`` cost each test.
 
 A suite of passing tests (each using the device) runs with and without one device log and one
 watched 500-file tree, back to back in each repetition. A conftest times each test's whole run
@@ -42,7 +42,7 @@ def pytest_sessionfinish(session):
 
 
 def device_log_rows(bench: Any) -> None:
-    """Add figure 11's rows to ``bench`` (a ``bench.Bench``: ``work``, ``device``, ``mounts``, ``args``, ``row``)."""
+    """Add figure 12's rows to ``bench`` (a ``bench.Bench``: ``work``, ``device``, ``mounts``, ``args``, ``row``)."""
     n = bench.args.scope_tests * 2
     suite = bench.work / "devicelog"
     suite.mkdir()
@@ -70,13 +70,13 @@ def device_log_rows(bench: Any) -> None:
             durations = json.loads(out.read_text())
             typical[mode].append(statistics.median(durations[1:]))
             first[mode].append(durations[0])
-    what = f"11. log + {TREE_FILES}-file watch, per test, ms"
+    what = f"12. log + {TREE_FILES}-file watch, per test, ms"
     for mode, note in (("failed", "target <= 30 ms"), ("all", "two readings per test, files written")):
         per_test = [(on - off) * 1000 for on, off in zip(typical[mode], typical["off"], strict=True)]
         value = f"{statistics.median(per_test):.1f} ({min(per_test):.1f}-{max(per_test):.1f})"
         bench.row(what, f"keep={mode}, auto", value, f"{note}; a test without: {_ms(typical['off'])} ms")
     once = [on - off for on, off in zip(first["failed"], first["off"], strict=True)]
-    bench.row("11. opening the shell, once per process, s", "auto", f"{statistics.median(once):.3f}")
+    bench.row("12. opening the shell, once per process, s", "auto", f"{statistics.median(once):.3f}")
     _remove(tree, log)
 
 

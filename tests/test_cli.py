@@ -19,7 +19,10 @@ from helpers import (
     descendants,
     env_with_jmp,
     exporter_config,
+    folder_owner_pid,
+    known_hosts_folders_now,
     leftovers,
+    private_tmpdir,
     sshfs_mounts,
     target,
     wait_until,
@@ -230,6 +233,27 @@ def test_subshell_mode(device: LoopbackDevice, exporter_yaml: Path, mountpoint: 
     assert 'NAME="Loopback Device"' in out
     assert f"Unmounted {mountpoint}" in out
     assert re.search(r"^j-exit=0$", out, re.M), (out, err)
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_kill_9_of_j_mount_leaves_a_known_hosts_folder_the_next_j_mount_sweeps(
+    device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path
+) -> None:
+    """In a TMPDIR of its own: no other run's sweep (at its start) takes the killed j's folder first."""
+    with private_tmpdir() as tmpdir:
+        shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground", TMPDIR=str(tmpdir))
+        with reaped(shell):
+            wait_mounted(shell)
+            killed = j_pid(shell)
+            [folder] = [Path(f) for f in known_hosts_folders_now(tmpdir) if folder_owner_pid(f) == killed]
+            os.kill(killed, signal.SIGKILL)
+            wait_until(lambda: not leftovers(mountpoint, dir_should_exist=True), 10, "the mount to go away")
+        assert (folder / "known_hosts").exists()  # kill -9 gives no chance to remove it
+
+        again = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), TMPDIR=str(tmpdir))  # exits at once
+        code, out, err = finish(again)
+        assert code == 0 and f"Unmounted {mountpoint}" in out, (out, err)
+        assert not folder.exists()
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 

@@ -202,10 +202,16 @@ class SSHMountClient(TransportRoutes, CompositeClient):
 
         Everything is unmounted and released afterwards, and "Unmounted ..." is printed.
         SIGTERM and SIGHUP end it like Ctrl+C. Raises ``MountError`` on failure, including
-        ``MountLostError`` when sshfs dies while it waits.
+        ``MountLostError`` when sshfs dies while it waits. First, the known-hosts folders
+        that killed processes left are removed (``ownedfolders.OwnedFolders.sweep``).
         """
         from .interactive import hold_foreground, run_subshell
         from .signals import signals_interrupt
+        from .sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS
+
+        swept = KNOWN_HOSTS_FOLDERS.sweep()
+        if swept.unseen:
+            self.logger.info("left alone in %s: %s", swept.parent, ", ".join(v.why for v in swept.unseen))
 
         with signals_interrupt():
             with self.mounted(

@@ -1,9 +1,12 @@
-"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash."""
+"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash.
+
+A bad argument is a ``pytest.UsageError`` naming the test (``markerusage`` raises it at collection).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
@@ -47,6 +50,11 @@ class MarkerSpec:
     def own_mount(self) -> bool:
         """True when the marker asks for a mount other than ``remote_fs``."""
         return self.remote is not None or bool(self.options) or self.transport is not None or self.cache is not None
+
+    def own_mount_arguments(self) -> str:
+        """The arguments that ask for the test's own mount, as written: ``remote='/etc', cache='fast'``."""
+        wanted = {k: v for k, v in asdict(self).items() if k in ("remote", "options", "transport", "cache")}
+        return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in wanted.items() if v)
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:

@@ -19,6 +19,7 @@ from .artifacts import FailureArtifacts
 from .devicelog import DeviceLogContext, DeviceLogs
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
+from .markerusage import MarkerUsage
 from .notices import InsecureMountWarning
 from .options import Scope, add_options
 from .settings import load_settings
@@ -36,6 +37,7 @@ FARM_PLUGIN = "jumpstarter_mount_farm"
 GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
 AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
 RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
+MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
 DEVICE_LOG_PLUGIN = "jumpstarter_mount_device_logs"
 
 
@@ -57,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
     config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
+    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
     device_logs = DeviceLogs(
         DeviceLogContext.from_settings(
             manager.settings,

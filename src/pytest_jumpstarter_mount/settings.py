@@ -29,6 +29,10 @@ SOURCES_HELP = (
     "run inside `jmp shell`, or pass --jmp-mount-exporter-config PATH, "
     "--jmp-mount-tls-grpc HOST:PORT, or --jmp-mount-client ALIAS with --jmp-mount-selector/--jmp-mount-lease"
 )
+NO_DEVICE = (  # each test that needs the device errors with this line; the report header says it in full
+    "no Jumpstarter device configured; run inside `jmp shell` or pass --jmp-mount-exporter-config, "
+    "--jmp-mount-tls-grpc or --jmp-mount-client"
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def load_settings(config: pytest.Config) -> Settings:
     if value["client"] and not (value["selector"] or value["lease"]):
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
     lease_timeout = value["lease-timeout"]
+    _check_readable(config, "exporter-config", _path(value["exporter-config"]))
     return Settings(
         remote=remote,
         scope=_choice("scope", str(value["scope"]), SCOPES),
@@ -148,6 +153,28 @@ def _check(validate: Callable[[str], str], text: str, message: str, *, give_reas
         validate(text)
     except (InvalidOptionError, RemotePathError) as exc:
         raise pytest.UsageError(f"{message}: {exc}" if give_reason else message) from None
+
+
+def _check_readable(config: pytest.Config, name: str, path: Path | None) -> None:
+    """A file the run will read (when its source applies) must be there: a usage error naming where it was given."""
+    if path is None or os.environ.get("JUMPSTARTER_HOST"):  # inside `jmp shell` the shell's device wins
+        return
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        why = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc)).lower()
+        option = next(o for o in OPTIONS if o.name == name)
+        raise pytest.UsageError(f"{option.flag} {path}{_given_in(config, option)}: {why}; check the path") from None
+
+
+def _given_in(config: pytest.Config, option: Any) -> str:
+    """Where a value came from, when not from the command line: `` (from ENV)``, `` (from ini KEY in FILE)``."""
+    if config.getoption(option.dest, default=None) is not None:
+        return ""
+    if option.env in os.environ:
+        return f" (from {option.env})"
+    return f" (from {option.dest} in {config.inipath})"
 
 
 def _choice(name: str, text: str, choices: tuple[Any, ...]) -> Any:

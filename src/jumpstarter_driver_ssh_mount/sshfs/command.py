@@ -7,6 +7,7 @@ the *first* value it sees for a key, so appending after a default would be ignor
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,16 @@ DEFAULT_CACHE = "fresh"
 #: hides new, deleted and resized files). The kernel's own entry/attribute caches (1 s by
 #: default) are halved; 0 would double the requests per file access.
 FRESH_OPTIONS: tuple[str, ...] = ("dir_cache=no", "attr_timeout=0.5", "entry_timeout=0.5")
+#: Where the device's kernel keeps files whose size says nothing: ``/proc`` files report 0
+#: bytes (so do debugfs, tracefs and cgroup files under ``/sys``), and the kernel's page cache
+#: believes the size, so a read through sshfs returns "". A mount of a path that contains
+#: one of these, or lies inside one, bypasses the page cache (``direct_io``) in every cache
+#: mode: a read returns what the device's kernel returns. Its cost (docs/performance.md): no
+#: page cache for any file of such a mount, so a file read twice is fetched twice, and a
+#: shared ``mmap`` fails with ENODEV where libfuse is older than 3.16 (a private one works).
+#: Mounts of other directories (``/var/log``, ``/data``) keep the page cache.
+KERNEL_FILESYSTEMS: tuple[str, ...] = ("/proc", "/sys")
+KERNEL_FILES_OPTIONS: tuple[str, ...] = ("direct_io",)
 # Not ``auto_unmount``: after sshfs is SIGKILLed it would turn the mountpoint back into a plain
 # local directory, and a test would silently write to the test host instead of failing with
 # ENOTCONN. A dead mount stays visible (and failing) until unmount(), or the next run's sweep.
@@ -143,11 +154,31 @@ def cache_options(mode: str = DEFAULT_CACHE) -> list[str]:
     return list(FRESH_OPTIONS) if validate_cache(mode) == "fresh" else []
 
 
+def covers_kernel_files(remote_path: str) -> bool:
+    """True when a mount of ``remote_path`` shows any of ``KERNEL_FILESYSTEMS`` (``/``, ``/proc``, ``/sys/x``...)."""
+    path = posixpath.normpath("/" + remote_path.lstrip("/"))
+    return any(
+        path == top or top.startswith(path.rstrip("/") + "/") or path.startswith(top + "/")
+        for top in KERNEL_FILESYSTEMS
+    )
+
+
+def kernel_files_options(remote_path: str | None) -> list[str]:
+    """``KERNEL_FILES_OPTIONS`` for a mount of ``remote_path`` that shows kernel files, else none."""
+    return list(KERNEL_FILES_OPTIONS) if remote_path is not None and covers_kernel_files(remote_path) else []
+
+
 def default_options(
-    identity_path: str | None, *, cache: str = DEFAULT_CACHE, symlinks: Sequence[str] = ()
+    identity_path: str | None,
+    *,
+    cache: str = DEFAULT_CACHE,
+    symlinks: Sequence[str] = (),
+    remote_path: str | None = None,
 ) -> list[str]:
-    """The default ``-o`` options: ssh, reliability, cache mode, symlink handling, the identity file."""
-    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS, *cache_options(cache), *symlinks]
+    """The default ``-o`` options: ssh, reliability, cache mode, kernel files (for a mount of
+    ``remote_path``), symlink handling, the identity file."""
+    content = [*cache_options(cache), *kernel_files_options(remote_path)]
+    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS, *content, *symlinks]
     if identity_path:
         options.append(f"IdentityFile={identity_path}")
     return options

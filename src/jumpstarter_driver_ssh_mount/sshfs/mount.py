@@ -278,7 +278,8 @@ def start_mount(
         if identity and "identityfile" not in {option_key(o) for o in option_parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
         links = symlink_options(target.remote_path, executable)
-        merged = merge_options(default_options(identity_path, cache=cache, symlinks=links), options)
+        defaults = default_options(identity_path, cache=cache, symlinks=links, remote_path=target.remote_path)
+        merged = merge_options(defaults, options)
         notes: list[str] = []
         process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes)
         owned = undo.pop_all()
