@@ -144,7 +144,9 @@ def test_fails(jmp_mount_client, noisy):
     )
     for keep in ("failed", "all"):
         xml = suite.pytester.path / f"junit-{keep}.xml"
-        result = suite.run(*device_args(suite, log, watched, f"--jmp-mount-log-keep={keep}", f"--junitxml={xml}"))
+        result = suite.run(
+            *device_args(suite, log, watched, f"--jmp-mount-log-keep={keep}", f"--junitxml={xml}", "-rP")
+        )
         result.assert_outcomes(passed=1, failed=1)
         cases = {case.get("name"): case for case in ET.parse(xml).iter("testcase")}
         props = {name: [(p.get("name"), p.get("value")) for p in case.iter("property")] for name, case in cases.items()}
@@ -157,6 +159,9 @@ def test_fails(jmp_mount_client, noisy):
         if keep == "all":
             assert [p.read_text() for p in logs["test_passes"]] == ["passing-line\n"]
             assert [p.read_text() for p in changed["test_passes"]] == ["(no changes)\n"]
+            passing = sections(result.stdout.str().split("PASSES")[1])  # -rP: the passing test's sections
+            title = f"device log: {suite.device.remote(str(log.relative_to(suite.device.root)))} (setup to teardown)"
+            assert passing[title] == ["passing-line"]
         else:
             assert props["test_passes"] == []
             assert "passing-line" not in result.stdout.str()
