@@ -23,10 +23,11 @@ from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
 
 MARKER_HELP = (
     f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
-    "collect=[globs], restore=[paths]): give this test its own mount of a device path (remote_path), "
-    "collect device files if it fails, restore files after"
+    "collect=[globs], restore=[paths], log=[device files], watch=[device dirs]): give this test its own mount "
+    "of a device path (remote_path), collect device files if it fails, restore files after, "
+    "report device log lines and changed files if it fails"
 )
-ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore")
+ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore", "log", "watch")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class MarkerSpec:
     collect: tuple[str, ...] = ()
     restore: tuple[str, ...] = ()
     cache: str | None = None  # "fresh" / "fast"; None: as the settings say
+    log: tuple[str, ...] = ()  # device log files read for this test, besides --jmp-mount-log
+    watch: tuple[str, ...] = ()  # device directories watched for this test, besides --jmp-mount-watch
 
     @property
     def own_mount(self) -> bool:
@@ -79,6 +82,8 @@ class MarkerSpec:
             collect=_device_paths("collect", kwargs.get("collect", ()), bad),
             restore=_device_paths("restore", kwargs.get("restore", ()), bad),
             cache=_cache(kwargs.get("cache"), bad),
+            log=_device_paths("log", kwargs.get("log", ()), bad),
+            watch=_device_paths("watch", kwargs.get("watch", ()), bad),
         )
 
 

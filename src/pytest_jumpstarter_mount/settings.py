@@ -22,7 +22,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
 )
 from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
 
-from .options import OPTIONS, SCOPES, Scope, check_ini_keys, raw_value
+from .options import LOG_KEEP, OPTIONS, SCOPES, Scope, check_ini_keys, raw_value
 from .transportchoice import transport_setting
 
 DEFAULT_LEASE_DURATION = 30 * 60.0  # seconds
@@ -63,6 +63,10 @@ class Settings:
     collect_timeout: float = COLLECT_TIMEOUT
     cache: str = "fresh"
     artifacts_retention: int = 3
+    logs: tuple[str, ...] = ()  # device log files read per test
+    log_commands: tuple[str, ...] = ()  # device commands whose output is read per test
+    log_keep: str = "failed"  # whose readings are reported: failed tests, or all
+    watch: tuple[str, ...] = ()  # device directories whose changes are read per test
 
     @property
     def source(self) -> str | None:
@@ -104,6 +108,9 @@ def load_settings(config: pytest.Config) -> Settings:
             pattern,
             f"--jmp-mount-collect {pattern!r}: give an absolute device glob, e.g. /var/log/*",
         )
+    for name, what in (("log", "a device file"), ("watch", "a device directory")):
+        for path in value[name]:
+            _check(validate_remote_path, path, f"--jmp-mount-{name} {path!r}: give the absolute path of {what}")
     for option in value["option"]:
         _check(validate_option, option, "--jmp-mount-option takes an sshfs option, not a flag", give_reason=True)
     try:
@@ -138,6 +145,10 @@ def load_settings(config: pytest.Config) -> Settings:
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
         collect_timeout=_positive(value, "collect-timeout", "number of seconds"),
         artifacts_retention=_count(value, "artifacts-retention"),
+        logs=tuple(value["log"]),
+        log_commands=tuple(value["log-command"]),
+        log_keep=_choice("log-keep", str(value["log-keep"]), LOG_KEEP),
+        watch=tuple(value["watch"]),
     )
 
 
