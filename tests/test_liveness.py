@@ -177,7 +177,8 @@ def test_a_live_run_in_another_pid_namespace_is_left_alone(suite: Suite, device:
         assert out.count("left alone") == 1, out
         result.stdout.fnmatch_lines(
             [
-                f"jumpstarter mount: 2 records in {suite.mount_dir}, {KNOWN_HOSTS_FOLDERS.parent} belong to "
+                # "*": other runs in namespaces of their own (a parallel worker's) may share the known-hosts parent
+                f"jumpstarter mount: * records in {suite.mount_dir}, {KNOWN_HOSTS_FOLDERS.parent} belong to "
                 "processes this run cannot see (pid 1 in PID namespace *); left alone",
                 "*JumpstarterMountWarning: jumpstarter mount: another pytest run (pid 1 in PID namespace *, "
                 "which this run cannot see) has preserved files on * too*",
