@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Sequence
+from typing import Protocol
 
 import click
+from jumpstarter.client import DriverClient
 from jumpstarter.client.decorators import driver_click_command
 
 from .sshfs import (
@@ -18,14 +21,32 @@ from .sshfs import (
     describe_choices,
 )
 
-if TYPE_CHECKING:
-    from .client import SSHMountClient
+
+class MountingClient(Protocol):
+    """What ``j mount`` calls on ``SSHMountClient`` (a structural type: the client imports this module)."""
+
+    def mount(
+        self,
+        mountpoint: str | os.PathLike[str],
+        *,
+        remote_path: str = ...,
+        transport: str | None = ...,
+        direct: bool = ...,
+        insecure: bool = ...,
+        foreground: bool = ...,
+        extra_args: Sequence[str] | None = ...,
+        cache: str = ...,
+    ) -> None:
+        """Mount, then block."""
+
+    def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = ...) -> None:
+        """Unmount what a killed client left."""
 
 
-def mount_command(client: SSHMountClient) -> click.Command:
-    """The ``mount`` command for ``client``, with upstream's arguments and flags."""
+def mount_command(driver: DriverClient, client: MountingClient) -> click.Command:
+    """The ``mount`` command of ``driver`` calling ``client`` (the same object), with upstream's arguments and flags."""
 
-    @driver_click_command(client)
+    @driver_click_command(driver)
     @click.argument("mountpoint", type=click.Path())
     @click.option("--umount", "-u", is_flag=True, help="Unmount instead of mount")
     @click.option("--remote-path", "-r", default="/", show_default=True, help="Remote path to mount")

@@ -11,24 +11,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
 
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
+from .reach import DeviceClient, check_reachable, published_address
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
+from .sshfs.commandresult import SSH_FAILED, CommandResult
 from .sshfs.diagnose import diagnose
-from .sshfs.errors import SSH_FAILED
 from .sshfs.hostkeypolicy import YOURS, HostKeyTrust, host_key_options
 from .sshfs.hostkeys import KnownHosts, VouchedKeys
 from .sshfs.identity import IdentityFile
 from .sshfs.optionkeys import ssh_options
-from .sshfs.remote_command import CommandResult, run_command, ssh_argv
+from .sshfs.remote_command import run_command, ssh_argv
 from .sshfs.remote_shell import RemoteShell, ShellGone
 from .transport import probe_tcp, resolve_transport
 from .trust import establish_trust
-
-if TYPE_CHECKING:
-    from .client import SSHMountClient
 
 #: Seconds a device command may run unless the caller says otherwise.
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -38,7 +35,7 @@ Keys = tuple[HostKeyTrust, VouchedKeys | None]
 
 
 def run_on_device(
-    client: SSHMountClient,
+    client: DeviceClient,
     command: str,
     *,
     check: bool = False,
@@ -70,7 +67,7 @@ def run_on_device(
 
 
 def open_shell(
-    client: SSHMountClient,
+    client: DeviceClient,
     script: bytes,
     ready: bytes,
     timeout: float,
@@ -97,13 +94,13 @@ def open_shell(
 
 
 def _route(
-    client: SSHMountClient, transport: str | None, insecure: bool, options: Sequence[str]
+    client: DeviceClient, transport: str | None, insecure: bool, options: Sequence[str]
 ) -> tuple[tuple[str, int] | None, Keys, list[str], str]:
     """Where a command goes (the device's address, or None: a port forward), whose keys it checks, ssh options."""
     transport = resolve_transport(transport)
     options = ssh_options(options)
     trust, vouched = establish_trust(client.call, client.logger, options, insecure, transport)
-    address = None if transport in ("forward", "relay") else client._address()[0]
+    address = None if transport in ("forward", "relay") else published_address(client.ssh.tcp)[0]
     if address is not None and transport == "auto" and (not trust.verified or probe_tcp(*address) is not None):
         address = None  # as a mount: the address only when it answers and the host key can be checked
     if address is None and transport == "direct":
@@ -112,7 +109,7 @@ def _route(
 
 
 def _open_shell(
-    client: SSHMountClient,
+    client: DeviceClient,
     address: tuple[str, int] | None,
     keys: Keys,
     options: list[str],
@@ -136,7 +133,7 @@ def _open_shell(
 
 
 def _run(
-    client: SSHMountClient,
+    client: DeviceClient,
     command: str,
     address: tuple[str, int] | None,
     keys: Keys,
@@ -167,7 +164,7 @@ def _run(
 
 
 def _ssh_argv(
-    client: SSHMountClient,
+    client: DeviceClient,
     command: str,
     address: tuple[str, int] | None,
     keys: Keys,
@@ -176,7 +173,7 @@ def _ssh_argv(
 ) -> tuple[list[str], SshfsTarget]:
     """The ssh argv for ``command`` and its target; the forward, known-hosts and identity go on ``resources``."""
     if address is None:
-        client._check_reachable()
+        check_reachable(client.call)
         host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
     else:
         host, port = address

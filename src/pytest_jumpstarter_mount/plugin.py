@@ -28,7 +28,7 @@ from .transportchoice import INSECURE_WARNING
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from jumpstarter_driver_ssh_mount.sshfs import Mount
-    from jumpstarter_driver_ssh_mount.sshfs.remote_command import CommandResult
+    from jumpstarter_driver_ssh_mount.sshfs.commandresult import CommandResult
 
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"

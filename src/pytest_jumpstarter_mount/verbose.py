@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .farm import announce
+from .output import announce
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.sshfs import Mount
