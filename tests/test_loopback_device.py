@@ -59,13 +59,17 @@ def port_closed(port: int) -> bool:
 
 def caught_signals(pid: int) -> set[int]:
     """The signals ``pid`` has a handler for (``SigCgt`` in /proc/PID/status)."""
-    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M)[1], 16)
+    found = re.search(r"^SigCgt:\s*([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M)
+    assert found is not None
+    mask = int(found[1], 16)
     return {n for n in range(1, 65) if mask & (1 << (n - 1))}
 
 
 def wait_for_printout(pid: int, output: Path, dir: Path) -> Runner:
     wait_until(lambda: output.exists() and LAST_LINE in output.read_text(), what="the device's printout")
-    sshd, port = re.search(r"sshd \(pid (\d+)\) on 127\.0\.0\.1:(\d+)", output.read_text()).groups()  # type: ignore[union-attr]
+    found = re.search(r"sshd \(pid (\d+)\) on 127\.0\.0\.1:(\d+)", output.read_text())
+    assert found is not None
+    sshd, port = found.groups()
     return Runner(pid, int(sshd), int(port), output, dir)
 
 
@@ -130,7 +134,7 @@ def test_a_signal_to_its_foreground_job_stops_it_and_its_sshd(tmp_path: Path, si
         runner = wait_for_printout(process.pid, out, tmp_path / "device")
         os.killpg(process.pid, sig)
         assert process.wait(30) == 0
-        wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to exit")  # type: ignore[union-attr]
+        wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to exit")
     finally:
         stop_leftovers(runner)
         process.wait(30)
@@ -164,7 +168,7 @@ def test_kill_9_of_it_takes_its_sshd_along(tmp_path: Path) -> None:
         runner = wait_for_printout(process.pid, out, tmp_path / "device")
         process.kill()
         process.wait(30)
-        wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to die with its parent")  # type: ignore[union-attr]
+        wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to die with its parent")
     finally:
         stop_leftovers(runner)
     assert port_closed(runner.port)
