@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -84,3 +87,38 @@ def test_no_import_cycles_in_src() -> None:
     """No module imports (even type-only or inside a function) a module that imports it back, at any distance."""
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+#: What ``import pytest_jumpstarter_mount.plugin`` may load of ours: the options and the hook specifications.
+#: Everything else (the manager, restore, artifacts, device logs, Jumpstarter) loads at configure or first use.
+PLUGIN_START = {
+    "pytest_jumpstarter_mount",
+    "pytest_jumpstarter_mount.hooks",
+    "pytest_jumpstarter_mount.notices",
+    "pytest_jumpstarter_mount.options",
+    "pytest_jumpstarter_mount.plugin",
+    "jumpstarter_driver_ssh_mount",
+    "jumpstarter_driver_ssh_mount.sshfs",
+    "jumpstarter_driver_ssh_mount.sshfs.command",
+    "jumpstarter_driver_ssh_mount.sshfs.defaults",
+    "jumpstarter_driver_ssh_mount.sshfs.errors",
+    "jumpstarter_driver_ssh_mount.sshfs.optionkeys",
+    "jumpstarter_driver_ssh_mount.sshfs.sealing",
+}
+
+SHOW_IMPORTS = """
+import json, sys
+import pytest
+before = set(sys.modules)
+import pytest_jumpstarter_mount.plugin
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_plugin_entry_point_imports_only_what_every_run_needs() -> None:
+    """Every pytest run imports the entry point: it loads the options and hook specs, nothing heavier."""
+    out = subprocess.run([sys.executable, "-c", SHOW_IMPORTS], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    ours = {name for name in loaded if name.split(".")[0] in PACKAGES}
+    assert ours == PLUGIN_START
+    assert not {name for name in loaded if name.split(".")[0] in ("jumpstarter", "grpc", "yaml", "anyio")}
