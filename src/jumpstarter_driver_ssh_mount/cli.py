@@ -20,6 +20,7 @@ from .sshfs import (
     MountError,
     describe_choices,
 )
+from .transportrule import TransportConflict, decide_transport
 
 
 class MountingClient(Protocol):
@@ -94,8 +95,12 @@ def mount_command(driver: DriverClient, client: MountingClient) -> click.Command
         cache: str,
     ) -> None:
         """Mount or unmount remote filesystem via sshfs"""
-        if direct and transport not in (None, "direct"):
-            raise click.UsageError(f"--direct means --transport direct; it cannot go with --transport {transport}")
+        try:  # the one transport rule; both flags come from the same command line
+            transport = decide_transport(transport, direct or None, default=None)
+        except TransportConflict as exc:
+            raise click.UsageError(
+                f"--direct means --transport direct; it cannot go with --transport {exc.transport}"
+            ) from None
         try:
             if umount:
                 client.umount(mountpoint, lazy=lazy)
