@@ -122,3 +122,16 @@ def test_the_plugin_entry_point_imports_only_what_every_run_needs() -> None:
     ours = {name for name in loaded if name.split(".")[0] in PACKAGES}
     assert ours == PLUGIN_START
     assert not {name for name in loaded if name.split(".")[0] in ("jumpstarter", "grpc", "yaml", "anyio")}
+
+
+def test_mounts_and_device_commands_share_the_route_layer() -> None:
+    """Mounts and device commands open their way to the device with ``reach.open_route``; neither builds a
+    port forward itself, nor reaches into the client's private methods."""
+    graph = import_graph()
+    route_layer = "jumpstarter_driver_ssh_mount.reach"
+    for consumer in ("jumpstarter_driver_ssh_mount.client", "jumpstarter_driver_ssh_mount.device_command"):
+        assert route_layer in graph[consumer], consumer
+        text = _modules()[consumer].read_text()
+        assert "open_route(" in text and "TcpPortforwardAdapter" not in text, consumer
+    device_command = _modules()["jumpstarter_driver_ssh_mount.device_command"].read_text()
+    assert "client._" not in device_command

@@ -12,10 +12,9 @@ from typing import Any
 
 import click
 from jumpstarter_driver_composite.client import CompositeClient
-from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .device_command import run_on_device
-from .reach import check_reachable
+from .reach import open_route
 from .relaydial import PROXY_ENVIRONMENT
 from .routes import MountPlan, TransportRoutes
 from .sshfs import (
@@ -30,8 +29,8 @@ from .sshfs import (
 )
 from .sshfs.command import transport_label
 from .sshfs.commandresult import CommandResult
-from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS, host_key_options
-from .sshfs.hostkeys import KnownHosts, VouchedKeys
+from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS
+from .sshfs.hostkeys import VouchedKeys
 from .sshfs.unmount import unmount_path
 from .transport import RelayOffer, parse_tcp_address, relay_options, release_relay, resolve_transport
 from .trust import Refused, establish_trust, fetch_vouched, mismatch_error, read_offered
@@ -141,13 +140,8 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         with ExitStack() as resources:
             if relay is not None:
                 resources.callback(release_relay, self.call, relay.id, self.logger)
-            if address is None:
-                check_reachable(self.call)
-                host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
-            else:
-                host, port = address
-            known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
-            options = [*host_key_options(plan.options, known, insecure=plan.trust.insecure), *plan.options]
+            route = open_route(self, address, plan.trust, vouched, plan.options, resources)
+            host, port, options = route.host, route.port, route.options
             if relay is not None:
                 options = [*options, *relay_options(relay, options, resources)]
             try:

@@ -12,14 +12,12 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 
-from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
-
-from .reach import DeviceClient, check_reachable, published_address
+from .reach import DeviceClient, open_route, published_address
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
 from .sshfs.commandresult import SSH_FAILED, CommandResult
 from .sshfs.diagnose import diagnose
-from .sshfs.hostkeypolicy import YOURS, HostKeyTrust, host_key_options
-from .sshfs.hostkeys import KnownHosts, VouchedKeys
+from .sshfs.hostkeypolicy import YOURS, HostKeyTrust
+from .sshfs.hostkeys import VouchedKeys
 from .sshfs.identity import IdentityFile
 from .sshfs.optionkeys import ssh_options
 from .sshfs.remote_command import run_command, ssh_argv
@@ -172,14 +170,9 @@ def _ssh_argv(
     resources: ExitStack,
 ) -> tuple[list[str], SshfsTarget]:
     """The ssh argv for ``command`` and its target; the forward, known-hosts and identity go on ``resources``."""
-    if address is None:
-        check_reachable(client.call)
-        host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
-    else:
-        host, port = address
     trust, vouched = keys
-    known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
-    options = [*host_key_options(options, known, insecure=trust.insecure), *options]
+    route = open_route(client, address, trust, vouched, options, resources)
+    host, port, options = route.host, route.port, route.options
     key = client.identity
     identity = resources.enter_context(IdentityFile(key)) if key else None
     target = SshfsTarget(host=host, port=port, user=client.username)
