@@ -30,8 +30,7 @@ from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journa
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
-from .output import announce
-from .shellnote import shell_exit_note
+from .output import announce, shell_exit_note
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
