@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from jumpstarter_driver_ssh_mount.sshfs import Mount
 
+    from .failfast import DeviceAvailability
+    from .leases import LeaseInfo
     from .marker import MarkerSpec
     from .settings import Settings
 
@@ -39,3 +41,30 @@ class MountingContext(RunContext, Protocol):
 
     def mounted(self, client: SSHMountClient, spec: MarkerSpec = ...) -> AbstractContextManager[Mount]:
         """A mount of the device for ``spec``, unmounted on exit."""
+
+
+class LeaseHolder(Protocol):
+    """Whatever knows this process's controller lease (the ``DeviceFarm``)."""
+
+    @property
+    def lease(self) -> LeaseInfo | None:
+        """The lease this process holds, if any."""
+
+
+class CollectingContext(MountingContext, Protocol):
+    """What the failure reports read: the mounts a test used, the device's state and client, the lease."""
+
+    @property
+    def farm(self) -> LeaseHolder:
+        """The lease of this process."""
+
+    @property
+    def availability(self) -> DeviceAvailability:
+        """Why the device cannot be mounted, if it cannot."""
+
+    @property
+    def mount_client(self) -> SSHMountClient | None:
+        """The device's client, once a test needed the device."""
+
+    def used_mounts(self, item: pytest.Item) -> list[Mount]:
+        """The mounts ``item`` used."""
