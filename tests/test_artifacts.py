@@ -74,7 +74,7 @@ def test_collection_mount_obeys_host_key_pinning(own_device: Suite, tmp_path: Pa
         notes = [line for line in section.splitlines() if line.startswith("note:")]
         assert len(notes) == 1, section
         assert f"could not mount the device to collect {dev.remote('/var/log')}/messages" in notes[0]
-        assert "does not match the one pinned in the known-hosts file" in notes[0]
+        assert "does not match the one pinned in your known-hosts file" in notes[0]
     suite.assert_clean()
 
 
