@@ -3,6 +3,7 @@
     python bench/bench.py            # the full run (make bench), prints a Markdown table
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
     python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
+    python bench/bench.py --device-log   # only figure 12: the per-test cost of device logs and watched files
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -27,6 +28,8 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from devicelog_bench import device_log_rows
+from kernel_files import KernelFileFigures, Tools
 from transport_figures import Helpers, TransportFigures
 
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
@@ -351,12 +354,24 @@ class Bench:
             f"{overhead / ready:.2f}x mount-ready (target <= 1.3x)",
         )
 
+    def kernel_files(self, client) -> None:
+        """Figure 11: what direct_io (mounts that show /proc and /sys) costs regular files."""
+        tools = Tools(plain_sshfs, ours, timed, read_file, write_file, read_small)
+        KernelFileFigures(self, client, tools).run()
+
     def run(self) -> None:
         print(f"loopback sshd on {self.device.host}:{self.device.port}; {os.cpu_count()} cores", flush=True)
         try:
             if self.args.only_small_files:
                 with self.client() as client:
                     self.small_files(client)
+                return
+            if self.args.only_kernel_files:
+                with self.client() as client:
+                    self.kernel_files(client)
+                return
+            if self.args.device_log:
+                device_log_rows(self)
                 return
             with self.client() as client:
                 ready = self.latency(client)
@@ -365,8 +380,10 @@ class Bench:
                 self.j_mount_ready()
                 self.throughput(client)
                 self.small_files(client)
+                self.kernel_files(client)
             self.plugin_startup()
             self.function_scope(ready["ours port forward"])
+            device_log_rows(self)
         finally:
             self.device.stop()
 
@@ -381,7 +398,9 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition (CI)")
     parser.add_argument("--no-cache", action="store_true", help="mount with -o cache=no for the throughput figures")
     parser.add_argument("--only-small-files", action="store_true", help="only figure 4 (cache modes)")
+    parser.add_argument("--only-kernel-files", action="store_true", help="only figure 11 (direct_io's cost)")
     parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
+    parser.add_argument("--device-log", action="store_true", help="only figure 12 (device logs and watched files)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7
@@ -396,7 +415,7 @@ def main() -> int:
     bench = Bench(args, work)
     try:
         bench.run()
-        if not args.only_small_files:
+        if not (args.only_small_files or args.only_kernel_files or args.device_log):
             bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]

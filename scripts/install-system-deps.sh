@@ -9,6 +9,7 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || need+=(iproute2)          # the network-namespace lab test
 command -v setpriv >/dev/null || need+=(util-linux)    # sshfs dies with its parent (PDEATHSIG)
+command -v busybox >/dev/null || need+=(busybox)       # device readings tested on a BusyBox shell too
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -20,7 +20,9 @@ from helpers import (
     StandaloneExporter,
     Suite,
     exporter_config,
+    folder_owner_pid,
     foreign_pytest_running,
+    known_hosts_folders_now,
     live_processes_mentioning,
     make_driver,
     netns_lab,
@@ -60,6 +62,24 @@ def jumpstarter_sockets() -> Iterator[Path]:
     grown = sorted(set(glob.glob(os.path.join(tempfile.gettempdir(), "jumpstarter-*"))) - before)
     if os.environ.get("CI") and not foreign_pytest_running():
         assert not grown, f"Jumpstarter socket directories left in /tmp: {grown}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def known_hosts_folders() -> Iterator[None]:
+    """No known-hosts folder is left behind (``<tmp>/jmp-mount-known-hosts-<uid>/*``, or one made the old way).
+
+    Those this process made (its own pid in their owner record) are checked always. The new ones
+    of the suite's subprocesses (pytest runs, ``j mount``) only where the run has the machine to
+    itself (``CI`` set, no other pytest alive), as for the socket directories: any other run on a
+    shared machine adds its own there. A test that kills a process holding one sweeps it.
+    """
+    before = set(known_hosts_folders_now())
+    yield
+    mine = [f for f in known_hosts_folders_now() if folder_owner_pid(f) == os.getpid()]
+    assert not mine, f"known-hosts folders of this process left behind: {mine}"
+    grown = sorted(set(known_hosts_folders_now()) - before)
+    if os.environ.get("CI") and not foreign_pytest_running():
+        assert not grown, f"known-hosts folders left behind: {grown}"
 
 
 @pytest.fixture(scope="session")

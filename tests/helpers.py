@@ -7,12 +7,14 @@ The only module of the tests that imports the loopback device and the /proc scan
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
+from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
 from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids, processes
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, keygen
 
@@ -40,14 +43,17 @@ __all__ = [
     "descendants",
     "env_with_jmp",
     "exporter_config",
+    "folder_owner_pid",
     "foreign_pytest_running",
     "identity_fds",
     "ip",
     "keygen",
+    "known_hosts_folders_now",
     "leftovers",
     "live_processes_mentioning",
     "make_driver",
     "netns_lab",
+    "private_tmpdir",
     "remove_socket_dirs",
     "sshfs_mounts",
     "start_pytest",
@@ -134,6 +140,34 @@ def foreign_pytest_running() -> bool:
         pid = table[pid].ppid
     ours = {top, *descendants(top), *ancestors(os.getpid())}
     return any(pid not in ours and any("pytest" in a for a in p.argv()[:3]) for pid, p in table.items())
+
+
+def known_hosts_folders_now(tmpdir: Path | None = None) -> list[str]:
+    """Every known-hosts folder in ``tmpdir`` (default: the temp dir): in ``jmp-mount-known-hosts-<uid>``, old-style.
+
+    A test whose processes run with their own ``TMPDIR`` (``private_tmpdir``) passes it.
+    """
+    tmp = str(tmpdir or tempfile.gettempdir())
+    parent = os.path.join(tmp, KNOWN_HOSTS_FOLDERS.parent.name)
+    old_style = glob.glob(os.path.join(tmp, "jmp-mount-known-hosts-*"))
+    return sorted(glob.glob(os.path.join(parent, "*")) + [p for p in old_style if p != parent])
+
+
+@contextlib.contextmanager
+def private_tmpdir() -> Iterator[Path]:
+    """A ``TMPDIR`` for the processes a test starts: known-hosts folders no other run sweeps first. Must end empty."""
+    path = Path(tempfile.mkdtemp(prefix="jmp-mount-tests-tmp-"))
+    yield path
+    assert os.listdir(path) == [], f"left in {path}: {os.listdir(path)}"
+    path.rmdir()
+
+
+def folder_owner_pid(folder: str) -> int | None:
+    """The pid in a known-hosts folder's owner record (None if it has none)."""
+    try:
+        return int(json.loads(Path(folder, OWNER_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def ancestors(pid: int) -> list[int]:

@@ -12,10 +12,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from helpers import LoopbackDevice, Suite, artifacts_run, keygen
+from jumpstarter_driver_ssh_mount.sshfs import collection
 from jumpstarter_driver_ssh_mount.sshfs.collection import Collection, collect
 from jumpstarter_driver_ssh_mount.sshfs.matching import Matcher
 
@@ -162,28 +164,28 @@ def collect_all(tree: Path, globs: list[str], dest: Path) -> Collection:
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOENT])
 def test_a_file_that_fails_is_a_note(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
-    real = Path.read_bytes
+    real = collection.copy_at_most
 
-    def read_bytes(path: Path) -> bytes:
+    def copy_at_most(path: Path, *args: Any) -> Any:  # where collect() reads a device file
         if path.name == "1.log":
             raise OSError(code, os.strerror(code), str(path))
-        return real(path)
+        return real(path, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(collection, "copy_at_most", copy_at_most)
     result = collect_all(tree, ["/a/*", "/b/*"], tmp_path / "out")
     assert len(result.files) == 4
     assert result.notes == [f"/{d}/1.log: skipped, unreadable ({os.strerror(code)})" for d in "ab"]
 
 
 def test_a_dead_mount_stops_its_glob_only(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = Path.read_bytes
+    real = collection.copy_at_most
 
-    def read_bytes(path: Path) -> bytes:
+    def copy_at_most(path: Path, *args: Any) -> Any:
         if path.parent.name == "a":
             raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), str(path))
-        return real(path)
+        return real(path, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(collection, "copy_at_most", copy_at_most)
     result = collect_all(tree, ["/a/*", "/b/*"], tmp_path / "out")
     assert [f.name for f in result.files] == ["0.log", "1.log", "2.log"]
     assert result.notes == [f"/a/*: stopped, {os.strerror(errno.ENOTCONN)}"]

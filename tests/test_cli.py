@@ -19,7 +19,10 @@ from helpers import (
     descendants,
     env_with_jmp,
     exporter_config,
+    folder_owner_pid,
+    known_hosts_folders_now,
     leftovers,
+    private_tmpdir,
     sshfs_mounts,
     target,
     wait_until,
@@ -233,6 +236,27 @@ def test_subshell_mode(device: LoopbackDevice, exporter_yaml: Path, mountpoint: 
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
+def test_kill_9_of_j_mount_leaves_a_known_hosts_folder_the_next_j_mount_sweeps(
+    device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path
+) -> None:
+    """In a TMPDIR of its own: no other run's sweep (at its start) takes the killed j's folder first."""
+    with private_tmpdir() as tmpdir:
+        shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground", TMPDIR=str(tmpdir))
+        with reaped(shell):
+            wait_mounted(shell)
+            killed = j_pid(shell)
+            [folder] = [Path(f) for f in known_hosts_folders_now(tmpdir) if folder_owner_pid(f) == killed]
+            os.kill(killed, signal.SIGKILL)
+            wait_until(lambda: not leftovers(mountpoint, dir_should_exist=True), 10, "the mount to go away")
+        assert (folder / "known_hosts").exists()  # kill -9 gives no chance to remove it
+
+        again = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), TMPDIR=str(tmpdir))  # exits at once
+        code, out, err = finish(again)
+        assert code == 0 and f"Unmounted {mountpoint}" in out, (out, err)
+        assert not folder.exists()
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
 def sshfs_argv(shell: subprocess.Popen) -> list[str]:
     """The command line of the one sshfs under ``shell``."""
     (pid,) = [p for p in descendants(shell.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "sshfs"]
@@ -258,8 +282,9 @@ def test_transport_and_insecure_flags(
         os.kill(j_pid(shell), signal.SIGTERM)
         code, _, err = finish(shell, timeout=20)
     assert code == 0, err
-    assert first.rstrip().endswith(f"on {mountpoint} via {via}"), first
     verified = "--insecure" not in flags
+    whose = "host key verified against what the exporter vouches for" if verified else "host key NOT verified"
+    assert f"on {mountpoint} via {via} (" in first and whose in first, first
     assert ("StrictHostKeyChecking=yes" in argv) == verified, argv
     assert ("StrictHostKeyChecking=no" in argv) == (not verified), argv
     warned = "insecure: the device's host key is not verified" in "".join(logged)
@@ -272,13 +297,14 @@ def test_transport_and_insecure_flags(
     [
         (["--direct", "--transport", "forward"], "--direct means --transport direct"),
         (["--transport", "carrier-pigeon"], "'carrier-pigeon' is not one of 'auto', 'direct', 'forward'"),
+        (["-o", "ServerAliveInterval=abc"], "ssh refuses the option 'ServerAliveInterval=abc' (invalid time value)"),
     ],
-    ids=["direct-vs-transport", "unknown"],
+    ids=["direct-vs-transport", "unknown", "ssh-option-typo"],
 )
 def test_transport_usage_errors(exporter_yaml: Path, mountpoint: Path, flags: list[str], message: str) -> None:
     code, out, err = finish(j_mount(exporter_yaml, str(mountpoint), "--foreground", *flags))
     assert code != 0, (out, err)
-    assert message in err
+    assert message in err and "Try 'j mount --help' for help." in err  # a usage error
     assert "Mounted" not in out
     assert leftovers(mountpoint, dir_should_exist=True) == []
 

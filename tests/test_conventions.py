@@ -24,6 +24,7 @@ def test_ini_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester, monke
         "[pytest]\njmp_mount_dir = mounts\njmp_mount_artifacts = out/art\njmp_mount_exporter_config = ../exp.yaml\n"
     )
     (project / "test_s.py").write_text(SHOW_SETTINGS)
+    (pytester.path / "exp.yaml").write_text("")  # a configured exporter config must exist (a usage error otherwise)
     elsewhere = pytester.mkdir("elsewhere")
     monkeypatch.chdir(elsewhere)
     result = pytester.runpytest_subprocess(

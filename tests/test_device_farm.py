@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -275,11 +276,11 @@ def test_dead_worker_lease_released(suite: Suite, farm: Any) -> None:
     suite.assert_clean()
 
 
-def _start_holding_run(suite: Suite, name: str) -> tuple[subprocess.Popen[str], Path]:
-    """A run whose test takes the lease and holds it until ``<name>.go`` exists; waits until it holds it."""
+def _start_holding_run(suite: Suite, name: str, *prefix: str) -> tuple[subprocess.Popen[str], Path]:
+    """A run (under ``prefix``) whose test takes the lease and holds it until ``<name>.go`` exists; once it holds it."""
     ready, go = suite.pytester.path / f"{name}.ready", suite.pytester.path / f"{name}.go"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *lease_args(suite), "test_hold.py"],
+        [*prefix, sys.executable, "-m", "pytest", *lease_args(suite), "test_hold.py"],
         cwd=suite.pytester.path,
         env={**os.environ, "READY_FILE": str(ready), "GO_FILE": str(go)},
         stdout=subprocess.PIPE,
@@ -313,6 +314,31 @@ def test_killed_run_lease_released_by_next_run(suite: Suite, farm: Any) -> None:
         out, _ = live.communicate(timeout=60)
     assert live.returncode == 0, out
     assert controller.leases()[live_lease]["deleted_by"] == live.pid
+    suite.assert_clean()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)")
+def test_a_live_run_in_another_pid_namespace_keeps_its_lease(suite: Suite, farm: Any) -> None:
+    """A run in its own PID namespace (a container sharing the temp dir) is pid 1 there: by pid and start time
+    alone it would look dead here. The next run leaves its lease alone and says so once."""
+    controller = farm(2)
+    suite.pytester.makepyfile(test_hold=HOLDING_TEST, test_nothing="def test_nothing():\n    pass\n")
+    held, go = _start_holding_run(suite, "held", "unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
+    try:
+        (held_lease,) = controller.leases()
+        result = suite.pytester.runpytest_subprocess(*lease_args(suite), "test_nothing.py", timeout=60)
+        result.assert_outcomes(passed=1)
+        out = result.stdout.str()
+        assert out.count("left alone") == 1, out
+        result.stdout.fnmatch_lines(
+            [f"jumpstarter mount: 1 record in {suite.mount_dir} belongs to * (pid 1 in PID namespace *); left alone"]
+        )
+        assert not controller.leases()[held_lease]["ended"] and held_lease not in out
+    finally:
+        go.write_text("")
+        out, _ = held.communicate(timeout=60)
+    assert held.returncode == 0, out
+    assert controller.leases()[held_lease]["ended"]  # released by its own run, at its end
     suite.assert_clean()
 
 

@@ -120,12 +120,14 @@ def test_each_xdist_worker_says_it_once(unreachable: Suite) -> None:
 
 
 def test_device_source_failure_is_said_once(pytester: pytest.Pytester) -> None:
-    """A source that fails (no such exporter config): its reason once, the other device tests in short."""
+    """A source that fails (a malformed exporter config): its reason once, the other device tests in short."""
     pytester.makepyfile(test_board=FOUR_TESTS, test_plain="def test_plain():\n    pass\n")
-    missing = pytester.path / "missing.yaml"
-    result = pytester.runpytest_subprocess("-ra", "-p", "no:cacheprovider", f"--jmp-mount-exporter-config={missing}")
+    broken = pytester.path / "broken.yaml"
+    broken.write_text("export: [this is: not, {valid")
+    result = pytester.runpytest_subprocess("-ra", "-p", "no:cacheprovider", f"--jmp-mount-exporter-config={broken}")
     result.assert_outcomes(errors=4, passed=1)
     out = errors_section(result.stdout.str())
-    assert out.count("no such file; check the path") == 1, out
-    assert out.count(f"device unavailable (see first error): --jmp-mount-exporter-config {missing}: no such") == 3
+    first = [line for line in out.splitlines() if line.startswith(f"--jmp-mount-exporter-config {broken} is not")]
+    assert len(first) == 1, out  # the reason, first; then each other device test in short
+    assert out.count(f"device unavailable (see first error): --jmp-mount-exporter-config {broken} is not a") == 3
     result.stdout.fnmatch_lines(["ERROR test_board.py::test_reads_log - Failed: --jmp-mount-exporter-config *"])

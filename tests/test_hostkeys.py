@@ -31,7 +31,6 @@ from jumpstarter_driver_ssh_mount.sshfs.hostkeys import (
     KnownHosts,
     parse_host_keys,
     parse_keyscan,
-    user_sets_host_key_policy,
 )
 from jumpstarter_driver_ssh_mount.transport import resolve_transport
 
@@ -78,18 +77,10 @@ def test_malformed_lines_are_named(tmp_path: Path) -> None:
             parse_host_keys(text)
 
 
-def test_keyscan_output_and_policy_options(tmp_path: Path) -> None:
+def test_keyscan_output(tmp_path: Path) -> None:
     kind, blob = keygen(tmp_path / "k").with_suffix(".pub").read_text().split()[:2]
     out = f"# 127.0.0.1:22 SSH-2.0-OpenSSH\n[127.0.0.1]:2222 {kind} {blob}\ngarbage line here\n"
     assert parse_keyscan(out) == (HostKey(kind, blob),)
-    assert not user_sets_host_key_policy(["reconnect", "StrictHostKeyChecking=yes", "IdentityFile=/k"])
-    for option in (
-        "StrictHostKeyChecking=no",
-        "reconnect,UserKnownHostsFile=/x",
-        "hostkeyalias=b",
-        "GlobalKnownHostsFile=/y",
-    ):
-        assert user_sets_host_key_policy([option]), option
 
 
 def test_known_hosts_file_is_private_and_removed(tmp_path: Path) -> None:
@@ -301,7 +292,8 @@ def test_unreachable_address_uses_the_forward_quickly(dev: LoopbackDevice, mount
         with c.mounted(mountpoint, remote_path=dev.remote()) as m:
             assert m.transport == "forward"
             assert m.transport_note == (
-                f"127.0.0.1:{port}: Connection refused; the exporter offers no relay (relay_listen is not set)"
+                f"127.0.0.1:{port}: Connection refused; the exporter offers no relay (relay_listen is not set); "
+                "host key verified against what the exporter vouches for"
             )
         assert time.monotonic() - started < 10
     assert leftovers(mountpoint, dir_should_exist=True) == []
@@ -310,10 +302,11 @@ def test_unreachable_address_uses_the_forward_quickly(dev: LoopbackDevice, mount
 def test_user_options_and_insecure_turn_verification_off(
     dev: LoopbackDevice, mountpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A wrong vouched key does not matter once the user decides; auto then keeps to the forward."""
+    """A wrong vouched key does not matter once the user turns checking off; auto then keeps to the forward."""
     with served(mount_driver(dev, host_key=other_key(tmp_path))) as c:
         with c.mounted(mountpoint, remote_path=dev.remote(), extra_args=["StrictHostKeyChecking=no"]) as m:
-            assert m.transport == "forward" and m.transport_note == "host key checking is left to the given ssh options"
+            assert m.transport == "forward"
+            assert m.transport_note == "host key NOT verified (your StrictHostKeyChecking=no)"
             assert "StrictHostKeyChecking=no" in m.argv and not any("HostKeyAlias" in a for a in m.argv)
             assert (m / "etc/os-release").exists()
         with caplog.at_level(logging.WARNING), c.mounted(mountpoint, remote_path=dev.remote(), insecure=True) as m:
@@ -333,11 +326,29 @@ def test_older_exporter_mounts_unverified_with_a_warning(
         c.mounted(mountpoint, remote_path=dev.remote()) as m,
     ):
         assert m.transport == "forward"  # auto never goes direct to an unverified host
-        assert m.transport_note == "the exporter does not vouch for a host key"
+        assert m.transport_note == (
+            "host key NOT verified (the exporter's SSHMount does not vouch for host keys (an older version))"
+        )
+        assert "verified against" not in m.transport_note
+        assert m.warnings == [f"{m.transport_note}; update jumpstarter-driver-ssh-mount on the exporter"]
         assert "StrictHostKeyChecking=no" in m.argv
         assert (m / "etc/os-release").exists()
     warnings = [r.getMessage() for r in caplog.records if "does not vouch for host keys" in r.getMessage()]
     assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+def test_older_exporter_refuses_direct(dev: LoopbackDevice, mountpoint: Path) -> None:
+    """Fail closed: nothing vouched for, so the device's address is not connected to unchecked."""
+    before = logins(dev)
+    with served(mount_driver(dev, cls=OlderSSHMount)) as c:
+        with pytest.raises(HostKeyError, match=r"^transport 'direct' refused: the exporter's SSHMount does not vouch"):
+            c.mounted(mountpoint, remote_path=dev.remote(), transport="direct")
+        with pytest.raises(HostKeyError, match=r"^transport 'direct' refused"):
+            c.run("true", transport="direct")
+        with c.mounted(mountpoint, remote_path=dev.remote(), transport="direct", insecure=True) as m:
+            assert m.transport == "direct" and m.transport_note == "host key NOT verified (--insecure)"
+    assert logins(dev) == before + 1  # the insecure mount's only
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 

@@ -220,11 +220,11 @@ def test_no_device_source_fails_only_the_tests_that_mount(
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "*no Jumpstarter device configured: run inside `jmp shell`, or pass --jmp-mount-exporter-config*"
-            "--jmp-mount-tls-grpc*--jmp-mount-client*"
+            "no Jumpstarter device configured; run inside `jmp shell` or pass --jmp-mount-exporter-config, "
+            "--jmp-mount-tls-grpc or --jmp-mount-client"
         ]
     )
-    assert "jumpstarter mount: device" not in result.stdout.str()
+    assert result.stdout.str().count("jumpstarter mount: device: none configured") == 1  # the report header
 
 
 def test_plugin_import_is_light(pytester: pytest.Pytester) -> None:
@@ -433,16 +433,12 @@ def test_controller_lease_wiring(suite: Suite) -> None:
 
 
 @pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        (None, "--jmp-mount-exporter-config * no such file; check the path"),
-        ("export: [this is: not, {valid", "* is not a valid exporter config: *"),
-    ],
+    ("config", "message"), [("export: [this is: not, {valid", "* is not a valid exporter config: *")]
 )
-def test_missing_or_malformed_exporter_config(pytester: pytest.Pytester, config: str | None, message: str) -> None:
+def test_malformed_exporter_config(pytester: pytest.Pytester, config: str, message: str) -> None:
+    """A missing one is a usage error before any test runs (test_usage_errors.py)."""
     path = pytester.path / "exporter.yaml"
-    if config is not None:
-        path.write_text(config)
+    path.write_text(config)
     pytester.makepyfile(test_x="def test_x(remote_fs):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--jmp-mount-exporter-config={path}")
     result.assert_outcomes(errors=1)
@@ -475,7 +471,13 @@ def test_host_key_pinning_end_to_end(suite: Suite, tmp_path: Path) -> None:
     suite.run(*strict, f"--jmp-mount-option=UserKnownHostsFile={good}").assert_outcomes(passed=1)
     result = suite.run(*strict, f"--jmp-mount-option=UserKnownHostsFile={bad}")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*host key of * does not match the one pinned in the known-hosts file*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*host key of * does not match the one pinned in your known-hosts file {bad}, under HostKeyAlias "
+            "board-7 (WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!); no login was attempted; *"
+        ]
+    )
+    assert bad.read_text() == f"board-7 {kind} {other}\n"  # never written
     suite.assert_clean()
 
 

@@ -41,11 +41,12 @@ def test_transport_option_marker_header_and_report(suite: Suite) -> None:
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "jumpstarter mount: transport: forward; host key verified against what the exporter vouches for",
+            "jumpstarter mount: transport: forward; host key checked against what the exporter vouches for",
             "*- jumpstarter mount -*",
             "mountpoint:*",
             "remote:*(direct)",
-            "transport:     direct (*answered with the vouched host key)",
+            "transport:     direct (*answered with the vouched host key; "
+            "host key verified against what the exporter vouches for)",
         ]
     )
     suite.assert_clean()

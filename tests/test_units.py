@@ -12,6 +12,7 @@ from jumpstarter_driver_ssh_mount.interactive import subshell_command, tagged_pr
 from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError, SshfsTarget, build_argv, merge_options
 from jumpstarter_driver_ssh_mount.sshfs.command import cache_options, default_options, without_option
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import parse_mountinfo
+from jumpstarter_driver_ssh_mount.sshfs.sealing import SEALED_SSH_OPTIONS
 from jumpstarter_driver_ssh_mount.sshfs.symlinks import has_contain_symlinks, is_noise, symlink_options
 from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_command
 
@@ -34,13 +35,12 @@ def test_argv_shape() -> None:
 
 def test_argv_ipv6_port_22_no_user() -> None:
     argv = build_argv(SshfsTarget("fe80::1", 22, "", "/"), "/m", [])
-    assert argv == ["sshfs", "[fe80::1]:/", "/m", "-f"]
+    assert argv == ["sshfs", "[fe80::1]:/", "/m", "-f", "-p", "22"]  # always: never a config's Port
 
 
 def test_defaults_and_identity() -> None:
     assert default_options("/proc/1/fd/3") == [
-        "StrictHostKeyChecking=no",
-        "UserKnownHostsFile=/dev/null",
+        *SEALED_SSH_OPTIONS,
         "LogLevel=ERROR",
         "BatchMode=yes",
         "reconnect",

@@ -13,6 +13,7 @@ from .sshfs import (
     DEFAULT_CACHE,
     TRANSPORT_MEANINGS,
     TRANSPORTS,
+    InvalidOptionError,
     MountError,
     describe_choices,
 )
@@ -35,10 +36,23 @@ def mount_command(client: SSHMountClient) -> click.Command:
         default=None,
         help=f"How sshfs reaches the device (default auto). {describe_choices(TRANSPORT_MEANINGS)}",
     )
-    @click.option("--insecure", is_flag=True, help="Do not verify the device's host key (logs a warning)")
+    @click.option(
+        "--insecure",
+        is_flag=True,
+        help="Do not verify the device's host key (logs a warning; auto then uses the port forward)",
+    )
     @click.option("--lazy", "-l", is_flag=True, help="Lazy unmount (detach filesystem now, clean up later)")
     @click.option("--foreground", is_flag=True, help="Block on sshfs in foreground without spawning a subshell")
-    @click.option("--extra-args", "-o", multiple=True, help="Extra sshfs -o options (e.g. -o reconnect)")
+    @click.option(
+        "--extra-args",
+        "-o",
+        multiple=True,
+        help="Extra sshfs -o options (e.g. -o reconnect). -o UserKnownHostsFile=F, GlobalKnownHostsFile=F, "
+        "HostKeyAlias=NAME or KnownHostsCommand=CMD check the host key against your keys instead of the "
+        "exporter's, still strictly and never written (the port forward needs HostKeyAlias); only "
+        "StrictHostKeyChecking turns checking off. Your ssh config applies, without its side doors "
+        "(agent, forwarding, shared masters, LocalCommand)",
+    )
     @click.option(
         "--cache",
         type=click.Choice(CACHE_MODES),
@@ -75,6 +89,8 @@ def mount_command(client: SSHMountClient) -> click.Command:
                     extra_args=list(extra_args),
                     cache=cache,
                 )
+        except InvalidOptionError as exc:  # an option ssh or sshfs refuses: a usage error naming it
+            raise click.UsageError(str(exc)) from None
         except MountError as exc:
             raise click.ClickException(str(exc)) from None
 

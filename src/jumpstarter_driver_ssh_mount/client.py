@@ -29,10 +29,11 @@ from .sshfs import (
     validate_options,
 )
 from .sshfs.command import transport_label
-from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
+from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS, host_key_options
+from .sshfs.hostkeys import KnownHosts, VouchedKeys
 from .sshfs.unmount import unmount_path
 from .transport import RelayOffer, parse_tcp_address, relay_options, release_relay, resolve_transport
-from .trust import Refused, fetch_vouched, mismatch_error, read_offered, unreachable_error
+from .trust import Refused, establish_trust, fetch_vouched, mismatch_error, read_offered, unreachable_error
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -95,8 +96,12 @@ class SSHMountClient(TransportRoutes, CompositeClient):
             ``Mount.warnings``, if the one offered cannot be used).
         :param direct: upstream's spelling of ``transport="direct"``.
         :param insecure: do not verify the device's host key (logged as a warning).
-        :param extra_args: sshfs ``-o`` options; each replaces a default with the same key. Host
-            key options (``StrictHostKeyChecking=no``, ``UserKnownHostsFile``...) replace ours.
+        :param extra_args: sshfs ``-o`` options; each replaces a default with the same key. Your own
+            ``UserKnownHostsFile``, ``GlobalKnownHostsFile``, ``HostKeyAlias`` or ``KnownHostsCommand``
+            replace the exporter's keys, still strictly (``StrictHostKeyChecking=yes`` unless you pass
+            it); ``Mount.transport_note`` says whose keys were used. An option ssh refuses is an
+            ``InvalidOptionError`` naming it. From an exporter that vouches for no key, only the port
+            forward mounts (unverified, in ``Mount.warnings``); ``"direct"`` is refused.
         :param timeout: seconds the filesystem may take to become ready.
         :param cache: ``"fresh"`` (default): changes on the device show within 0.5 s; ``"fast"``:
             sshfs's caching, new, deleted and resized files may show up to 20 s late.
@@ -106,12 +111,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         transport = resolve_transport(transport, direct)
         options = list(validate_options(extra_args or ()))
         plan = MountPlan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
-        if insecure:
-            self.logger.warning("insecure: the device's host key is not verified")
-            plan.unverified = "insecure: the device's host key is not verified"
-        elif user_sets_host_key_policy(plan.options):
-            plan.unverified = "host key checking is left to the given ssh options"
-        vouched = None if plan.unverified else self._fetch_vouched()
+        plan.trust, vouched = establish_trust(self.call, self.logger, options, insecure, transport)
         try:
             return self._mount_via(transport, vouched, plan)
         except Refused as refused:
@@ -145,9 +145,8 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
             else:
                 host, port = address
-            options = plan.options
-            if vouched is not None:
-                options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
+            known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
+            options = [*host_key_options(plan.options, known, insecure=plan.trust.insecure), *plan.options]
             if relay is not None:
                 options = [*options, *relay_options(relay, options, resources)]
             try:
@@ -164,10 +163,14 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                     env=PROXY_ENVIRONMENT if relay is not None else None,
                 )
             except HostKeyError as exc:
-                if vouched is None:  # the user's own host key options decided
-                    raise
-                raise Refused(vouched, how, address) from exc
-        mount.transport_note = note
+                if vouched is not None:
+                    raise Refused(vouched, how, address) from exc
+                if plan.trust.source == YOURS:
+                    raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
+                raise
+        mount.transport_note = "; ".join(filter(None, [note, plan.trust.outcome]))
+        if plan.trust.why == OLD_EXPORTER:
+            mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
         return mount
 
     def _mismatch(self, refused: Refused) -> HostKeyError:
@@ -199,10 +202,16 @@ class SSHMountClient(TransportRoutes, CompositeClient):
 
         Everything is unmounted and released afterwards, and "Unmounted ..." is printed.
         SIGTERM and SIGHUP end it like Ctrl+C. Raises ``MountError`` on failure, including
-        ``MountLostError`` when sshfs dies while it waits.
+        ``MountLostError`` when sshfs dies while it waits. First, the known-hosts folders
+        that killed processes left are removed (``ownedfolders.OwnedFolders.sweep``).
         """
         from .interactive import hold_foreground, run_subshell
         from .signals import signals_interrupt
+        from .sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS
+
+        swept = KNOWN_HOSTS_FOLDERS.sweep()
+        if swept.unseen:
+            self.logger.info("left alone in %s: %s", swept.parent, ", ".join(v.why for v in swept.unseen))
 
         with signals_interrupt():
             with self.mounted(
@@ -214,7 +223,9 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 extra_args=extra_args,
                 cache=cache,
             ) as m:
-                click.echo(f"Mounted {m.target.spec} on {m.mountpoint} via {transport_label(m.transport)}")
+                click.echo(
+                    f"Mounted {m.target.spec} on {m.mountpoint} via {transport_label(m.transport)} ({m.transport_note})"
+                )
                 if foreground:
                     hold_foreground(m, self._interruptible_wait(m))
                 else:

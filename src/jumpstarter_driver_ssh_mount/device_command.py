@@ -18,10 +18,14 @@ from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
 from .sshfs.diagnose import diagnose
 from .sshfs.errors import SSH_FAILED
-from .sshfs.hostkeys import KnownHosts, VouchedKeys, user_sets_host_key_policy
+from .sshfs.hostkeypolicy import YOURS, HostKeyTrust, host_key_options
+from .sshfs.hostkeys import KnownHosts, VouchedKeys
 from .sshfs.identity import IdentityFile
+from .sshfs.optionkeys import ssh_options
 from .sshfs.remote_command import CommandResult, run_command, ssh_argv
+from .sshfs.remote_shell import RemoteShell, ShellGone
 from .transport import probe_tcp, resolve_transport
+from .trust import establish_trust
 
 if TYPE_CHECKING:
     from .client import SSHMountClient
@@ -29,10 +33,8 @@ if TYPE_CHECKING:
 #: Seconds a device command may run unless the caller says otherwise.
 DEFAULT_COMMAND_TIMEOUT = 60.0
 
-
-def ssh_options(options: Sequence[str]) -> list[str]:
-    """The ssh options among sshfs ``-o`` options: ssh's are CamelCase (``HostKeyAlias=x``), sshfs's not."""
-    return [o for o in options if o[:1].isupper()]
+#: Whose host keys a command checks, and the exporter's keys when they are the ones (``establish_trust``).
+Keys = tuple[HostKeyTrust, VouchedKeys | None]
 
 
 def run_on_device(
@@ -51,57 +53,141 @@ def run_on_device(
     :param timeout: seconds it may take, connecting included; then ``DeviceCommandTimeout``.
     :param transport: ``"auto"`` (default), ``"direct"`` or ``"forward"``, as for ``mounted()``;
         ``"relay"`` runs through the port forward (a relay carries one mount's connection).
-    :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out).
+    :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out);
+        host key options as for ``mounted()``.
+    :raises HostKeyError: the device's host key was refused (the command did not run).
+    :raises InvalidOptionError: ssh refuses one of ``options`` (named).
     """
     deadline = time.monotonic() + timeout
-    transport = resolve_transport(transport)
-    options = ssh_options(options)
-    unverified = insecure or user_sets_host_key_policy(options)
-    if insecure:
-        client.logger.warning("insecure: the device's host key is not verified")
-    vouched = None if unverified else client._fetch_vouched()
-    address = None if transport in ("forward", "relay") else client._address()[0]
-    if address is not None and transport == "auto" and (vouched is None or probe_tcp(*address) is not None):
-        address = None  # as a mount: the address only when it answers and the host key can be checked
-    if address is None and transport == "direct":
-        client.logger.warning("direct address unavailable; running the command through the port forward")
-    if address is not None:
-        result = _run(client, command, address, vouched, options, timeout)  # nothing else took time yet
+    address, keys, options, transport = _route(client, transport, insecure, options)
+    if address is not None:  # nothing else took time yet
+        result = _run(client, command, address, keys, options, timeout, final=transport == "direct")
         if transport == "direct" or not _failed_before_login(result, address):
             return result.check() if check else result
         client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
-    result = _run(client, command, None, vouched, options, max(deadline - time.monotonic(), 0.1))
+    result = _run(client, command, None, keys, options, max(deadline - time.monotonic(), 0.1), final=True)
     return result.check() if check else result
+
+
+def open_shell(
+    client: SSHMountClient,
+    script: bytes,
+    ready: bytes,
+    timeout: float,
+    *,
+    transport: str | None = None,
+    insecure: bool = False,
+    options: Sequence[str] = (),
+) -> RemoteShell:
+    """A long-lived ``sh`` on the device, reached as ``run_on_device`` reaches it, once it answered ``script``.
+
+    ``script`` is sent first and the shell is handed out when ``ready`` (a marker it prints)
+    came back within ``timeout`` seconds; :raises ShellGone: it did not (ssh's stderr in it).
+    """
+    address, keys, options, transport = _route(client, transport, insecure, options)
+    if address is not None:
+        try:
+            return _open_shell(client, address, keys, options, script, ready, timeout)
+        except ShellGone as exc:
+            failed = CommandResult("exec sh", exc.returncode or 0, "", exc.stderr)
+            if transport == "direct" or not _failed_before_login(failed, address):
+                raise
+            client.logger.info("transport auto: using the port forward (%s)", exc.stderr)
+    return _open_shell(client, None, keys, options, script, ready, timeout)
+
+
+def _route(
+    client: SSHMountClient, transport: str | None, insecure: bool, options: Sequence[str]
+) -> tuple[tuple[str, int] | None, Keys, list[str], str]:
+    """Where a command goes (the device's address, or None: a port forward), whose keys it checks, ssh options."""
+    transport = resolve_transport(transport)
+    options = ssh_options(options)
+    trust, vouched = establish_trust(client.call, client.logger, options, insecure, transport)
+    address = None if transport in ("forward", "relay") else client._address()[0]
+    if address is not None and transport == "auto" and (not trust.verified or probe_tcp(*address) is not None):
+        address = None  # as a mount: the address only when it answers and the host key can be checked
+    if address is None and transport == "direct":
+        client.logger.warning("direct address unavailable; running the command through the port forward")
+    return address, (trust, vouched), options, transport
+
+
+def _open_shell(
+    client: SSHMountClient,
+    address: tuple[str, int] | None,
+    keys: Keys,
+    options: list[str],
+    script: bytes,
+    ready: bytes,
+    timeout: float,
+) -> RemoteShell:
+    resources = ExitStack()
+    try:
+        argv, _ = _ssh_argv(client, "exec sh", address, keys, options, resources)
+        shell = RemoteShell(argv, resources)
+    except BaseException:
+        resources.close()
+        raise
+    try:
+        shell.exchange(script, ready, timeout=timeout, max_bytes=len(ready) + 4096)
+    except BaseException:
+        shell.close()
+        raise
+    return shell
 
 
 def _run(
     client: SSHMountClient,
     command: str,
     address: tuple[str, int] | None,
-    vouched: VouchedKeys | None,
+    keys: Keys,
     options: list[str],
     timeout: float,
+    *,
+    final: bool,
 ) -> CommandResult:
-    """One ssh run, to ``address`` or (None) through a new port forward."""
+    """One ssh run, to ``address`` or (None) through a new port forward, checking the host key as ``keys`` say.
+
+    :raises HostKeyError: ssh refused the device's host key (the command did not run), against your
+        keys, or on the ``final`` try (no other transport left).
+    """
     with ExitStack() as resources:
-        if address is None:
-            client._check_reachable()
-            host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
-        else:
-            host, port = address
-        if vouched is not None:
-            options = [*resources.enter_context(KnownHosts(vouched.keys)).options, *options]
-        key = client.identity
-        identity = resources.enter_context(IdentityFile(key)) if key else None
-        argv = ssh_argv(
-            SshfsTarget(host=host, port=port, user=client.username),
-            command,
-            identity_path=identity.path if identity else None,
-            options=options,
-        )
+        argv, target = _ssh_argv(client, command, address, keys, options, resources)
         result = run_command(argv, command, timeout=timeout)
     how = "forward" if address is None else "direct"
+    trust = keys[0]
+    if result.returncode == SSH_FAILED and (final or trust.source == YOURS):
+        refused = diagnose(result.stderr, result.returncode, target, transport=how)
+        if isinstance(refused, HostKeyError):
+            raise (
+                HostKeyError(trust.refusal(refused.where, how, refused.reason, changed=refused.changed))
+                if trust.source == YOURS
+                else refused
+            )
     return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
+
+
+def _ssh_argv(
+    client: SSHMountClient,
+    command: str,
+    address: tuple[str, int] | None,
+    keys: Keys,
+    options: list[str],
+    resources: ExitStack,
+) -> tuple[list[str], SshfsTarget]:
+    """The ssh argv for ``command`` and its target; the forward, known-hosts and identity go on ``resources``."""
+    if address is None:
+        client._check_reachable()
+        host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
+    else:
+        host, port = address
+    trust, vouched = keys
+    known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
+    options = [*host_key_options(options, known, insecure=trust.insecure), *options]
+    key = client.identity
+    identity = resources.enter_context(IdentityFile(key)) if key else None
+    target = SshfsTarget(host=host, port=port, user=client.username)
+    argv = ssh_argv(target, command, identity_path=identity.path if identity else None, options=options)
+    return argv, target
 
 
 def _failed_before_login(result: CommandResult, address: tuple[str, int]) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jumpstarter.client.core import DriverError
 
 from .sshfs import DEFAULT_CACHE, ConnectError, InvalidOptionError, Mount, MountTimeoutError
+from .sshfs.hostkeypolicy import EXPORTER, HostKeyTrust
 from .sshfs.hostkeys import VouchedKeys
 from .transport import (
     RelayOffer,
@@ -34,7 +35,7 @@ class MountPlan:
     timeout: float
     mount_dir: str | os.PathLike[str] | None
     cache: str = DEFAULT_CACHE
-    unverified: str = ""  # why the host key is not verified (insecure, the user's options)
+    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
 
 
 class TransportRoutes:
@@ -58,13 +59,14 @@ class TransportRoutes:
         raise NotImplementedError
 
     def _mount_via(self, transport: str, vouched: VouchedKeys | None, plan: MountPlan) -> Mount:
-        """Mount over ``transport``; "auto" tries the address, then the relay, only when the host key is verified."""
+        """Mount over ``transport``; "auto" tries the address, then the relay, only when the host key is checked."""
         if transport == "forward":
             return self._start(plan, vouched, "forward")
         if transport == "relay":
             return self._via_relay(plan, vouched, forced=True)
-        if transport == "auto" and vouched is None:
-            return self._auto_forward(plan, vouched, plan.unverified or "the exporter does not vouch for a host key")
+        if transport == "auto" and not plan.trust.verified:  # never the device's address unchecked
+            self.logger.info("transport auto: using the port forward (%s)", plan.trust.outcome)
+            return self._start(plan, vouched, "forward")
         address, unpublished = self._address()
         if address is None and transport == "direct":
             self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
@@ -76,7 +78,7 @@ class TransportRoutes:
         at, reason = format_address(*address), probe_tcp(*address)
         if reason is None:
             try:
-                return self._start(plan, vouched, "direct", address, note=f"{at} answered with the vouched host key")
+                return self._start(plan, vouched, "direct", address, note=f"{at} {answered(plan.trust)}")
             except ConnectError as exc:
                 reason = str(exc)
             except Refused:
@@ -115,7 +117,7 @@ class TransportRoutes:
                 "without relay tokens); update the exporter's jumpstarter-driver-ssh-mount"
             )
         else:
-            note = f"the exporter's relay at {offer.address} answered with the vouched host key"
+            note = f"the exporter's relay at {offer.address} {answered(plan.trust)}"
             try:
                 return self._start(plan, vouched, "relay", (offer.host, offer.port), f"{why}; {note}", offer)
             except (ConnectError, MountTimeoutError) as exc:
@@ -142,3 +144,8 @@ class TransportRoutes:
             return parse_tcp_address(self.ssh.tcp.address()), ""
         except (DriverError, ValueError) as exc:
             return None, f"the exporter publishes no address: {exc}"
+
+
+def answered(trust: HostKeyTrust) -> str:
+    """How an address that was mounted answered, for ``Mount.transport_note``."""
+    return "answered with the vouched host key" if trust.source == EXPORTER else "answered"

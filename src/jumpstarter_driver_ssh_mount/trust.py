@@ -10,7 +10,38 @@ from jumpstarter.client.core import DriverMethodNotImplemented
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
 from .sshfs import ConnectError, HostKeyError
+from .sshfs.hostkeypolicy import EXPORTER, OLD_EXPORTER, HostKeyTrust
 from .sshfs.hostkeys import HostKey, VouchedKeys, describe, scan_host_keys
+from .sshfs.optioncheck import check_ssh_options
+
+
+def establish_trust(
+    call: Callable[..., Any], logger: logging.Logger, options: Sequence[str], insecure: bool, transport: str
+) -> tuple[HostKeyTrust, VouchedKeys | None]:
+    """Whose keys this connection's host key is checked against, and the exporter's keys when they are the ones.
+
+    Fails closed: from an exporter that vouches for no key (an older SSHMount), only the port
+    forward (through the exporter) is taken unverified; ``direct`` is refused.
+
+    :raises InvalidOptionError: ssh refuses one of ``options`` (named).
+    :raises HostKeyError: ``direct`` with nothing to check the device's key against.
+    """
+    check_ssh_options(options)
+    trust = HostKeyTrust.decide(options, insecure)
+    if insecure:
+        logger.warning("insecure: the device's host key is not verified")
+    if trust.source != EXPORTER:
+        return trust, None
+    vouched = fetch_vouched(call, logger)
+    if vouched is not None:
+        return trust, vouched
+    if transport == "direct":
+        raise HostKeyError(
+            f"transport 'direct' refused: {OLD_EXPORTER}, so the device's host key cannot be checked at its "
+            "address; update jumpstarter-driver-ssh-mount on the exporter, use transport 'forward' (through the "
+            "exporter), bring your own known-hosts (UserKnownHostsFile, HostKeyAlias), or mount insecure"
+        )
+    return HostKeyTrust.exporter_vouches_for_none(), None
 
 
 def fetch_vouched(call: Callable[..., Any], logger: logging.Logger, refresh: bool = False) -> VouchedKeys | None:
@@ -23,8 +54,8 @@ def fetch_vouched(call: Callable[..., Any], logger: logging.Logger, refresh: boo
         vouched = VouchedKeys.from_dict(call("host_keys", refresh))
     except DriverMethodNotImplemented:
         logger.warning(
-            "the exporter's SSHMount does not vouch for host keys (an older version): the device's host key "
-            "is not verified; update jumpstarter-driver-ssh-mount on the exporter"
+            "%s: the device's host key is not verified; update jumpstarter-driver-ssh-mount on the exporter",
+            OLD_EXPORTER,
         )
         return None
     if vouched.unreachable:

@@ -59,7 +59,12 @@ class FailureArtifacts:
     def collect(
         self, item: pytest.Item, report: pytest.TestReport, globs: Sequence[str], mounts: Sequence[Mount]
     ) -> None:
-        """Copy ``globs`` from the device for a failed test, once; list them in the report and JUnit XML."""
+        """Copy ``globs`` from the device for a failed test, once; list them in the report and JUnit XML.
+
+        File names come from the device: they are shown escaped (``shown``), one per line.
+        """
+        from jumpstarter_driver_ssh_mount.sshfs.devicepaths import shown
+
         if item.stash.get(collected_key, False):
             return
         item.stash[collected_key] = True
@@ -68,7 +73,8 @@ class FailureArtifacts:
         files: list[Path] = []
         cut_short: list[str] = []
         settings = self.manager.settings
-        dest = self.runs.test_dir(item.nodeid)
+        dest = self.runs.test_dir(item.nodeid)  # made when a file is copied: 0700 from the run folder down
+        self.runs.base.mkdir(parents=True, exist_ok=True)
         try:
             with ExitStack() as temporary:
                 if uncovered:
@@ -82,11 +88,11 @@ class FailureArtifacts:
                     cut_short += [reason for reason in result.cut_short if reason not in cut_short]
         except Exception as exc:  # e.g. a teardown hook of the short-lived mount: a note, not an internal error
             notes.append(f"collecting stopped: {exc}")
-        lines = [f"collected: {f}" for f in files] + [f"note: {n}" for n in notes]
+        lines = [f"collected: {shown(f)}" for f in files] + [f"note: {n}" for n in notes]  # notes: shown already
         report.sections.append((ARTIFACTS_SECTION, "\n".join(lines) or "nothing matched"))
         warn_cut_short(item.nodeid, cut_short)
         for f in files:
-            prop = (ARTIFACT_PROPERTY, str(f))
+            prop = (ARTIFACT_PROPERTY, shown(f))
             item.user_properties.append(prop)  # the teardown report carries it into JUnit XML
             if report.when == "teardown":
                 report.user_properties.append(prop)

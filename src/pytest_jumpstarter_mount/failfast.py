@@ -6,6 +6,8 @@ error): <reason>``. Two levels: the device itself (its source, or the mount driv
 cannot be had: nothing that needs ``jmp_client`` can run) and its sshd (the exporter cannot
 reach it, ssh refuses the identity, sshfs or FUSE is missing here: nothing can mount, while a
 test that only drives the board through ``jmp_client``, a power switch say, still runs).
+With no device source configured at all, every test that needs the device errors with
+the same one line from the start (the report header says it in full).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def session_wide(exc: BaseException) -> bool:
 class DeviceAvailability:
     """Plugin object: what made the device unavailable, if anything, and the check before each test."""
 
-    def __init__(self) -> None:
+    def __init__(self, unconfigured: str | None = None) -> None:
+        self.unconfigured = unconfigured  # no device source is configured: this line for each test that needs one
         self.device_reason: str | None = None  # the source or the mount driver failed
         self.mount_reason: str | None = None  # mounts cannot reach or log in to the device
         self.collection_noted = False
@@ -66,6 +69,8 @@ class DeviceAvailability:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """Before any fixture: a test that needs an unavailable device errors in one short line."""
         needs = set(getattr(item, "fixturenames", ()))
+        if self.unconfigured and needs & {*DEVICE_FIXTURES, *MOUNT_FIXTURES}:
+            pytest.fail(self.unconfigured, pytrace=False)
         reason = None
         if needs & set(MOUNT_FIXTURES):  # remote_path asks for remote_fs only when it runs
             reason = self.reason

@@ -1,10 +1,13 @@
 """The restore journal on disk: the originals of preserved device files, until they are put back.
 
 One file per device and process, ``journal-<device digest>[-<suffix>].json`` in the run's
-own directory (see ``mountdir``), mode 0600, replaced atomically on every change. It holds
-the device's identity and label and, for every file a test may change, its device path and
-original content and mode (or that it was absent). A run that cannot put a file back leaves
-its journal; the directory's owner record says whether that run is still alive.
+own directory (see ``mountdir``), mode 0600, replaced atomically on every change, never
+larger than ``JOURNAL_MAX_BYTES`` (a preserve that would pass it is refused; a larger file
+is not read). It holds the device's identity and label and, for every file a test may
+change, its device path and original content and mode (or that it was absent), and the identity of the run that
+preserved them (``sshfs.liveness.ProcessIdentity``, as every record carries it). A run that
+cannot put a file back leaves its journal; the directory's owner record says whether that
+run is alive, dead, or one this process cannot see (then its journals are never taken over).
 """
 
 from __future__ import annotations
@@ -18,9 +21,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jumpstarter_driver_ssh_mount.sshfs.defaults import JOURNAL_MAX_BYTES
+from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity, Verdict
+
 from .mountdir import run_owner
 
 JOURNAL_PREFIX = "journal-"
+
+
+class JournalTooLarge(ValueError):
+    """A journal would hold, or holds, more than ``JOURNAL_MAX_BYTES``."""
+
+
 UNTRIED = "its mount was gone before the restore"
 
 
@@ -66,7 +78,12 @@ class JournalFile:
     digest: str
     entries: list[Entry] = field(default_factory=list)
     created: float = field(default_factory=time.time)
-    pid: int = field(default_factory=os.getpid)  # the run that preserved the files
+    owner: ProcessIdentity = field(default_factory=ProcessIdentity.current)  # the run that preserved the files
+
+    @property
+    def pid(self) -> int:
+        """The pid of the run that preserved the files (how messages name it)."""
+        return self.owner.pid
 
     def save(self) -> None:
         """Write it (0600, atomically), or remove the file when nothing is left to restore."""
@@ -78,24 +95,32 @@ class JournalFile:
             "device": self.device,
             "digest": self.digest,
             "created": self.created,
-            "pid": self.pid,
+            **self.owner.to_record(),
             "entries": [e.to_dict() for e in self.entries],
         }
+        text = json.dumps(data)
+        if len(text) > JOURNAL_MAX_BYTES:
+            raise JournalTooLarge(f"the restore journal {self.path} would exceed {JOURNAL_MAX_BYTES} bytes")
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
     @classmethod
     def load(cls, path: Path) -> JournalFile:
-        """Read a journal; OSError or ValueError if it cannot be read."""
-        data = json.loads(path.read_text())
+        """Read a journal; OSError or ValueError if it cannot be read (or holds more than ``JOURNAL_MAX_BYTES``)."""
+        from jumpstarter_driver_ssh_mount.sshfs.boundedread import read_at_most
+
+        raw, _ = read_at_most(path, JOURNAL_MAX_BYTES)
+        if len(raw) > JOURNAL_MAX_BYTES:
+            raise JournalTooLarge(f"it holds more than {JOURNAL_MAX_BYTES} bytes; not read")
+        data = json.loads(raw)
         entries = [Entry.from_dict(e) for e in data.get("entries", ())]
-        created, pid = float(data.get("created", 0)), int(data.get("pid", 0))
-        return cls(path, str(data["device"]), str(data["digest"]), entries, created, pid)
+        owner = ProcessIdentity.from_record(data) or ProcessIdentity(0, None)
+        return cls(path, str(data["device"]), str(data["digest"]), entries, float(data.get("created", 0)), owner)
 
     def paths(self) -> list[str]:
         """The device paths still to restore, each once, in the order they were preserved."""
@@ -117,21 +142,25 @@ def journals_in(run_dir: Path, digest: str | None = None) -> list[Path]:
 
 @dataclass(frozen=True)
 class OtherRun:
-    """Another run's directory under the mount base that holds journals for a device."""
+    """Another run's directory under the mount base that holds journals for a device, and its liveness."""
 
     run_dir: Path
-    pid: int
-    alive: bool
+    verdict: Verdict
     journals: list[Path]
+
+    @property
+    def pid(self) -> int:
+        return self.verdict.owner.pid
 
 
 def other_runs(base: Path, digest: str, mine: str) -> Iterator[OtherRun]:
     """Runs under ``base`` (not those whose directory name starts with ``mine``) with journals for ``digest``."""
+    me = ProcessIdentity.current()
     with contextlib.suppress(OSError):
         for run in sorted(base.iterdir()):
             if run.name.startswith(mine) or not run.is_dir() or run.is_symlink():
                 continue
             journals = journals_in(run, digest)
-            owner = run_owner(run) if journals else None
-            if owner is not None:
-                yield OtherRun(run, owner[0], owner[1], journals)
+            verdict = run_owner(run, me) if journals else None
+            if verdict is not None:
+                yield OtherRun(run, verdict, journals)

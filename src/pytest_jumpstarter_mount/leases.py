@@ -1,10 +1,12 @@
 """Controller leases: what we took, recorded beside the run's owner record, and releasing what a dead process left.
 
 Every lease the plugin creates (``--jmp-mount-selector``; never a shared ``--jmp-mount-lease``)
-is written to ``<run dir>/lease-<name>.json`` with its client alias once acquired, and marked
-released once released. The run directory's owner record tells a live run from a dead one;
-the stale sweep hands a dead run's directory to ``release_left``, which deletes its unreleased
-leases through the controller (``ClientConfigV1Alpha1.load(alias).delete_lease(name)``).
+is written to ``<run dir>/lease-<name>.json`` with its client alias and the identity of the
+process holding it (``sshfs.liveness.ProcessIdentity``) once acquired, and marked released
+once released. The run directory's owner record tells a live run from a dead one (and from
+one this process cannot see, which is left alone); the stale sweep hands only a dead run's
+directory to ``release_left``, which deletes its unreleased leases through the controller
+(``ClientConfigV1Alpha1.load(alias).delete_lease(name)``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity
 
 from .mountdir import directory_lock
 
@@ -47,7 +51,8 @@ def record_path(run_dir: Path, name: str) -> Path:
 
 def record(run_dir: Path, lease: LeaseInfo, worker: str) -> None:
     """Write the lease's record (unreleased) into this process's run directory."""
-    _write(record_path(run_dir, lease.name), {**asdict(lease), "worker": worker, "released": False})
+    data = {**asdict(lease), "worker": worker, "released": False, **ProcessIdentity.current().to_record()}
+    _write(record_path(run_dir, lease.name), data)
 
 
 def mark_released(run_dir: Path, lease: LeaseInfo) -> None:

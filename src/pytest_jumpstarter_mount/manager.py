@@ -22,15 +22,17 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
+from .clientlogs import one_copy_of_client_logs
 from .failfast import DeviceAvailability, session_wide
 from .farm import DeviceFarm, announce
 from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
-from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir, sweep
+from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir
 from .notices import warn_mount
 from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
-from .settings import Settings
+from .settings import NO_DEVICE, SOURCES_HELP, Settings
+from .stale import sweep_left
 from .transportchoice import describe_transport
 from .verbose import say_mount
 
@@ -52,10 +54,11 @@ class MountManager:
         self.settings = settings
         self.live: list[Mount] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
-        self.notice: str | None = None
+        self.notices: list[str] = []  # what the sweep at start has to say, for the report header
         self.farm = DeviceFarm(self)
         self.guard = RestoreGuard(self)  # the restore journal
-        self.availability = DeviceAvailability()  # a plugin object: tests error at once when the device is not
+        # a plugin object: tests error at once when the device is not (or none is configured)
+        self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
         self._signals = SignalsAsInterrupt()
@@ -66,12 +69,14 @@ class MountManager:
 
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
-        """The sweep's notice, and where mounts come from: device source, remote path, scope."""
-        lines = ([self.notice] if self.notice else []) + self.farm.header
+        """The sweep's notices, and where mounts come from: device source, remote path, scope."""
+        lines = [*self.notices, *self.farm.header]
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
-            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.insecure)}")
+            lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.options, s.insecure)}")
+        else:
+            lines.append(f"jumpstarter mount: device: none configured; the tests that use it error: {SOURCES_HELP}")
         return lines
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -117,6 +122,7 @@ class MountManager:
         problem = None
         try:
             with open_device(self.settings, self.farm) as device:
+                one_copy_of_client_logs(device.client)
                 self._announce(device.description)
                 yield device.client
         except DeviceSourceError as exc:
@@ -247,18 +253,11 @@ class MountManager:
         return self._run_dir
 
     def sweep(self) -> None:
-        """Clean up what killed runs left in the mount directory (ours only), with a one-line notice."""
-        base = self.settings.dir or default_base()
-        if not base.is_dir():
-            return
-        try:
-            swept = sweep(base, self.farm.release_left)
-        except OSError as exc:
-            logger.warning("cannot sweep %s: %s", base, exc)
-            return
-        if swept:
-            self.notice = f"jumpstarter mount: cleaned up {len(swept)} stale mountpoint(s) of a killed run in {base}"
-            logger.warning(self.notice)
+        """Clean up what killed runs left in the mount directory and this user's known-hosts folders (ours only).
+
+        The lines for the report header come from the sweep at start (``pytest_configure``).
+        """
+        self.notices = sweep_left(self.settings.dir or default_base(), self.farm.release_left)
 
     def unmount_all(self) -> None:
         """Unmount every live mount (an interrupted run, or the atexit backstop); never raises."""

@@ -1,9 +1,12 @@
-"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash."""
+"""The ``jmp_mount`` marker: its arguments checked once per test and kept in the item's stash.
+
+A bad argument is a ``pytest.UsageError`` naming the test (``markerusage`` raises it at collection).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
@@ -16,13 +19,15 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_options,
     validate_remote_path,
 )
+from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
 
 MARKER_HELP = (
     f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
-    "collect=[globs], restore=[paths]): give this test its own mount of a device path (remote_path), "
-    "collect device files if it fails, restore files after"
+    "collect=[globs], restore=[paths], log=[device files], watch=[device dirs]): give this test its own mount "
+    "of a device path (remote_path), collect device files if it fails, restore files after, "
+    "report device log lines and changed files if it fails"
 )
-ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore")
+ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore", "log", "watch")
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,18 @@ class MarkerSpec:
     collect: tuple[str, ...] = ()
     restore: tuple[str, ...] = ()
     cache: str | None = None  # "fresh" / "fast"; None: as the settings say
+    log: tuple[str, ...] = ()  # device log files read for this test, besides --jmp-mount-log
+    watch: tuple[str, ...] = ()  # device directories watched for this test, besides --jmp-mount-watch
 
     @property
     def own_mount(self) -> bool:
         """True when the marker asks for a mount other than ``remote_fs``."""
         return self.remote is not None or bool(self.options) or self.transport is not None or self.cache is not None
+
+    def own_mount_arguments(self) -> str:
+        """The arguments that ask for the test's own mount, as written: ``remote='/etc', cache='fast'``."""
+        wanted = {k: v for k, v in asdict(self).items() if k in ("remote", "options", "transport", "cache")}
+        return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in wanted.items() if v)
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark, where: str) -> MarkerSpec:
@@ -70,6 +82,8 @@ class MarkerSpec:
             collect=_device_paths("collect", kwargs.get("collect", ()), bad),
             restore=_device_paths("restore", kwargs.get("restore", ()), bad),
             cache=_cache(kwargs.get("cache"), bad),
+            log=_device_paths("log", kwargs.get("log", ()), bad),
+            watch=_device_paths("watch", kwargs.get("watch", ()), bad),
         )
 
 
@@ -99,9 +113,14 @@ def _options(value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, 
     if isinstance(value, str) or not all(isinstance(o, str) for o in value):
         raise bad(f"options must be a list of strings, got {value!r}")
     try:
-        return validate_options(value)
+        options = validate_options(value)
     except InvalidOptionError as exc:
         raise bad(f"options must be sshfs options such as 'reconnect', not flags: {exc}") from None
+    try:
+        check_ssh_options(options)
+    except InvalidOptionError as exc:
+        raise bad(str(exc)) from None
+    return options
 
 
 def _transport(transport: Any, direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:

@@ -4,10 +4,13 @@
 with ``rmdir`` at the end. Never under ``basetemp``, whose retention cleanup would
 ``rm -rf`` through a mount left by a killed run.
 
-Each run directory holds an ``owner`` record (plugin, uid, pid and that process's start
-time). A later run sweeps only directories whose record says they are ours and whose
-process is gone: it lazily unmounts what is still mounted there and removes the
-directories with ``rmdir``. Anything else, mounted or not, is never touched.
+Each run directory holds an ``owner`` record: plugin, uid, and the process's identity
+(pid, start time, PID namespace, boot id, host name; see ``sshfs.liveness``). A later run
+sweeps only directories whose record says they are ours and whose process is dead by that
+rule: it lazily unmounts what is still mounted there and removes the directories with
+``rmdir``. A directory of a process this run cannot see (another PID namespace, another
+host) is left alone and counted for the report header. Anything else, mounted or not, is
+never touched.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs import PRIVATE_DIR_PREFIX
-from jumpstarter_driver_ssh_mount.sshfs.procfs import start_time
+from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity, Verdict, judge_record
 
 
 class MountDirError(Exception):
@@ -59,8 +63,8 @@ OWNER_TAG = "pytest-jumpstarter-mount"
 def run_dir(base: Path, run_id: str, worker_id: str) -> Path:
     """This run's (and this xdist worker's) own directory under ``base``, with its owner record."""
     path = private_dir(private_dir(base) / f"{run_id}-{worker_id}")
-    record = {"tag": OWNER_TAG, "uid": os.getuid(), "pid": os.getpid(), "start": start_time(os.getpid())}
-    (path / OWNER_FILE).write_text(repr(record))
+    record = {"tag": OWNER_TAG, "uid": os.getuid(), **ProcessIdentity.current().to_record()}
+    (path / OWNER_FILE).write_text(repr(record))  # a Python literal, as older versions read it
     return path
 
 
@@ -72,52 +76,68 @@ def close_run_dir(path: Path) -> None:
     remove_if_empty(path)
 
 
-def run_owner(path: Path) -> tuple[int, bool] | None:
-    """(pid, still alive) of the run that made ``path``; None unless this plugin made it for this user."""
+def run_owner(path: Path, me: ProcessIdentity | None = None) -> Verdict | None:
+    """Whether the run that made ``path`` is alive, dead or unseen; None unless this plugin made it for this user."""
+    owner = path / OWNER_FILE
     try:
-        record = ast.literal_eval((path / OWNER_FILE).read_text())
+        record = ast.literal_eval(owner.read_text())
+        written = owner.stat().st_mtime
     except (OSError, ValueError, SyntaxError):
         return None
     if not isinstance(record, dict) or record.get("tag") != OWNER_TAG or record.get("uid") != os.getuid():
         return None
-    pid = int(record.get("pid", -1))
-    return pid, start_time(pid) == record.get("start")
+    return judge_record(record, written, me)
 
 
-def _stale_owner(path: Path) -> bool:
-    """True when ``path`` was made by this plugin, for this user, by a process that is gone."""
-    owner = run_owner(path)
-    return owner is not None and not owner[1]
+@dataclass
+class Swept:
+    """What a sweep did: the mountpoints it removed, and the runs it left alone because it cannot see them."""
+
+    mountpoints: list[str] = field(default_factory=list)
+    unseen: list[Verdict] = field(default_factory=list)
 
 
-def sweep(base: Path, on_stale: Callable[[Path], None] | None = None) -> list[str]:
-    """Clean up after killed runs under ``base``; returns the mountpoints it removed.
+def sweep(base: Path, on_stale: Callable[[Path], None] | None = None) -> Swept:
+    """Clean up after killed runs under ``base``: the mountpoints removed, the runs left unseen.
 
     ``on_stale(run_dir)`` is called for each dead run's directory before it is closed
     (to release what else that run recorded there, e.g. its controller leases).
     """
-    swept: list[str] = []
+    swept = Swept()
     if not base.is_dir():
         return swept
+    me = ProcessIdentity.current()
     for run in sorted(base.iterdir()):
-        if not run.is_dir() or run.is_symlink() or not _stale_owner(run):
+        if not run.is_dir() or run.is_symlink():
             continue
-        from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at  # only with something to sweep
-        from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
-
-        for mountpoint in sorted(run.iterdir()):
-            if not mountpoint.name.startswith(PRIVATE_DIR_PREFIX):
-                continue
-            if any(e.fstype == "fuse.sshfs" for e in mounts_at(mountpoint)):
-                run_unmount(str(mountpoint), lazy=True)
-            if not mounts_at(mountpoint):
-                with contextlib.suppress(OSError):
-                    mountpoint.rmdir()
-                    swept.append(str(mountpoint))
+        verdict = run_owner(run, me)
+        if verdict is not None and verdict.unseen:
+            swept.unseen.append(verdict)
+        if verdict is None or not verdict.dead:
+            continue
+        swept.mountpoints += _remove_mountpoints(run)
         if on_stale is not None:
             on_stale(run)
         close_run_dir(run)
     return swept
+
+
+def _remove_mountpoints(run: Path) -> list[str]:
+    """Lazily unmount what a dead run left mounted in ``run``, then ``rmdir`` its mountpoints."""
+    from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at  # only with something to sweep
+    from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
+
+    removed = []
+    for mountpoint in sorted(run.iterdir()):
+        if not mountpoint.name.startswith(PRIVATE_DIR_PREFIX):
+            continue
+        if any(e.fstype == "fuse.sshfs" for e in mounts_at(mountpoint)):
+            run_unmount(str(mountpoint), lazy=True)
+        if not mounts_at(mountpoint):
+            with contextlib.suppress(OSError):
+                mountpoint.rmdir()
+                removed.append(str(mountpoint))
+    return removed
 
 
 def remove_if_empty(path: Path) -> None:

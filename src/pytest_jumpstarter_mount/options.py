@@ -24,9 +24,11 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     TRANSPORTS,
     describe_choices,
 )
+from jumpstarter_driver_ssh_mount.sshfs.defaults import DEVICE_LOG_CAP
 
 Scope = Literal["session", "package", "module", "class", "function"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
+LOG_KEEP = ("failed", "all")
 IniType = Literal["string", "bool", "linelist"]
 INI_TYPES: dict[str, IniType] = {"bool": "bool", "list": "linelist"}
 GROUP = "jumpstarter mount"
@@ -82,7 +84,9 @@ OPTIONS = (
     Option("scope", "lifetime of remote_fs", default="session", metavar="|".join(SCOPES)),
     Option(
         "option",
-        "sshfs -o option, repeatable; each replaces a default with the same key",
+        "sshfs -o option, repeatable; each replaces a default with the same key. UserKnownHostsFile, "
+        "GlobalKnownHostsFile, HostKeyAlias or KnownHostsCommand check the host key against your keys "
+        "instead of the exporter's, still strictly (only StrictHostKeyChecking turns checking off)",
         kind="list",
         default=(),
         metavar="OPT",
@@ -192,6 +196,36 @@ OPTIONS = (
         "how many runs' artifact folders to keep, this one included (0 keeps none)",
         default="3",
         metavar="N",
+    ),
+    Option(
+        "log",
+        "device log file: the lines written to it during a test go in the report when the test fails; repeatable",
+        kind="list",
+        default=(),
+        metavar="DEVICE_PATH",
+    ),
+    Option(
+        "log-command",
+        "device command whose output goes in a failed test's report, repeatable; {start} is the test's start "
+        "on the device's clock, e.g. 'journalctl --since @{start}'",
+        kind="list",
+        default=(),
+        metavar="CMD",
+    ),
+    Option(
+        "log-keep",
+        "whose device log lines and changed files go in reports and the artifact folder: failed tests, or all "
+        f"(JUnit XML); at most {DEVICE_LOG_CAP // 1024} KiB per log and test",
+        default="failed",
+        metavar="|".join(LOG_KEEP),
+    ),
+    Option(
+        "watch",
+        "device directory: files created, modified or deleted under it during a test go in the report "
+        "when the test fails; repeatable",
+        kind="list",
+        default=(),
+        metavar="DEVICE_DIR",
     ),
 )
 

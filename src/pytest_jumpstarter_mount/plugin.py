@@ -1,7 +1,7 @@
 """The pytest11 entry point: options, hookspecs, the plugin objects, and the fixtures.
 
-``pytest_configure`` registers a ``MountManager`` (state, mounts, cleanup) and the
-``FailureArtifacts`` reporter; the fixtures are a few lines over the manager. Jumpstarter
+``pytest_configure`` registers a ``MountManager`` (state, mounts, cleanup), the
+``FailureArtifacts`` reporter and the ``DeviceLogs`` reader; the fixtures are a few lines over the manager. Jumpstarter
 is imported only when a fixture needs the device (see ``sources``).
 """
 
@@ -16,8 +16,10 @@ import pytest
 
 from . import hooks
 from .artifacts import FailureArtifacts
+from .devicelog import DeviceLogContext, DeviceLogs
 from .manager import MountManager, manager_key
 from .marker import MARKER_HELP, marker_spec
+from .markerusage import MarkerUsage
 from .notices import InsecureMountWarning
 from .options import Scope, add_options
 from .settings import load_settings
@@ -35,6 +37,8 @@ FARM_PLUGIN = "jumpstarter_mount_farm"
 GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
 AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
 RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
+MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
+DEVICE_LOG_PLUGIN = "jumpstarter_mount_device_logs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,7 +59,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
     config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
+    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
+    device_logs = DeviceLogs(
+        DeviceLogContext.from_settings(
+            manager.settings,
+            client=lambda: manager.mount_client,
+            unavailable=lambda: manager.availability.reason,
+            test_dir=artifacts.runs.test_dir,
+        )
+    )
+    config.pluginmanager.register(device_logs, DEVICE_LOG_PLUGIN)
     config.add_cleanup(manager.close)
+    config.add_cleanup(device_logs.close)  # runs first: the shell goes before the mounts' cleanup
     if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
         config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
     manager.sweep()

@@ -5,8 +5,10 @@ process's journal (see ``journal``) before the test changes them; a restore that
 removes them. What is left at the end of the run is said in the terminal summary, one
 ``NOT restored on <device>: <path> (<reason>)`` line per file. The next run against the
 same device takes over what dead runs left (a rename into its own directory, so a file is
-restored once) and puts it back before its first test uses the device. Runs still alive
-are never touched; a second live run preserving files on the same device is warned.
+restored once) and puts it back before its first test uses the device. Runs still alive,
+and runs this process cannot see (another PID namespace, another host: see
+``sshfs.liveness``), are never touched; a second such run preserving files on the same
+device is warned.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount
+from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount, shown
 
 from .deviceid import DeviceIdentity, identify
 from .farm import announce
-from .journal import JOURNAL_PREFIX, Entry, JournalFile, journal_path, journals_in, other_runs
+from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
@@ -67,7 +69,7 @@ class RestoreGuard:
         self._open: dict[Snapshot, tuple[JournalFile, int, dict[str, str]]] = {}
         self._count = 0
         self._checked: set[int] = set()  # clients whose device had its left files restored
-        self._warned: set[int] = set()  # pids of other live runs already named
+        self._warned: set[Path] = set()  # directories of other live (or unseen) runs already named
         self.lines: list[str] = []  # the summary lines (this process's, and the xdist workers')
 
     @property
@@ -99,7 +101,13 @@ class RestoreGuard:
                 full = posixpath.normpath(posixpath.join(remote_path, relative_to_mount(remote_path, device_path)))
                 given[device_path] = full
                 journal.entries.append(Entry(full, content, mode, self._count))
-            journal.save()
+            try:
+                journal.save()
+            except JournalTooLarge as exc:
+                from jumpstarter_driver_ssh_mount.sshfs.errors import RestoreError
+
+                journal.entries = [e for e in journal.entries if e.snapshot != self._count]
+                raise RestoreError(f"cannot preserve {', '.join(map(shown, given))}: {exc}; preserve less") from None
             self._open[snapshot] = (journal, self._count, given)
         self._warn_about_live_runs(device)
 
@@ -125,13 +133,14 @@ class RestoreGuard:
 
     def _warn_about_live_runs(self, device: DeviceIdentity) -> None:
         for run in other_runs(self.base, device.digest, f"{self.manager.run_id}-"):
-            if not run.alive or run.pid in self._warned:
+            if run.verdict.dead or run.run_dir in self._warned:
                 continue
-            self._warned.add(run.pid)
+            self._warned.add(run.run_dir)
             paths = sorted({p for j in run.journals for p in _paths(j)})
+            who = f"pid {run.pid}" if run.verdict.alive else f"{run.verdict.why}, which this run cannot see"
             warn(
-                f"jumpstarter mount: another pytest run (pid {run.pid}) has preserved files on {device.label} too "
-                f"({', '.join(paths) or 'none left'}); each run puts back what it saw, so the two can undo "
+                f"jumpstarter mount: another pytest run ({who}) has preserved files on {device.label} too "
+                f"({', '.join(map(shown, paths)) or 'none left'}); each run puts back what it saw, so the two can undo "
                 "each other's restores: run them one at a time"
             )
 
@@ -164,7 +173,7 @@ class RestoreGuard:
         """Move dead runs' journals for ``device`` into this run's directory (so only one run restores each)."""
         taken: list[JournalFile] = []
         for run in other_runs(self.base, device.digest, f"{self.manager.run_id}-"):
-            if run.alive:
+            if not run.verdict.dead:  # alive, or a process this run cannot see: never taken over
                 continue
             for number, path in enumerate(run.journals):
                 target = journal_path(self.manager.mount_dir(), device.digest, f"from-{run.pid}-{number}")
@@ -211,7 +220,7 @@ class RestoreGuard:
             pids = ", ".join(sorted({str(j.pid) for j in taken}))
             announce(
                 self.manager.config,
-                f"jumpstarter mount: restored on {device.label}: {', '.join(dict.fromkeys(done))} "
+                f"jumpstarter mount: restored on {device.label}: {', '.join(map(shown, dict.fromkeys(done)))} "
                 f"(left changed by run pid {pids}, which ended before restoring them)",
             )
 
@@ -224,7 +233,7 @@ class RestoreGuard:
         for journal in journals:
             reasons = {e.path: e.reason for e in reversed(journal.entries)}  # the first preserve's reason
             lines += [
-                f"NOT restored on {journal.device}: {path} ({reasons[path]}); "
+                f"NOT restored on {journal.device}: {shown(path)} ({reasons[path]}); "
                 "the next run against this device restores it"
                 for path in journal.paths()
             ]

@@ -20,14 +20,19 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_option,
     validate_remote_path,
 )
+from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
 
-from .options import OPTIONS, SCOPES, Scope, check_ini_keys, raw_value
+from .options import LOG_KEEP, OPTIONS, SCOPES, Scope, check_ini_keys, raw_value
 from .transportchoice import transport_setting
 
 DEFAULT_LEASE_DURATION = 30 * 60.0  # seconds
 SOURCES_HELP = (
     "run inside `jmp shell`, or pass --jmp-mount-exporter-config PATH, "
     "--jmp-mount-tls-grpc HOST:PORT, or --jmp-mount-client ALIAS with --jmp-mount-selector/--jmp-mount-lease"
+)
+NO_DEVICE = (  # each test that needs the device errors with this line; the report header says it in full
+    "no Jumpstarter device configured; run inside `jmp shell` or pass --jmp-mount-exporter-config, "
+    "--jmp-mount-tls-grpc or --jmp-mount-client"
 )
 
 
@@ -58,6 +63,10 @@ class Settings:
     collect_timeout: float = COLLECT_TIMEOUT
     cache: str = "fresh"
     artifacts_retention: int = 3
+    logs: tuple[str, ...] = ()  # device log files read per test
+    log_commands: tuple[str, ...] = ()  # device commands whose output is read per test
+    log_keep: str = "failed"  # whose readings are reported: failed tests, or all
+    watch: tuple[str, ...] = ()  # device directories whose changes are read per test
 
     @property
     def source(self) -> str | None:
@@ -99,11 +108,19 @@ def load_settings(config: pytest.Config) -> Settings:
             pattern,
             f"--jmp-mount-collect {pattern!r}: give an absolute device glob, e.g. /var/log/*",
         )
+    for name, what in (("log", "a device file"), ("watch", "a device directory")):
+        for path in value[name]:
+            _check(validate_remote_path, path, f"--jmp-mount-{name} {path!r}: give the absolute path of {what}")
     for option in value["option"]:
         _check(validate_option, option, "--jmp-mount-option takes an sshfs option, not a flag", give_reason=True)
+    try:
+        check_ssh_options(value["option"])
+    except InvalidOptionError as exc:
+        raise pytest.UsageError(f"--jmp-mount-option: {exc}") from None
     if value["client"] and not (value["selector"] or value["lease"]):
         raise pytest.UsageError("--jmp-mount-client needs --jmp-mount-selector LABELS or --jmp-mount-lease NAME")
     lease_timeout = value["lease-timeout"]
+    _check_readable(config, "exporter-config", _path(value["exporter-config"]))
     return Settings(
         remote=remote,
         scope=_choice("scope", str(value["scope"]), SCOPES),
@@ -128,6 +145,10 @@ def load_settings(config: pytest.Config) -> Settings:
         collect_max_bytes=int(_positive(value, "collect-max-bytes", "number of bytes")),
         collect_timeout=_positive(value, "collect-timeout", "number of seconds"),
         artifacts_retention=_count(value, "artifacts-retention"),
+        logs=tuple(value["log"]),
+        log_commands=tuple(value["log-command"]),
+        log_keep=_choice("log-keep", str(value["log-keep"]), LOG_KEEP),
+        watch=tuple(value["watch"]),
     )
 
 
@@ -137,6 +158,28 @@ def _check(validate: Callable[[str], str], text: str, message: str, *, give_reas
         validate(text)
     except (InvalidOptionError, RemotePathError) as exc:
         raise pytest.UsageError(f"{message}: {exc}" if give_reason else message) from None
+
+
+def _check_readable(config: pytest.Config, name: str, path: Path | None) -> None:
+    """A file the run will read (when its source applies) must be there: a usage error naming where it was given."""
+    if path is None or os.environ.get("JUMPSTARTER_HOST"):  # inside `jmp shell` the shell's device wins
+        return
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        why = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc)).lower()
+        option = next(o for o in OPTIONS if o.name == name)
+        raise pytest.UsageError(f"{option.flag} {path}{_given_in(config, option)}: {why}; check the path") from None
+
+
+def _given_in(config: pytest.Config, option: Any) -> str:
+    """Where a value came from, when not from the command line: `` (from ENV)``, `` (from ini KEY in FILE)``."""
+    if config.getoption(option.dest, default=None) is not None:
+        return ""
+    if option.env in os.environ:
+        return f" (from {option.env})"
+    return f" (from {option.dest} in {config.inipath})"
 
 
 def _choice(name: str, text: str, choices: tuple[Any, ...]) -> Any:

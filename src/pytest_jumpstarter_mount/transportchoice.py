@@ -4,12 +4,13 @@ alias, and ``--jmp-mount-insecure`` (its warning, its header line)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import TRANSPORTS
+from jumpstarter_driver_ssh_mount.sshfs.hostkeypolicy import HostKeyTrust
 
 INSECURE_WARNING = (
     "--jmp-mount-insecure: the device's host key is not verified; the device's login goes to whatever "
@@ -55,8 +56,11 @@ def choose_transport(transport: object, direct: bool, transport_rank: int, direc
     return chosen if transport_rank > direct_rank else "direct"
 
 
-def describe_transport(transport: str, insecure: bool) -> str:
-    """One line for the report header: the configured transport and whether host keys are verified."""
+def describe_transport(transport: str, options: Sequence[str], insecure: bool) -> str:
+    """One line for the report header: the configured transport, and whose keys the host key is checked against.
+
+    Before any mount, so never "verified": a mount's ``transport_note`` says what was.
+    """
     if insecure:
         return f"transport: {transport}; host key NOT verified (--jmp-mount-insecure)"
-    return f"transport: {transport}; host key verified against what the exporter vouches for"
+    return f"transport: {transport}; {HostKeyTrust.decide(options).planned}"

@@ -26,6 +26,7 @@ __all__ = [
     "SNAPSHOT_MAX_BYTES",
     "TRANSPORTS",
     "TRANSPORT_MEANINGS",
+    "WAIT_MAX_BYTES",
     "AuthenticationError",
     "CommandResult",
     "ConnectError",
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
         DEFAULT_WAIT_TIMEOUT,
         PRIVATE_DIR_PREFIX,
         SNAPSHOT_MAX_BYTES,
+        WAIT_MAX_BYTES,
     )
     from .errors import (
         AuthenticationError,

@@ -16,11 +16,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .boundedread import ReadStopped, copy_at_most
 from .defaults import COLLECT_MAX_BYTES
+from .devicepaths import shown
 from .matching import Matcher
 
 MAX_NOTES_PER_GLOB = 20  # more are counted, not listed
 MOUNT_GONE = (errno.ENOTCONN, errno.ECONNABORTED)  # the filesystem itself went away: stop this glob
+COLLECT_THREAD = "jmp-mount-collect"  # the name of the thread ``run_bounded`` starts
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The bounds of one collection: its byte cap, its deadline, and whether its caller gave up."""
+
+    max_bytes: int
+    deadline: float
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def should_stop(self) -> bool:
+        """True once the deadline has passed or the caller gave up: stop before the next read."""
+        return self.stop.is_set() or time.monotonic() > self.deadline
 
 
 @dataclass
@@ -51,18 +67,22 @@ def collect(
     *,
     max_bytes: int = COLLECT_MAX_BYTES,
     deadline: float,
+    stop: threading.Event | None = None,
 ) -> None:
     """Copy regular files matching ``device_glob`` (absolute) into ``dest``, keeping device paths.
 
-    Never follows symlinks; stops at ``max_bytes`` in all and at ``deadline``; notes what it
-    skips. Never raises: an error (an unreadable directory, EIO, a vanished file, a mount
-    that died) is a note about this glob.
+    Never follows symlinks; reads at most ``max_bytes`` in all (counting what is read, not the
+    sizes the device reports) and stops at ``deadline`` or once ``stop`` is set, between two
+    chunks of a file; notes what it skips. Copies keep the device file's permission bits, in
+    0700 directories. Never raises: an error (an unreadable directory, EIO, a vanished file,
+    a mount that died) is a note about this glob.
     """
+    reading = Reading(max_bytes, deadline, stop or threading.Event())
     first_note = len(result.notes)
     try:
-        _collect_glob(mountpoint, resolve, device_glob, dest, result, max_bytes, deadline)
+        _collect_glob(mountpoint, resolve, device_glob, dest, result, reading)
     except Exception as exc:
-        result.notes.append(f"{device_glob}: stopped, {describe_error(exc)}")
+        result.notes.append(f"{shown(device_glob)}: stopped, {describe_error(exc)}")
     _shorten_notes(result, first_note, device_glob)
 
 
@@ -72,30 +92,31 @@ def _collect_glob(
     device_glob: str,
     dest: Path,
     result: Collection,
-    max_bytes: int,
-    deadline: float,
+    reading: Reading,
 ) -> None:
     static, pattern = split_glob(device_glob)
     try:
         base = resolve(static)
     except ValueError as exc:
-        result.notes.append(f"{device_glob}: {exc}")
+        result.notes.append(f"{shown(device_glob)}: {shown(str(exc))}")
         return
     root = os.path.realpath(mountpoint)
     matcher = Matcher(top=mountpoint)
     matches = matcher.match(base, pattern) if pattern else ([base] if matcher.exists(base) else [])
     for local, error in matcher.errors:
         where = posix_join(static, os.path.relpath(local, base))
-        result.notes.append(f"{device_glob}: cannot read {where}: {describe_error(error)}")
+        result.notes.append(f"{shown(device_glob)}: cannot read {shown(where)}: {describe_error(error)}")
     if not matches and not matcher.errors:
-        result.notes.append(f"{device_glob}: no match")
+        result.notes.append(f"{shown(device_glob)}: no match")
     for local in matches:
         device_path = posix_join(static, os.path.relpath(local, base)) if pattern else static
-        if time.monotonic() > deadline:
-            result.notes.append(f"{device_path}: skipped, collection timed out")
+        if reading.stop.is_set():
+            return
+        if time.monotonic() > reading.deadline:
+            result.notes.append(f"{shown(device_path)}: skipped, collection timed out")
             result.cut("it timed out")
             return
-        _copy_one(local, device_path, root, dest, result, max_bytes)
+        _copy_one(local, device_path, root, dest, result, reading)
 
 
 def _shorten_notes(result: Collection, first: int, device_glob: str) -> None:
@@ -103,7 +124,7 @@ def _shorten_notes(result: Collection, first: int, device_glob: str) -> None:
     extra = len(result.notes) - first - MAX_NOTES_PER_GLOB
     if extra > 0:
         del result.notes[first + MAX_NOTES_PER_GLOB :]
-        result.notes.append(f"{device_glob}: {extra} more notes like these")
+        result.notes.append(f"{shown(device_glob)}: {extra} more notes like these")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -113,45 +134,77 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _copy_one(local: Path, device_path: str, root: str, dest: Path, result: Collection, max_bytes: int) -> None:
+def _copy_one(local: Path, device_path: str, root: str, dest: Path, result: Collection, reading: Reading) -> None:
     """Copy one matched file into ``dest`` if it is a regular file inside ``root`` that fits the cap.
 
     An error is a note; only a mount that went away raises (the rest of the glob would fail alike).
     """
     try:
-        _copy_checked(local, device_path, root, dest, result, max_bytes)
+        _copy_checked(local, device_path, root, dest, result, reading)
     except OSError as exc:
         if exc.errno in MOUNT_GONE:
             raise
-        result.notes.append(f"{device_path}: skipped, {describe_error(exc)}")
+        result.notes.append(f"{shown(device_path)}: skipped, {describe_error(exc)}")
 
 
-def _copy_checked(local: Path, device_path: str, root: str, dest: Path, result: Collection, max_bytes: int) -> None:
+def _copy_checked(local: Path, device_path: str, root: str, dest: Path, result: Collection, reading: Reading) -> None:
     info = local.lstat()
     if stat.S_ISLNK(info.st_mode):
-        result.notes.append(f"{device_path}: skipped, a symlink (not followed)")
+        result.notes.append(f"{shown(device_path)}: skipped, a symlink (not followed)")
         return
     if not stat.S_ISREG(info.st_mode):
         return
     if not os.path.realpath(local).startswith(root + os.sep):
-        result.notes.append(f"{device_path}: skipped, outside the mount")
+        result.notes.append(f"{shown(device_path)}: skipped, outside the mount")
         return
-    if result.bytes + info.st_size > max_bytes:
-        result.notes.append(f"{device_path}: skipped, {info.st_size} bytes would pass the {max_bytes}-byte cap")
-        result.cut(f"the {max_bytes}-byte cap")
+    left, cap = reading.max_bytes - result.bytes, reading.max_bytes
+    if info.st_size > left:  # the device's claim is enough to skip it; never enough to read it whole
+        result.notes.append(f"{shown(device_path)}: skipped, {info.st_size} bytes would pass the {cap}-byte cap")
+        result.cut(f"the {cap}-byte cap")
         return
+    target = dest / device_path.lstrip("/")
+    if target in result.files:  # matched by an earlier glob of this collection
+        return
+    make_private_dirs(target.parent)
+    if os.path.lexists(target):  # left by an earlier collection into the same place: replaced
+        target.unlink()
     try:
-        data = local.read_bytes()
+        copied = copy_at_most(local, target, left, reading.should_stop)
+    except ReadStopped:
+        if time.monotonic() > reading.deadline:
+            result.notes.append(f"{shown(device_path)}: skipped, collection timed out while reading it")
+            result.cut("it timed out")
+        return
     except OSError as exc:
         if exc.errno in MOUNT_GONE:
             raise
-        result.notes.append(f"{device_path}: skipped, unreadable ({describe_error(exc)})")
+        result.notes.append(f"{shown(device_path)}: skipped, unreadable ({describe_error(exc)})")
         return
-    target = dest / device_path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    if copied is None:
+        result.notes.append(
+            f"{shown(device_path)}: skipped, it held more than the {left} bytes left of the {cap}-byte cap "
+            f"(its size said {info.st_size})"
+        )
+        result.cut(f"the {cap}-byte cap")
+        return
     result.files.append(target)
-    result.bytes += len(data)
+    result.bytes += copied[0]
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 (``mkdir(parents=True)`` gives parents the umask's mode)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
 
 
 def split_glob(device_glob: str) -> tuple[str, str]:
@@ -167,23 +220,27 @@ def posix_join(a: str, b: str) -> str:
     return a.rstrip("/") + "/" + b.replace(os.sep, "/") if b != "." else a
 
 
-def run_bounded(work: Callable[[], None], timeout: float) -> str | None:
-    """Run ``work`` in a thread; None once it finished, else what went wrong.
+def run_bounded(work: Callable[[threading.Event], None], timeout: float) -> str | None:
+    """Run ``work(stop)`` in a thread; None once it finished, else what went wrong.
 
-    After ``timeout`` the thread is abandoned (it is a daemon). Nothing it raises leaves it:
-    an exception is returned as text.
+    After ``timeout`` the thread is abandoned (it is a daemon) and ``stop`` is set: ``work``
+    checks it between files and between chunks of a file, so it stops reading at its next
+    chunk (a read the device never answers ends with the connection's keep-alive bound).
+    Nothing it raises leaves it: an exception is returned as text.
     """
     failures: list[str] = []
+    stop = threading.Event()
 
     def guarded() -> None:
         try:
-            work()
+            work(stop)
         except BaseException as exc:  # the thread's end: report it, never let it escape
             failures.append(describe_error(exc))
 
-    thread = threading.Thread(target=guarded, name="jmp-mount-collect", daemon=True)
+    thread = threading.Thread(target=guarded, name=COLLECT_THREAD, daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
+        stop.set()
         return f"did not finish within {timeout:g}s (device not answering?)"
     return f"failed: {failures[0]}" if failures else None

@@ -7,10 +7,13 @@ the *first* value it sees for a key, so appending after a default would be ignor
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidOptionError, RemotePathError
+from .optionkeys import option_key, option_parts
+from .sealing import SEALED_SSH_OPTIONS, option_slot
 
 #: How the device is reached, and what each way means: every help text and doc table reads
 #: this one place. A mount's own transport is never "auto".
@@ -35,11 +38,11 @@ def transport_label(transport: str) -> str:
     return TRANSPORT_LABELS.get(transport, transport)
 
 
-#: Options every mount gets unless the caller passes the same key.
-#: ``BatchMode=yes`` makes ssh fail instead of prompting for a password nobody can type;
+#: Options every ssh (a mount's, a device command's) gets unless the caller passes the same key:
+#: the seal against the user's ssh config (``sealing``); ``BatchMode=yes`` makes ssh fail instead
+#: of prompting for a password nobody can type. Host key options come from ``hostkeypolicy``.
 DEFAULT_SSH_OPTIONS: tuple[str, ...] = (
-    "StrictHostKeyChecking=no",
-    "UserKnownHostsFile=/dev/null",
+    *SEALED_SSH_OPTIONS,
     "LogLevel=ERROR",
     "BatchMode=yes",
 )
@@ -66,6 +69,16 @@ DEFAULT_CACHE = "fresh"
 #: hides new, deleted and resized files). The kernel's own entry/attribute caches (1 s by
 #: default) are halved; 0 would double the requests per file access.
 FRESH_OPTIONS: tuple[str, ...] = ("dir_cache=no", "attr_timeout=0.5", "entry_timeout=0.5")
+#: Where the device's kernel keeps files whose size says nothing: ``/proc`` files report 0
+#: bytes (so do debugfs, tracefs and cgroup files under ``/sys``), and the kernel's page cache
+#: believes the size, so a read through sshfs returns "". A mount of a path that contains
+#: one of these, or lies inside one, bypasses the page cache (``direct_io``) in every cache
+#: mode: a read returns what the device's kernel returns. Its cost (docs/performance.md): no
+#: page cache for any file of such a mount, so a file read twice is fetched twice, and a
+#: shared ``mmap`` fails with ENODEV where libfuse is older than 3.16 (a private one works).
+#: Mounts of other directories (``/var/log``, ``/data``) keep the page cache.
+KERNEL_FILESYSTEMS: tuple[str, ...] = ("/proc", "/sys")
+KERNEL_FILES_OPTIONS: tuple[str, ...] = ("direct_io",)
 # Not ``auto_unmount``: after sshfs is SIGKILLed it would turn the mountpoint back into a plain
 # local directory, and a test would silently write to the test host instead of failing with
 # ENOTCONN. A dead mount stays visible (and failing) until unmount(), or the next run's sweep.
@@ -86,16 +99,6 @@ class SshfsTarget:
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = f"{self.user}@" if self.user else ""
         return f"{user}{host}:{self.remote_path}"
-
-
-def option_key(option: str) -> str:
-    """The key of ``Key=value`` (or of a flag such as ``reconnect``), lower-cased."""
-    return option.split("=", 1)[0].strip().lower()
-
-
-def option_parts(options: Iterable[str]) -> list[str]:
-    """Each option split at commas (``-o a,b`` is two options)."""
-    return [part for option in options for part in option.split(",")]
 
 
 def validate_option(option: str) -> str:
@@ -125,10 +128,13 @@ def validate_remote_path(path: str) -> str:
 
 
 def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
-    """Defaults first, minus any whose key a user option also sets, then the user options."""
+    """Defaults first, minus any whose key a user option sets, then the user options.
+
+    Keys compare as ssh fills them: ``ProxyJump`` and ``ProxyCommand`` are one (``sealing.option_slot``).
+    """
     user = list(validate_options(user))
-    user_keys = {option_key(part) for part in option_parts(user)}
-    return [d for d in defaults if option_key(d) not in user_keys] + user
+    user_slots = {option_slot(part) for part in option_parts(user)}
+    return [d for d in defaults if option_slot(d) not in user_slots] + user
 
 
 def validate_cache(mode: str) -> str:
@@ -143,11 +149,31 @@ def cache_options(mode: str = DEFAULT_CACHE) -> list[str]:
     return list(FRESH_OPTIONS) if validate_cache(mode) == "fresh" else []
 
 
+def covers_kernel_files(remote_path: str) -> bool:
+    """True when a mount of ``remote_path`` shows any of ``KERNEL_FILESYSTEMS`` (``/``, ``/proc``, ``/sys/x``...)."""
+    path = posixpath.normpath("/" + remote_path.lstrip("/"))
+    return any(
+        path == top or top.startswith(path.rstrip("/") + "/") or path.startswith(top + "/")
+        for top in KERNEL_FILESYSTEMS
+    )
+
+
+def kernel_files_options(remote_path: str | None) -> list[str]:
+    """``KERNEL_FILES_OPTIONS`` for a mount of ``remote_path`` that shows kernel files, else none."""
+    return list(KERNEL_FILES_OPTIONS) if remote_path is not None and covers_kernel_files(remote_path) else []
+
+
 def default_options(
-    identity_path: str | None, *, cache: str = DEFAULT_CACHE, symlinks: Sequence[str] = ()
+    identity_path: str | None,
+    *,
+    cache: str = DEFAULT_CACHE,
+    symlinks: Sequence[str] = (),
+    remote_path: str | None = None,
 ) -> list[str]:
-    """The default ``-o`` options: ssh, reliability, cache mode, symlink handling, the identity file."""
-    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS, *cache_options(cache), *symlinks]
+    """The default ``-o`` options: ssh, reliability, cache mode, kernel files (for a mount of
+    ``remote_path``), symlink handling, the identity file."""
+    content = [*cache_options(cache), *kernel_files_options(remote_path)]
+    options = [*DEFAULT_SSH_OPTIONS, *RELIABILITY_OPTIONS, *content, *symlinks]
     if identity_path:
         options.append(f"IdentityFile={identity_path}")
     return options
@@ -161,9 +187,7 @@ def build_argv(
     executable: str = "sshfs",
 ) -> list[str]:
     """The sshfs argv: foreground (``-f``) so sshfs stays our child, one ``-o`` per option."""
-    argv = [executable, target.spec, mountpoint, "-f"]
-    if target.port not in (0, 22):
-        argv += ["-p", str(target.port)]
+    argv = [executable, target.spec, mountpoint, "-f", "-p", str(target.port or 22)]  # never a config's Port
     for option in options:
         argv += ["-o", option]
     return argv

@@ -7,4 +7,11 @@ DEFAULT_WAIT_TIMEOUT = 30.0  # seconds ``wait_for`` waits unless told otherwise
 COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
 COLLECT_TIMEOUT = 30.0  # seconds per collection
 SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # per snapshot (all its files together)
+WAIT_MAX_BYTES = 1024 * 1024  # ``wait_for(contains=...)`` reads at most the file's last MiB per look
+JOURNAL_MAX_BYTES = 64 * 1024 * 1024  # a restore journal on the test host (originals, base64): refused beyond
 PRIVATE_DIR_PREFIX = "jmp-mount-"  # of every directory the core makes
+DEVICE_LOG_CAP = 256 * 1024  # bytes of each device log (or log command) per test
+DEVICE_LISTING_CAP = 8 * 1024 * 1024  # bytes of one watched directory's listing per reading
+DEVICE_CHANGES_SHOWN = 50  # changed files listed per watched directory; the rest are counted
+DEVICE_READING_TIMEOUT = 10.0  # seconds one reading of the device's logs and files may take
+DEVICE_READING_RETRY = 30.0  # seconds before the device is tried again after it could not be reached

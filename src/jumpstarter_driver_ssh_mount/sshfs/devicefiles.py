@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .collection import Collection, collect, run_bounded, split_glob
-from .defaults import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, SNAPSHOT_MAX_BYTES
+from .defaults import COLLECT_MAX_BYTES, COLLECT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, SNAPSHOT_MAX_BYTES, WAIT_MAX_BYTES
 from .devicepaths import OutsideMountError, covers, device_path
 from .errors import RestoreError
 from .snapshot import Snapshot
@@ -30,6 +30,7 @@ __all__ = [
     "COLLECT_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
     "SNAPSHOT_MAX_BYTES",
+    "WAIT_MAX_BYTES",
     "Collection",
     "DeviceFiles",
     "PreserveJournal",
@@ -141,11 +142,12 @@ class DeviceFiles(ABC):
         contains: str | re.Pattern[str] | None = None,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         interval: float = 0.1,
+        max_bytes: int = WAIT_MAX_BYTES,
     ) -> str | None:
         """Wait until a device file exists (or not) and, if given, contains a string or regex.
 
-        Returns the file's text when ``contains`` is given. Raises WaitTimeoutError showing
-        the last content seen.
+        Returns the file's text when ``contains`` is given: its last ``max_bytes`` bytes at
+        most, which is what is searched. Raises WaitTimeoutError showing the last content seen.
         """
         return wait_for(
             self.local_path(device_path),
@@ -154,6 +156,7 @@ class DeviceFiles(ABC):
             contains=contains,
             timeout=timeout,
             interval=interval,
+            max_bytes=max_bytes,
         )
 
     def collect(
@@ -168,7 +171,9 @@ class DeviceFiles(ABC):
 
         An absolute glob is a device glob; a relative one is relative to ``remote_path``.
 
-        Bounded by ``max_bytes`` in all and ``timeout``; never follows symlinks; what is
+        Bounded by ``max_bytes`` in all (bytes actually read, whatever sizes the device reports)
+        and ``timeout`` (reading stops then, between chunks); copies keep the device files'
+        permission bits, in 0700 directories; never follows symlinks; what is
         skipped is listed in the result's ``notes``, why it was cut short in ``cut_short``.
         Each glob is handled on its own: an error is a note and the next glob is still
         collected. Never raises.
@@ -177,8 +182,10 @@ class DeviceFiles(ABC):
         work_result = Collection()
         deadline = time.monotonic() + timeout
 
-        def work() -> None:
+        def work(stop: threading.Event) -> None:
             for device_glob in device_globs:
+                if stop.is_set():
+                    return
                 if not self.is_mounted():
                     work_result.notes.append(f"{device_glob}: not collected, {self.mountpoint} is no longer mounted")
                     continue
@@ -190,6 +197,7 @@ class DeviceFiles(ABC):
                     work_result,
                     max_bytes=max_bytes,
                     deadline=deadline,
+                    stop=stop,
                 )
 
         problem = run_bounded(work, timeout + 1.0)

@@ -14,6 +14,29 @@ from pathlib import Path
 from .errors import OutsideMountError
 
 
+def shown(name: str | os.PathLike[str]) -> str:
+    """``name`` as reports show it: one line, every control or unprintable character escaped.
+
+    A device's file names are the device's choice: a newline in one would otherwise start a
+    line of its own in a report. Printable characters stay as they are; a backslash, control
+    characters and undecodable bytes are written as Python escapes (``\\n``, ``\\x1b``, ``\\\\``).
+    """
+    text = os.fspath(name)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_shown_char(c) for c in text)
+
+
+def _shown_char(char: str) -> str:
+    if char == "\\":
+        return "\\\\"
+    if char.isprintable():
+        return char
+    if "\udc80" <= char <= "\udcff":  # an undecodable byte, as os.fsdecode keeps it
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return repr(char)[1:-1]
+
+
 def device_path(remote_path: str, path: str | os.PathLike[str]) -> str:
     """``path`` as an absolute, normalized device path: itself if absolute, else under ``remote_path``."""
     text = os.fspath(path)

@@ -1,4 +1,8 @@
-"""Turning what sshfs and ssh print into one typed, one-line error."""
+"""Turning what sshfs and ssh print into one typed, one-line error, ssh's own reason first.
+
+sshfs writes its own lines around ssh's (a symlink-option warning first, ``read: Connection
+reset by peer`` last); ``reason`` is ssh's line, the first that is not sshfs's noise.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from .errors import (
     RemotePathError,
     install_hint,
 )
+from .symlinks import is_noise
 
 ALLOW_OTHER_REFUSED = "allow_other only allowed if"
 
@@ -28,9 +33,24 @@ def last_line(stderr: str) -> str:
 
 
 def first_line(stderr: str) -> str:
-    """The first non-empty line, stripped (ssh puts the cause first)."""
-    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
+    """The first non-empty line that is not sshfs's noise, stripped (ssh puts the cause first)."""
+    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip() and not is_noise(line)]
     return lines[0] if lines else ""
+
+
+def ssh_reason(stderr: str) -> str:
+    """ssh's own reason: its first line that says something (not sshfs's noise, not a row of ``@``)."""
+    for line in stderr.replace("\r", "\n").splitlines():
+        text = line.strip().strip("@").strip()
+        if text and not is_noise(line):
+            return text
+    return ""
+
+
+def _host_key_error(message: str, exited: _Exit, *, changed: bool) -> HostKeyError:
+    error = HostKeyError(message)
+    error.where, error.reason, error.changed = exited.where, ssh_reason(exited.stderr), changed
+    return error
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,12 @@ class _Exit:
         """True when stderr (lower-cased) holds every one of ``phrases``."""
         return all(phrase in self.text for phrase in phrases)
 
+    def config_error(self) -> bool:
+        """True when ssh refused its options or config file before connecting."""
+        return self.says("command-line line 0", "command-line: line 0", "bad configuration option") or (
+            self.says_all("terminating", "bad configuration option")
+        )
+
     def ends_about_remote(self, phrase: str) -> bool:
         """True when stderr ends with ``phrase`` and names the remote path (sshfs's last word on it)."""
         return self.text.rstrip().endswith(phrase) and self.remote in self.stderr
@@ -62,17 +88,28 @@ class _Exit:
 #: (does it match, the error it means), tried in order; the first match wins.
 _RULES: tuple[tuple[Callable[[_Exit], bool], Callable[[_Exit], MountError]], ...] = (
     (
+        lambda e: e.config_error(),
+        lambda e: InvalidOptionError(
+            f"ssh refused its options before connecting ({first_line(e.stderr)}); fix or drop that option "
+            "(an -o option, or a line in the ssh config file named)"
+        ),
+    ),
+    (
         lambda e: e.says("remote host identification has changed") or e.says_all("host key for", "has changed"),
-        lambda e: HostKeyError(
+        lambda e: _host_key_error(
             f"the host key of {e.where} does not match the one pinned in the known-hosts file; if the device "
-            "was re-provisioned, pin its new key, otherwise do not trust it"
+            "was re-provisioned, pin its new key, otherwise do not trust it",
+            e,
+            changed=True,
         ),
     ),
     (
         lambda e: e.says("host key verification failed"),
-        lambda e: HostKeyError(
-            f"the host key of {e.where} is not in the known-hosts file; add it there "
-            "(ssh-keyscan) or drop StrictHostKeyChecking=yes"
+        lambda e: _host_key_error(
+            f"the host key of {e.where} is not in the known-hosts file ({ssh_reason(e.stderr)}); add it there "
+            "(ssh-keyscan), or check the exporter's keys instead (drop your own known-hosts options)",
+            e,
+            changed=False,
         ),
     ),
     (
@@ -141,4 +178,4 @@ def diagnose(stderr: str, returncode: int | None, target: SshfsTarget, *, transp
     for matches, error in _RULES:
         if matches(exited):
             return error(exited)
-    return MountError(f"sshfs exited with code {returncode} before mounting: {last_line(stderr) or 'no message'}")
+    return MountError(f"sshfs exited with code {returncode} before mounting: {first_line(stderr) or 'no message'}")

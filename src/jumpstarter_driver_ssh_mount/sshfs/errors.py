@@ -38,7 +38,7 @@ class RemotePathError(MountError):
 
 
 class InvalidOptionError(MountError, ValueError):
-    """An sshfs ``-o`` option was refused, by us (flag injection) or by sshfs."""
+    """An ``-o`` option was refused: by us (flag injection, known-hosts writes), by sshfs, or by ssh (usage errors)."""
 
 
 class ConnectError(MountError):
@@ -50,7 +50,15 @@ class AuthenticationError(MountError):
 
 
 class HostKeyError(MountError):
-    """The device's host key did not match the known-hosts file."""
+    """The device's host key did not match the known-hosts file.
+
+    ``where`` (``user@host port N (transport)``), ``reason`` (ssh's own words) and ``changed``
+    (the file pins another key, rather than none) are set when ssh refused the key.
+    """
+
+    where: str = ""
+    reason: str = ""
+    changed: bool = False
 
 
 class MountTimeoutError(MountError, TimeoutError):

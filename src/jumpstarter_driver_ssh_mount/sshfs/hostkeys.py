@@ -15,21 +15,14 @@ import math
 import os
 import struct
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from .command import option_key
 
 #: The name the device's keys are filed under in our known-hosts file.
 DEFAULT_ALIAS = "jmp-mount-device"
 #: Seconds ssh-keyscan waits for the device.
 SCAN_TIMEOUT = 5.0
-#: Options that, set by the user, replace our verification with the user's own host key policy.
-HOST_KEY_POLICY_KEYS = frozenset(
-    {"stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile", "hostkeyalias"}
-)
 CONFIGURED, SCANNED = "configured", "scanned"
 
 
@@ -158,18 +151,26 @@ class VouchedKeys:
 class KnownHosts:
     """A known-hosts file holding ``keys`` under ``alias``, for as long as the object is open.
 
-    The file is 0600 in a private 0700 directory; ``close`` removes both.
+    The file is 0600 in a private 0700 folder (``ownedfolders.KNOWN_HOSTS_FOLDERS``, with an
+    owner record, so that the next run sweeps it after a ``kill -9``); ``close`` removes both.
     """
 
     def __init__(self, keys: Sequence[HostKey], alias: str = DEFAULT_ALIAS) -> None:
+        from .ownedfolders import KNOWN_HOSTS_FOLDERS
+
         if not keys:
             raise ValueError("a known-hosts file needs at least one key")
         self.alias = alias
-        self._dir: str | None = tempfile.mkdtemp(prefix="jmp-mount-known-hosts-")
+        self._folders = KNOWN_HOSTS_FOLDERS
+        self._dir: str | None = str(self._folders.make())
         self.path = os.path.join(self._dir, "known_hosts")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.writelines(f"{alias} {key.line}\n" for key in keys)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.writelines(f"{alias} {key.line}\n" for key in keys)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def options(self) -> list[str]:
@@ -187,9 +188,7 @@ class KnownHosts:
         """Remove the file and its directory. Safe to call more than once."""
         if self._dir is None:
             return
-        for name in os.listdir(self._dir):  # ssh may leave a known_hosts.old beside it
-            os.unlink(os.path.join(self._dir, name))
-        os.rmdir(self._dir)
+        self._folders.remove(self._dir)  # every file in it: ssh may leave a known_hosts.old beside it
         self._dir = None
 
     def __enter__(self) -> KnownHosts:
@@ -200,15 +199,6 @@ class KnownHosts:
 
     def __repr__(self) -> str:
         return f"<KnownHosts {self.path} alias={self.alias}>"
-
-
-def user_sets_host_key_policy(options: Iterable[str]) -> bool:
-    """True when ``options`` decide host key checking themselves (anything but StrictHostKeyChecking=yes)."""
-    parts = [part.strip() for option in options for part in option.split(",")]
-    return any(
-        option_key(part) in HOST_KEY_POLICY_KEYS and part.replace(" ", "").lower() != "stricthostkeychecking=yes"
-        for part in parts
-    )
 
 
 def scan_command(host: str, port: int, timeout: float = SCAN_TIMEOUT) -> list[str]:

@@ -34,11 +34,13 @@ from .devicefiles import DeviceFiles
 from .devicepaths import local_path
 from .diagnose import last_line
 from .errors import FuseUnavailableError, SshfsNotFoundError, UnmountError, install_hint
+from .hostkeypolicy import host_key_options
 from .identity import IdentityFile
 from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
 from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess, UnmountIfWeDie
 from .ready import spawn_ready
+from .sealing import for_sshfs
 from .symlinks import is_noise, symlink_options
 from .unmount import holders, is_busy, run_unmount, unmount_command
 
@@ -73,7 +75,8 @@ class Mount(DeviceFiles):
         self._lock = threading.Lock()
         self._closed = False
         self.transport = transport
-        self.transport_note: str | None = None  # why this transport was chosen, when the caller chose one
+        #: Why this transport was chosen, and whose keys verified the host key (set by the client; None here)
+        self.transport_note: str | None = None
         self.options: tuple[str, ...] = tuple(options)
         #: What went otherwise than asked (also logged): a fallback taken, a busy mount detached lazily...
         self.warnings: list[str] = []
@@ -257,7 +260,7 @@ def start_mount(
     the mount takes over and closes after sshfs is gone, on success and on failure.
     ``transport`` says how ``target`` reaches the device ("direct", "forward", "relay"), for messages.
     ``cache``: "fresh" (device changes show within 0.5 s) or "fast" (sshfs's caching).
-    ``env``: variables set for sshfs and its ssh, over this process's environment.
+    Host keys: as ``hostkeypolicy`` reads ``options`` (none: unchecked); ssh is ``sealing``-sealed, ``env`` added.
     """
     with ExitStack() as undo:  # everything acquired here is released if mounting fails
         if resources is not None:
@@ -272,7 +275,7 @@ def start_mount(
             )
         validate_remote_path(target.remote_path)
         validate_cache(cache)
-        merge_options((), options)  # validate before anything is created
+        options = [*host_key_options(options), *merge_options((), options)]  # validated before anything is made
         place = Mountpoint.prepare(mountpoint, parent=mount_dir)
         undo.callback(place.release)
         undo.callback(UnmountIfWeDie(unmount_command(str(place.path), lazy=True)).disarm)
@@ -280,7 +283,8 @@ def start_mount(
         if identity and "identityfile" not in {option_key(o) for o in option_parts(options)}:
             identity_path = undo.enter_context(IdentityFile(identity)).path
         links = symlink_options(target.remote_path, executable)
-        merged = merge_options(default_options(identity_path, cache=cache, symlinks=links), options)
+        defaults = default_options(identity_path, cache=cache, symlinks=links, remote_path=target.remote_path)
+        merged = for_sshfs(merge_options(defaults, options))
         notes: list[str] = []
         process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes, env)
         owned = undo.pop_all()

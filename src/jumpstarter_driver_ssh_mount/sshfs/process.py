@@ -75,6 +75,15 @@ class _Spawner:
 _SPAWNER = _Spawner()
 
 
+def spawn_from_lasting_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Call ``start`` (it starts a child) on the one long-lived thread that forks every child.
+
+    A child started with ``die_with_parent_prefix()`` then gets its signal when this process
+    dies, never when the thread that asked for it ends.
+    """
+    return _SPAWNER.spawn(start)
+
+
 class ChildProcess:
     """A started child with captured stderr and a pollable exit notification."""
 

@@ -19,6 +19,7 @@ from .diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
 from .errors import MountError, MountTimeoutError
 from .mountinfo import MountTableWatcher, mounts_at
 from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess
+from .sealing import sealed_environment
 from .unmount import run_unmount
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
@@ -51,10 +52,8 @@ def spawn_ready(
     started = time.monotonic()
     deadline = started + timeout
     while True:
-        process = ChildProcess(
-            build_argv(target, str(mountpoint), options, executable=executable),
-            env={**os.environ, **env} if env else None,
-        )
+        argv = build_argv(target, str(mountpoint), options, executable=executable)
+        process = ChildProcess(argv, env={**sealed_environment(), **env} if env else sealed_environment())
         try:
             wait_until_mounted(process, mountpoint, deadline, timeout)
         except ExitedEarly as exited:

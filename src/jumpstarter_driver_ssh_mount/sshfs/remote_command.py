@@ -1,6 +1,6 @@
 """Running one shell command on the device with ``ssh``, bounded in time: ``run_command``.
 
-The command line is built like the mounts' (the same default ssh options, host-key options
+The command line is built like the mounts' (the same sealed ssh options, host-key rule
 and identity file), and ``ssh`` runs in its own session, so a timeout ends it and everything
 it started on this host. A command that ignores its closed connection may keep running on
 the device: ssh without a terminal cannot signal it there.
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from .command import DEFAULT_SSH_OPTIONS, SshfsTarget, merge_options
 from .errors import DeviceCommandError, DeviceCommandTimeout
+from .hostkeypolicy import host_key_options
+from .sealing import sealed_environment
 
 #: Seconds a killed ssh gets to exit after SIGTERM, before SIGKILL.
 KILL_GRACE = 2.0
@@ -51,9 +53,10 @@ def ssh_argv(
 ) -> list[str]:
     """The ``ssh`` argv running ``command`` (one shell command line) on ``target``.
 
-    Default options first, each replaced by an option in ``options`` with the same key.
+    Default options first (the seal against the user's ssh config), each replaced by an option
+    in ``options`` with the same key; host key options as ``hostkeypolicy.host_key_options`` says.
     """
-    merged = merge_options(COMMAND_SSH_OPTIONS, options)
+    merged = merge_options(COMMAND_SSH_OPTIONS, [*host_key_options(options), *options])
     if identity_path:
         merged.append(f"IdentityFile={identity_path}")
     argv = ["ssh", "-T", "-p", str(target.port or 22)]
@@ -79,6 +82,7 @@ def run_command(argv: Sequence[str], command: str, *, timeout: float, check: boo
         text=True,
         errors="replace",
         start_new_session=True,
+        env=sealed_environment(),
     )
     try:
         stdout, stderr = process.communicate(timeout=timeout)

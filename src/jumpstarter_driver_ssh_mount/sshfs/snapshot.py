@@ -8,7 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .boundedread import NotRegularFile, read_at_most
+from .devicepaths import shown
 from .errors import RestoreError
+
+
+def _refused(device_path: str, why: str) -> RestoreError:
+    return RestoreError(f"cannot preserve {shown(device_path)}: {why}")
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,11 @@ class Snapshot:
 
     @classmethod
     def take(cls, resolve: Callable[[str], Path], device_paths: Iterable[str], *, max_bytes: int) -> Snapshot:
-        """Save each file (``resolve`` maps a device path to its local path). Directories are refused."""
+        """Save each file (``resolve`` maps a device path to its local path). Directories are refused.
+
+        At most ``max_bytes`` are read in all, counting what is read, not the sizes the device
+        reports (``/proc`` files say 0; a file may grow while it is read): more is a RestoreError.
+        """
         saved, total = [], 0
         for device_path in device_paths:
             local = resolve(device_path)
@@ -37,13 +47,18 @@ class Snapshot:
                 saved.append(_Saved(device_path, local, None, None))
                 continue
             if not stat.S_ISREG(info.st_mode):
-                raise RestoreError(f"cannot preserve {device_path}: not a regular file; preserve files one by one")
-            total += info.st_size
+                raise _refused(device_path, "not a regular file; preserve files one by one")
+            too_big = _refused(device_path, f"the snapshot would exceed {max_bytes} bytes; preserve less")
+            if total + info.st_size > max_bytes:
+                raise too_big
+            try:
+                content, opened = read_at_most(local, max_bytes - total)
+            except NotRegularFile:
+                raise _refused(device_path, "not a regular file; preserve files one by one") from None
+            total += len(content)
             if total > max_bytes:
-                raise RestoreError(
-                    f"cannot preserve {device_path}: the snapshot would exceed {max_bytes} bytes; preserve less"
-                )
-            saved.append(_Saved(device_path, local, local.read_bytes(), stat.S_IMODE(info.st_mode)))
+                raise too_big
+            saved.append(_Saved(device_path, local, content, stat.S_IMODE(opened.st_mode)))
         return cls(saved)
 
     @classmethod
@@ -78,6 +93,7 @@ class Snapshot:
             except OSError as exc:
                 failed.append((f.device_path, str(exc.strerror or exc)))
         if failed:
-            error = RestoreError(f"could not restore device file(s): {', '.join(f'{p} ({why})' for p, why in failed)}")
+            listed = ", ".join(f"{shown(p)} ({why})" for p, why in failed)
+            error = RestoreError(f"could not restore device file(s): {listed}")
             error.failed = tuple(failed)
             raise error

@@ -8,7 +8,9 @@ import stat
 import time
 from pathlib import Path
 
-from .defaults import DEFAULT_WAIT_TIMEOUT
+from .boundedread import read_tail
+from .defaults import DEFAULT_WAIT_TIMEOUT, WAIT_MAX_BYTES
+from .devicepaths import shown
 from .errors import WaitTimeoutError
 
 TAIL_CHARS = 400  # how much of the last content a wait_for timeout shows
@@ -22,11 +24,14 @@ def wait_for(
     contains: str | re.Pattern[str] | None = None,
     timeout: float = DEFAULT_WAIT_TIMEOUT,
     interval: float = 0.1,
+    max_bytes: int = WAIT_MAX_BYTES,
 ) -> str | None:
     """Poll ``local`` until it exists (or not, ``exists=False``) and, if given, contains ``contains``.
 
-    Returns the file's text when ``contains`` is given (else None). On timeout raises
-    WaitTimeoutError showing the tail of the last content seen.
+    Returns the file's text when ``contains`` is given (else None): its last ``max_bytes``
+    bytes at most (by the size the file reports; a ``/proc`` file, which reports 0, from its
+    start), read afresh every ``interval``. On timeout raises WaitTimeoutError showing the
+    tail of the last content seen.
     """
     if contains is not None and not exists:
         raise ValueError("contains= needs exists=True")
@@ -37,7 +42,7 @@ def wait_for(
         present = is_present(local)
         if present and pattern is not None:
             try:
-                last = local.read_text(errors="replace")
+                last = read_tail(local, max_bytes).decode(errors="replace")
             except OSError:
                 last = None
             if last is not None and pattern.search(last):
@@ -50,9 +55,9 @@ def wait_for(
     if pattern is not None:
         seen = "the file never appeared" if last is None else f"last content ends: {last[-TAIL_CHARS:]!r}"
         wanted = f"contain {contains!r}" if isinstance(contains, str) else f"match {pattern.pattern!r}"
-        raise WaitTimeoutError(f"{device_path} did not {wanted} within {timeout:g}s; {seen}")
+        raise WaitTimeoutError(f"{shown(device_path)} did not {wanted} within {timeout:g}s; {seen}")
     state = "appear" if exists else "disappear"
-    raise WaitTimeoutError(f"{device_path} did not {state} within {timeout:g}s")
+    raise WaitTimeoutError(f"{shown(device_path)} did not {state} within {timeout:g}s")
 
 
 def is_present(local: Path) -> bool:

@@ -8,9 +8,11 @@ development, and for this project's tests::
 The device's filesystem is a directory of this host: ``etc/os-release``,
 ``var/log/messages``, a writable ``data/``. As root, with ``unshare`` available and
 ``chroot=True``, sshd runs in a private mount namespace and chroots every session to
-that tree (the host's ``/usr`` bind-mounted read-only for a shell), so the device's
-paths are ``/var/log``, ``/data``... as on a board. Otherwise its paths are the host
-directory's. sshd and its per-connection children are stopped by PID.
+that tree, with ``/proc``, ``/sys`` and the host's ``/usr`` (read-only) beside it (see
+``chroot``), so the device's paths are ``/var/log``, ``/data``, ``/proc``... as on a board.
+Otherwise its paths are the host directory's. sshd runs in its own session and gets
+SIGTERM when this process dies, even by ``kill -9`` (``PR_SET_PDEATHSIG``);
+``stop()`` ends it and its per-connection children by PID.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from jumpstarter_driver_ssh_mount.sshfs.process import die_with_parent_prefix, spawn_from_lasting_thread
 from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
 
+from .chroot import CHROOT_AT, namespace_command
+
 SSHD = "/usr/sbin/sshd"
-CHROOT_AT = "/mnt/jmp-loopback-device"  # inside sshd's private mount namespace only
 
 DEVICE_FILES = {
     "etc/os-release": 'NAME="Loopback Device"\nID=loopback\nVERSION_ID=1.0\n',
@@ -159,61 +163,60 @@ class LoopbackDevice:
         return path
 
     def _command(self) -> list[str]:
+        """sshd's argv: it dies with us, in the network namespace if any, chrooted if asked."""
         sshd = [SSHD, "-D", "-e", "-f", str(self._config())]
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        if not self.chroot:
-            return [*prefix, *sshd]
-        r = CHROOT_AT
-        setup = "\n".join(
-            [
-                f"mount -t tmpfs -o mode=755 jmp-loopback {Path(r).parent}",
-                f"mkdir -p {r}/usr {r}/etc {r}/var/log {r}/data {r}/dev {r}/tmp",
-                *(f"ln -s usr/{d} {r}/{d}" for d in ("bin", "sbin", "lib", "lib64") if Path(f"/usr/{d}").is_dir()),
-                f"mount --bind /usr {r}/usr",
-                f"mount -o remount,bind,ro {r}/usr",
-                f"touch {r}/dev/null && mount --bind /dev/null {r}/dev/null",
-                f"mount --bind {self.root}/etc {r}/etc",
-                f"mount --bind {self.root}/var/log {r}/var/log",
-                f"mount --bind {self.root}/data {r}/data",
-                f"chmod 1777 {r}/tmp",
-                'exec "$@"',
-            ]
-        )
-        return [*prefix, "unshare", "--mount", "--propagation", "private", "sh", "-ec", setup, "sh", *sshd]
+        prefix = [*die_with_parent_prefix(), *(["ip", "netns", "exec", self.netns] if self.netns else [])]
+        return [*prefix, *(namespace_command(self.root, sshd) if self.chroot else sshd)]
 
     def start(self) -> LoopbackDevice:
-        """Start sshd as our child; return once it accepts connections."""
+        """Start sshd as our child, in its own session; return once it accepts connections.
+
+        Interrupted or failed (a signal, sshd not listening), it stops what it started.
+        """
         if not self.port:
             self.port = free_port(self.host) if not self.netns else 2222
+        command = self._command()
         with open(self.base / "sshd.log", "ab") as log:
-            self.process = subprocess.Popen(
-                self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            self.process = spawn_from_lasting_thread(
+                lambda: subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+                )
             )
         try:
             self._wait_listening()
         except OSError:
             self.stop()
-            raise RuntimeError(f"sshd did not start: {(self.base / 'sshd.log').read_text()[-2000:]}") from None
+            raise RuntimeError(f"sshd did not start: {self.log_tail()}") from None
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def _wait_listening(self) -> None:
-        if not self.netns:
-            wait_for_port(self.host, self.port)
-            return
-        deadline = time.monotonic() + 10
-        probe = [
-            "ip",
-            "netns",
-            "exec",
-            self.netns,
-            sys.executable,
-            "-c",
-            f"import socket; socket.create_connection(({self.host!r}, {self.port}), 1).close()",
-        ]
-        while subprocess.run(probe, capture_output=True).returncode != 0:
+    def log_tail(self, size: int = 2000) -> str:
+        """The end of sshd's log (``DIR/sshd.log``)."""
+        try:
+            return (self.base / "sshd.log").read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        """Return once sshd accepts connections; OSError when it exits first or after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self._accepts():
             if (self.process is not None and self.process.poll() is not None) or time.monotonic() > deadline:
                 raise OSError("sshd is not listening")
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+    def _accepts(self) -> bool:
+        if not self.netns:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+            except OSError:
+                return False
+            return True
+        probe = f"import socket; socket.create_connection(({self.host!r}, {self.port}), 1).close()"
+        command = ["ip", "netns", "exec", self.netns, sys.executable, "-c", probe]
+        return subprocess.run(command, capture_output=True).returncode == 0
 
     def stop(self) -> None:
         """Stop sshd, then its per-connection children, by PID."""
