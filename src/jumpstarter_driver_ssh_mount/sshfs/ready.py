@@ -46,7 +46,7 @@ def spawn_ready(
     """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
 
     Returns the process and the options it runs with; a fallback taken is added to ``warnings``.
-    ``env``: variables set for sshfs and its ssh, over this process's environment.
+    ``env``: variables set for sshfs and its ssh, over the sealed environment (``sealing``).
     """
     via = transport_label(transport)
     started = time.monotonic()
