@@ -24,15 +24,6 @@ from jumpstarter_driver_ssh_mount.sshfs.matching import Matcher
 ACCEPTED = "Accepted publickey"
 
 
-@pytest.fixture
-def own_device(suite: Suite, tmp_path: Path) -> Iterator[Suite]:
-    """``suite`` pointed at a device of this test alone, whose sshd log only this test reads."""
-    device = LoopbackDevice(tmp_path / "own-device").setup().start()
-    device.exporter_config(suite.pytester.path / "exporter.yaml")
-    yield Suite(suite.pytester, device, suite.log, suite.mount_dir)
-    device.stop()
-
-
 def logins(device: LoopbackDevice) -> int:
     """How many logins the device's sshd accepted so far."""
     return (device.base / "sshd.log").read_text().count(ACCEPTED)
