@@ -240,6 +240,7 @@ def config_extras(tmp_path: Path) -> Iterator[dict]:
         "    SetEnv FOO=bar\n"
         "    ServerAliveInterval 7\n"
         "    Compression yes\n"
+        "    User someone-else\n"
     )
     sealing._ssh_config.cache_clear()  # read once per process: this test's config, not an earlier one
     device.start()
@@ -283,7 +284,9 @@ def test_the_config_key_and_setenv_get_through_the_options_alone(config_extras: 
 def test_the_allowlist_keeps_tuning_only(config_extras: dict) -> None:
     text = allowed_config(DEVICE_ADDR, config_extras["device"].port)
     lines = dict(line.split(" ", 1) for line in text.splitlines())
-    assert lines == {"serveraliveinterval": "7", "compression": "yes"}, text  # no identityfile, no setenv
+    assert lines == {"serveraliveinterval": "7", "compression": "yes", "user": "someone-else"}, text
+    with_user = allowed_config(DEVICE_ADDR, config_extras["device"].port, config_extras["device"].user)
+    assert sorted(with_user.splitlines()) == ["compression yes", "serveraliveinterval 7"]  # the driver's user wins
     assert allowed_config("127.0.0.24", 22) == ""  # no block for it: nothing differs from ssh's defaults
 
 

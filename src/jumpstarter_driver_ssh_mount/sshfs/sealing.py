@@ -16,14 +16,16 @@ its entries no ``-o`` can take back (``IdentityFile`` and ``CertificateFile`` ac
 ssh would offer those keys after the driver's one; ``SetEnv`` values would be sent).
 
 So ssh reads an allowlist instead of the config: ``ssh -G`` says once per destination and
-process what the user's config and ``/etc/ssh/ssh_config`` decide for it; of that, only the
-``CONFIG_ALLOWED`` settings that differ from ssh's own defaults are written, as ``Key value``
-lines, into a private file (``identity.PrivateFile``) that ssh and sshfs get as ``-F``. These
-settings only choose algorithms, tune the transport or say where the user's known-hosts files
-are (read only when the host-key rule is the user's own keys, see ``hostkeypolicy``): none can
-forward anything, run a command, add a key or change the login. Everything else of the config
-(``User``, ``IdentityFile``, ``SetEnv``, ``Match exec``...) is not read by the ssh that connects.
-If ``ssh -G`` fails or times out, the file is empty: ssh's defaults, nothing more.
+process what the user's config and ``/etc/ssh/ssh_config`` decide for it (a ``Match exec``
+command runs then, once); of that, only the ``CONFIG_ALLOWED`` settings that differ from ssh's
+own defaults are written, as ``Key value`` lines, into a private file (``identity.PrivateFile``)
+that ssh and sshfs get as ``-F``. These settings choose algorithms, tune the transport (a local
+``BindAddress`` too) or say where the user's known-hosts files are (read only when the host-key
+rule is the user's own keys, see ``hostkeypolicy``): none can forward anything, run a command or
+offer a key. ``User`` is kept only when the driver names no user (it picks the account; the key
+is still the driver's). Everything else (``IdentityFile``, ``CertificateFile``, ``SetEnv``,
+``ProxyJump``, ``KnownHostsCommand``...) never reaches the ssh that connects. If ``ssh -G`` fails
+or times out, the file is empty: ssh's defaults, nothing more.
 The ``-o`` seal stays, belt and braces, and ``-o`` options still win over the file.
 """
 
@@ -84,6 +86,10 @@ CONFIG_ALLOWED: tuple[str, ...] = (
     "serveralivecountmax",
     "tcpkeepalive",
     "rekeylimit",
+    "bindaddress",
+    "bindinterface",
+    # the login name, only when the driver names none (``allowed_config``); the key is still the driver's
+    "user",
     # where the user's known-hosts files are (hostkeypolicy's "yours" rule; ours set them with -o)
     "userknownhostsfile",
     "globalknownhostsfile",
@@ -129,7 +135,7 @@ def allowed_config(host: str, port: int, user: str = "") -> str:
     Only settings that differ from ssh's defaults (an explicit default would, for one, stop ssh
     from preferring the host key types it already knows). Read once per destination and process.
     """
-    told = _ssh_config(host, port, user, use_config=True)
+    told = {k: v for k, v in _ssh_config(host, port, user, use_config=True).items() if k != "user" or not user}
     defaults = _ssh_config("127.0.0.1", 22, "", use_config=False)
     if not told or not defaults:
         return ""
