@@ -299,6 +299,19 @@ def test_without_ssh_the_allowlist_is_empty(monkeypatch: pytest.MonkeyPatch, tmp
         sealing._ssh_config.cache_clear()
 
 
+def test_a_config_ssh_refuses_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    """As a plain ssh would refuse it; the bad line is included only for DEVICE_ADDR (other ssh here unaffected)."""
+    from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError
+
+    bad = tmp_path / "bad.conf"
+    bad.write_text("NoSuchSetting yes\n")
+    sealing._ssh_config.cache_clear()
+    refused = pytest.raises(InvalidOptionError, match=r"^ssh refuses your ssh config \(.*line 1: Bad configuration")
+    with user_ssh_config(f"Host {DEVICE_ADDR}\n    Include {bad}\n"), refused:
+        allowed_config(DEVICE_ADDR, 22)
+    sealing._ssh_config.cache_clear()
+
+
 def test_a_config_identity_is_never_offered(config_extras: dict, tmp_path: Path) -> None:
     """The device accepts the config's IdentityFile key, not the driver's: no login, no mount."""
     from jumpstarter.common.utils import serve

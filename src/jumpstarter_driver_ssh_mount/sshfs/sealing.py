@@ -24,8 +24,10 @@ that ssh and sshfs get as ``-F``. These settings choose algorithms, tune the tra
 rule is the user's own keys, see ``hostkeypolicy``): none can forward anything, run a command or
 offer a key. ``User`` is kept only when the driver names no user (it picks the account; the key
 is still the driver's). Everything else (``IdentityFile``, ``CertificateFile``, ``SetEnv``,
-``ProxyJump``, ``KnownHostsCommand``...) never reaches the ssh that connects. If ``ssh -G`` fails
-or times out, the file is empty: ssh's defaults, nothing more.
+``ProxyJump``, ``KnownHostsCommand``...) never reaches the ssh that connects. A config ssh refuses
+(a bad line) is an ``InvalidOptionError`` naming the line, as a plain ssh would refuse it; if
+``ssh -G`` cannot run or takes longer than ``CONFIG_READ_TIMEOUT``, the file is empty: ssh's
+defaults, nothing more.
 The ``-o`` seal stays, belt and braces, and ``-o`` options still win over the file.
 """
 
@@ -36,6 +38,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from .errors import InvalidOptionError
 from .identity import PrivateFile
 from .optionkeys import option_key
 
@@ -134,6 +137,8 @@ def allowed_config(host: str, port: int, user: str = "") -> str:
 
     Only settings that differ from ssh's defaults (an explicit default would, for one, stop ssh
     from preferring the host key types it already knows). Read once per destination and process.
+
+    :raises InvalidOptionError: ssh refuses the config (a bad line: ssh's message names it).
     """
     told = {k: v for k, v in _ssh_config(host, port, user, use_config=True).items() if k != "user" or not user}
     defaults = _ssh_config("127.0.0.1", 22, "", use_config=False)
@@ -149,7 +154,10 @@ def sealed_config(host: str, port: int, user: str = "") -> PrivateFile:
 
 @functools.lru_cache(maxsize=64)
 def _ssh_config(host: str, port: int, user: str, *, use_config: bool) -> dict[str, str]:
-    """``ssh -G``'s ``CONFIG_ALLOWED`` settings for ``host`` (``-F none``: ssh's defaults); empty on failure."""
+    """``ssh -G``'s ``CONFIG_ALLOWED`` settings for ``host`` (``-F none``: ssh's defaults); empty when it cannot run.
+
+    :raises InvalidOptionError: ssh refuses the config (not cached: the next call reads it again).
+    """
     argv = ["ssh", "-G", "-p", str(port), *(["-l", user] if user else []), *([] if use_config else ["-F", "none"])]
     try:
         result = subprocess.run(
@@ -163,6 +171,7 @@ def _ssh_config(host: str, port: int, user: str, *, use_config: bool) -> dict[st
     except (OSError, subprocess.SubprocessError):
         return {}
     if result.returncode != 0:
-        return {}
+        said = next((line.strip() for line in result.stderr.splitlines() if line.strip()), "no message")
+        raise InvalidOptionError(f"ssh refuses your ssh config ({said}); fix that line")
     pairs = (line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     return {key: value for key, value in pairs if key in CONFIG_ALLOWED and "\n" not in value}
