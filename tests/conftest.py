@@ -157,3 +157,12 @@ def lab() -> Iterator[tuple[str, str]]:
     """Namespaces <lab>-dev and <lab>-cli, a veth pair between them; deleted afterwards."""
     with netns_lab() as namespaces:
         yield namespaces
+
+
+@pytest.fixture
+def own_device(suite: Suite, tmp_path: Path) -> Iterator[Suite]:
+    """``suite`` pointed at a device of this test alone: only this test reads its sshd log, and it may kill it."""
+    device = LoopbackDevice(tmp_path / "own-device").setup().start()
+    device.exporter_config(suite.pytester.path / "exporter.yaml")
+    yield Suite(suite.pytester, device, suite.log, suite.mount_dir)
+    device.stop()

@@ -102,6 +102,7 @@ PLUGIN_START = {
     "jumpstarter_driver_ssh_mount.sshfs.command",
     "jumpstarter_driver_ssh_mount.sshfs.defaults",
     "jumpstarter_driver_ssh_mount.sshfs.errors",
+    "jumpstarter_driver_ssh_mount.sshfs.identity",
     "jumpstarter_driver_ssh_mount.sshfs.optionkeys",
     "jumpstarter_driver_ssh_mount.sshfs.sealing",
 }

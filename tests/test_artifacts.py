@@ -24,15 +24,6 @@ from jumpstarter_driver_ssh_mount.sshfs.matching import Matcher
 ACCEPTED = "Accepted publickey"
 
 
-@pytest.fixture
-def own_device(suite: Suite, tmp_path: Path) -> Iterator[Suite]:
-    """``suite`` pointed at a device of this test alone, whose sshd log only this test reads."""
-    device = LoopbackDevice(tmp_path / "own-device").setup().start()
-    device.exporter_config(suite.pytester.path / "exporter.yaml")
-    yield Suite(suite.pytester, device, suite.log, suite.mount_dir)
-    device.stop()
-
-
 def logins(device: LoopbackDevice) -> int:
     """How many logins the device's sshd accepted so far."""
     return (device.base / "sshd.log").read_text().count(ACCEPTED)
@@ -74,7 +65,7 @@ def test_collection_mount_obeys_host_key_pinning(own_device: Suite, tmp_path: Pa
         notes = [line for line in section.splitlines() if line.startswith("note:")]
         assert len(notes) == 1, section
         assert f"could not mount the device to collect {dev.remote('/var/log')}/messages" in notes[0]
-        assert "does not match the one pinned in the known-hosts file" in notes[0]
+        assert "does not match the one pinned in your known-hosts file" in notes[0]
     suite.assert_clean()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, live_processes_mentioning
+from helpers import Suite, live_processes_mentioning
 
 SUITE_HEAD = """
 import os, pathlib, time
@@ -305,15 +305,6 @@ def test_fails(jmp_mount_client, n):
         own = [t for t, lines in found.items() if lines == [f"line-of-{n}", f"second-line-of-{n}"]]
         assert len(own) == 1, (name, found)  # the other worker's file may hold a test running meanwhile
     suite.assert_clean()
-
-
-@pytest.fixture
-def own_device(suite: Suite, tmp_path: Path) -> Iterator[Suite]:
-    """``suite`` pointed at a device of this test alone (the test may kill it)."""
-    device = LoopbackDevice(tmp_path / "own-device").setup().start()
-    device.exporter_config(suite.pytester.path / "exporter.yaml")
-    yield Suite(suite.pytester, device, suite.log, suite.mount_dir)
-    device.stop()
 
 
 @pytest.mark.parametrize("transport", ["forward", "direct"])

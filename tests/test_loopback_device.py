@@ -67,9 +67,7 @@ def caught_signals(pid: int) -> set[int]:
 
 def wait_for_printout(pid: int, output: Path, dir: Path) -> Runner:
     wait_until(lambda: output.exists() and LAST_LINE in output.read_text(), what="the device's printout")
-    found = re.search(r"sshd \(pid (\d+)\) on 127\.0\.0\.1:(\d+)", output.read_text())
-    assert found is not None
-    sshd, port = found.groups()
+    sshd, port = re.search(r"sshd \(pid (\d+)\) on 127\.0\.0\.1:(\d+)", output.read_text()).groups()  # type: ignore[union-attr]
     return Runner(pid, int(sshd), int(port), output, dir)
 
 
@@ -81,6 +79,23 @@ def stop_leftovers(runner: Runner | None) -> None:
         if not gone(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def in_foreground(tmp_path: Path, **popen: object) -> Iterator[tuple[Runner, subprocess.Popen[bytes]]]:
+    """``python -m ... DIR`` started directly (``popen``: more Popen arguments); what is left is ended by PID."""
+    out = tmp_path / "runner.out"
+    with out.open("w") as sink:
+        process = subprocess.Popen(  # type: ignore[call-overload]
+            [*RUNNER, str(tmp_path / "device")], stdout=sink, stderr=subprocess.STDOUT, **popen
+        )
+    runner = None
+    try:
+        runner = wait_for_printout(process.pid, out, tmp_path / "device")
+        yield runner, process
+    finally:
+        stop_leftovers(runner)
+        process.wait(30)
 
 
 @contextlib.contextmanager
@@ -124,53 +139,28 @@ def test_a_signal_to_its_foreground_job_stops_it_and_its_sshd(tmp_path: Path, si
 
     sshd has a session of its own, so it is the runner that stops it, in order, and says so.
     """
-    out = tmp_path / "runner.out"
-    with out.open("w") as sink:
-        process = subprocess.Popen(
-            [*RUNNER, str(tmp_path / "device")], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    runner = None
-    try:
-        runner = wait_for_printout(process.pid, out, tmp_path / "device")
+    with in_foreground(tmp_path, start_new_session=True) as (runner, process):
         os.killpg(process.pid, sig)
         assert process.wait(30) == 0
         wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to exit")
-    finally:
-        stop_leftovers(runner)
-        process.wait(30)
     assert runner.text().splitlines()[-1] == f"loopback device: {sig.name} received; stopping it and its sshd"
     assert port_closed(runner.port)
 
 
 def test_its_sshd_dying_ends_it_with_a_message(tmp_path: Path) -> None:
-    out = tmp_path / "runner.out"
-    with out.open("w") as sink:
-        process = subprocess.Popen([*RUNNER, str(tmp_path / "device")], stdout=sink, stderr=subprocess.STDOUT)
-    runner = None
-    try:
-        runner = wait_for_printout(process.pid, out, tmp_path / "device")
+    with in_foreground(tmp_path) as (runner, process):
         os.kill(runner.sshd, signal.SIGKILL)
         assert process.wait(30) == 1
-    finally:
-        stop_leftovers(runner)
-        process.wait(30)
     assert f"loopback device: its sshd (pid {runner.sshd}) was killed by SIGKILL; stopping" in runner.text()
     assert port_closed(runner.port)
 
 
 def test_kill_9_of_it_takes_its_sshd_along(tmp_path: Path) -> None:
     """``PR_SET_PDEATHSIG``: the kernel ends sshd when the process that runs it is killed outright."""
-    out = tmp_path / "runner.out"
-    with out.open("w") as sink:
-        process = subprocess.Popen([*RUNNER, str(tmp_path / "device")], stdout=sink, stderr=subprocess.STDOUT)
-    runner = None
-    try:
-        runner = wait_for_printout(process.pid, out, tmp_path / "device")
+    with in_foreground(tmp_path) as (runner, process):
         process.kill()
         process.wait(30)
         wait_until(lambda: gone(runner.sshd), what=f"sshd {runner.sshd} to die with its parent")
-    finally:
-        stop_leftovers(runner)
     assert port_closed(runner.port)
 
 

@@ -24,7 +24,7 @@ def test_a_jumpstarter_log_line_appears_once_in_a_failure_report(suite: Suite) -
     result = suite.run("--jmp-mount-insecure")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert out.count("transport auto: using the port forward (insecure") == 1, out
+    assert out.count("transport auto: using the port forward (host key NOT verified") == 1, out
     result.stdout.fnmatch_lines(
         ["*Captured log setup*", "INFO *SSHMountClient*transport auto: using the port forward*"]
     )

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, keygen, leftovers, make_driver, wait_until
-from jumpstarter_driver_ssh_mount.sshfs import AuthenticationError
+from jumpstarter_driver_ssh_mount.sshfs import AuthenticationError, sealing
 from jumpstarter_driver_ssh_mount.sshfs.procfs import live_group_members, processes
+from jumpstarter_driver_ssh_mount.sshfs.sealing import SEALED_SSH_OPTIONS, allowed_config
 
 DEVICE_ADDR = "127.0.0.23"  # this test's own: the config block below matches it alone
 
@@ -214,4 +215,130 @@ def test_the_mount_gets_no_side_door(side_doors: dict, mountpoint: Path) -> None
         assert list(control.iterdir()) == []
         assert not listening(side_doors["remote_forward"])
     assert not side_doors["local_command"].exists() and not side_doors["proxy_command"].exists()
+    assert leftovers(mountpoint, dir_should_exist=True) == []
+
+
+class EnvAcceptingDevice(LoopbackDevice):
+    """A device whose sshd accepts ``FOO`` from the client (so a sent ``SetEnv`` would show)."""
+
+    def _config(self) -> Path:
+        path = super()._config()
+        path.write_text(path.read_text() + "AcceptEnv FOO\n")
+        return path
+
+
+@pytest.fixture
+def config_extras(tmp_path: Path) -> Iterator[dict]:
+    """A device on DEVICE_ADDR that also accepts a second key, and a config naming that key, a SetEnv and tuning."""
+    device = EnvAcceptingDevice(tmp_path / "dev", host=DEVICE_ADDR).setup()
+    config_key = keygen(tmp_path / "config_key")
+    with open(device.base / "authorized_keys", "a") as keys:
+        keys.write(Path(f"{config_key}.pub").read_text())
+    block = (
+        f"Host {DEVICE_ADDR}\n"
+        f"    IdentityFile {config_key}\n"
+        "    SetEnv FOO=bar\n"
+        "    ServerAliveInterval 7\n"
+        "    Compression yes\n"
+        "    User someone-else\n"
+    )
+    sealing._ssh_config.cache_clear()  # read once per process: this test's config, not an earlier one
+    device.start()
+    try:
+        with user_ssh_config(block):
+            yield {"device": device, "config_key": config_key}
+    finally:
+        device.stop()
+        sealing._ssh_config.cache_clear()
+
+
+def old_seal_ssh(device: LoopbackDevice, identity: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """A plain ssh with every ``-o`` seal but reading the user's config (the seal before the allowlist)."""
+    argv = [
+        "ssh",
+        "-T",
+        "-p",
+        str(device.port),
+        "-l",
+        device.user,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"IdentityFile={identity}",
+    ]
+    argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    for option in SEALED_SSH_OPTIONS:
+        argv += ["-o", option]
+    return subprocess.run(
+        [*argv, DEVICE_ADDR, command], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
+
+
+def test_the_config_key_and_setenv_get_through_the_options_alone(config_extras: dict, tmp_path: Path) -> None:
+    """The control: ``-o`` options cannot take back a config's IdentityFile or SetEnv; the device takes both."""
+    wrong = keygen(tmp_path / "wrong")
+    result = old_seal_ssh(config_extras["device"], wrong, "echo FOO=$FOO")
+    assert result.returncode == 0 and result.stdout == "FOO=bar\n", result.stderr
+
+
+def test_the_allowlist_keeps_tuning_only(config_extras: dict) -> None:
+    text = allowed_config(DEVICE_ADDR, config_extras["device"].port)
+    lines = dict(line.split(" ", 1) for line in text.splitlines())
+    assert lines == {"serveraliveinterval": "7", "compression": "yes", "user": "someone-else"}, text
+    with_user = allowed_config(DEVICE_ADDR, config_extras["device"].port, config_extras["device"].user)
+    assert sorted(with_user.splitlines()) == ["compression yes", "serveraliveinterval 7"]  # the driver's user wins
+    assert allowed_config("127.0.0.24", 22) == ""  # no block for it: nothing differs from ssh's defaults
+
+
+def test_without_ssh_the_allowlist_is_empty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sealing._ssh_config.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh to read the config with
+    try:
+        assert allowed_config(DEVICE_ADDR, 22) == ""
+    finally:
+        sealing._ssh_config.cache_clear()
+
+
+def test_a_config_ssh_refuses_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    """As a plain ssh would refuse it; the bad line is included only for DEVICE_ADDR (other ssh here unaffected)."""
+    from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError
+
+    bad = tmp_path / "bad.conf"
+    bad.write_text("NoSuchSetting yes\n")
+    sealing._ssh_config.cache_clear()
+    refused = pytest.raises(InvalidOptionError, match=r"^ssh refuses your ssh config \(.*line 1: Bad configuration")
+    with user_ssh_config(f"Host {DEVICE_ADDR}\n    Include {bad}\n"), refused:
+        allowed_config(DEVICE_ADDR, 22)
+    sealing._ssh_config.cache_clear()
+
+
+def test_a_config_identity_is_never_offered(config_extras: dict, tmp_path: Path) -> None:
+    """The device accepts the config's IdentityFile key, not the driver's: no login, no mount."""
+    from jumpstarter.common.utils import serve
+
+    device: LoopbackDevice = config_extras["device"]
+    wrong = keygen(tmp_path / "not_the_login_key").read_text()
+    with serve(make_driver(device, identity=wrong)) as client:
+        result = client.run("true", transport="direct")
+        assert result.returncode == 255 and "Permission denied (publickey)" in result.stderr
+        mountpoint = tmp_path / "mnt"
+        with pytest.raises(AuthenticationError, match=r"Permission denied \(publickey\)"):
+            client.mounted(mountpoint, remote_path=device.remote(), transport="direct")
+    assert leftovers(mountpoint, dir_should_exist=False) == []
+
+
+def test_a_config_setenv_never_reaches_the_device(config_extras: dict, mountpoint: Path) -> None:
+    """device_run gets no FOO; the mount's ssh reads the allowlisted file, which keeps the tuning only."""
+    from jumpstarter.common.utils import serve
+
+    device: LoopbackDevice = config_extras["device"]
+    with serve(make_driver(device)) as client:
+        assert client.run("echo FOO=$FOO", transport="direct", check=True).stdout == "FOO=\n"
+        with client.mounted(mountpoint, remote_path=device.remote(), transport="direct") as m:
+            group = set(live_group_members(m.pid))
+            ssh = [p for p in processes() if p.pid in group and Path(p.argv()[0]).name == "ssh"]
+            assert len(ssh) == 1, ssh
+            argv = ssh[0].argv()
+            config = argv[argv.index("-F") + 1] if "-F" in argv else next(a[2:] for a in argv if a.startswith("-F"))
+            assert sorted(Path(config).read_text().splitlines()) == ["compression yes", "serveraliveinterval 7"]
     assert leftovers(mountpoint, dir_should_exist=True) == []

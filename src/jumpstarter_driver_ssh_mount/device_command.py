@@ -22,6 +22,7 @@ from .sshfs.identity import IdentityFile
 from .sshfs.optionkeys import ssh_options
 from .sshfs.remote_command import run_command, ssh_argv
 from .sshfs.remote_shell import RemoteShell, ShellGone
+from .sshfs.sealing import sealed_config
 from .transport import probe_tcp, resolve_transport
 from .trust import establish_trust
 
@@ -176,7 +177,10 @@ def _ssh_argv(
     key = client.identity
     identity = resources.enter_context(IdentityFile(key)) if key else None
     target = SshfsTarget(host=host, port=port, user=client.username)
-    argv = ssh_argv(target, command, identity_path=identity.path if identity else None, options=options)
+    config = resources.enter_context(sealed_config(host, port, client.username))
+    argv = ssh_argv(
+        target, command, identity_path=identity.path if identity else None, options=options, config_path=config.path
+    )
     return argv, target
 
 

@@ -185,9 +185,15 @@ def build_argv(
     options: Sequence[str],
     *,
     executable: str = "sshfs",
+    config_path: str | None = None,
 ) -> list[str]:
-    """The sshfs argv: foreground (``-f``) so sshfs stays our child, one ``-o`` per option."""
+    """The sshfs argv: foreground (``-f``) so sshfs stays our child, one ``-o`` per option.
+
+    ``config_path``: the ssh config its ssh reads instead of the user's (``sealing.sealed_config``).
+    """
     argv = [executable, target.spec, mountpoint, "-f", "-p", str(target.port or 22)]  # never a config's Port
+    if config_path:
+        argv += ["-F", config_path]
     for option in options:
         argv += ["-o", option]
     return argv

@@ -40,7 +40,7 @@ from .mountinfo import mounts_at
 from .mountpoint import Mountpoint
 from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess, UnmountIfWeDie
 from .ready import spawn_ready
-from .sealing import for_sshfs
+from .sealing import for_sshfs, sealed_config
 from .symlinks import is_noise, symlink_options
 from .unmount import holders, is_busy, run_unmount, unmount_command
 
@@ -285,16 +285,12 @@ def start_mount(
         links = symlink_options(target.remote_path, executable)
         defaults = default_options(identity_path, cache=cache, symlinks=links, remote_path=target.remote_path)
         merged = for_sshfs(merge_options(defaults, options))
+        config = undo.enter_context(sealed_config(target.host, target.port or 22, target.user)).path
         notes: list[str] = []
-        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes, env)
+        process, merged = spawn_ready(target, place.path, merged, timeout, transport, executable, notes, env, config)
         owned = undo.pop_all()
     mount = Mount(
-        target=target,
-        mountpoint=place,
-        process=process,
-        resources=owned,
-        transport=transport,
-        options=merged,
+        target=target, mountpoint=place, process=process, resources=owned, transport=transport, options=merged
     )
     mount.warnings += notes
     return mount

@@ -42,17 +42,19 @@ def spawn_ready(
     executable: str,
     warnings: list[str] | None = None,
     env: Mapping[str, str] | None = None,
+    config_path: str | None = None,
 ) -> tuple[ChildProcess, list[str]]:
     """Start sshfs and wait for its filesystem; retry once without a refused ``allow_other``.
 
     Returns the process and the options it runs with; a fallback taken is added to ``warnings``.
-    ``env``: variables set for sshfs and its ssh, over this process's environment.
+    ``env``: variables set for sshfs and its ssh, over the sealed environment (``sealing``);
+    ``config_path``: the ssh config its ssh reads (``sealing.sealed_config``).
     """
     via = transport_label(transport)
     started = time.monotonic()
     deadline = started + timeout
     while True:
-        argv = build_argv(target, str(mountpoint), options, executable=executable)
+        argv = build_argv(target, str(mountpoint), options, executable=executable, config_path=config_path)
         process = ChildProcess(argv, env={**sealed_environment(), **env} if env else sealed_environment())
         try:
             wait_until_mounted(process, mountpoint, deadline, timeout)

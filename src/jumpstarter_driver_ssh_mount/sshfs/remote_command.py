@@ -26,17 +26,23 @@ COMMAND_SSH_OPTIONS: tuple[str, ...] = (*DEFAULT_SSH_OPTIONS, "ConnectTimeout=10
 
 
 def ssh_argv(
-    target: SshfsTarget, command: str, *, identity_path: str | None = None, options: Sequence[str] = ()
+    target: SshfsTarget,
+    command: str,
+    *,
+    identity_path: str | None = None,
+    options: Sequence[str] = (),
+    config_path: str | None = None,
 ) -> list[str]:
     """The ``ssh`` argv running ``command`` (one shell command line) on ``target``.
 
     Default options first (the seal against the user's ssh config), each replaced by an option
     in ``options`` with the same key; host key options as ``hostkeypolicy.host_key_options`` says.
+    ``config_path``: the ssh config ssh reads instead of the user's (``sealing.sealed_config``).
     """
     merged = merge_options(COMMAND_SSH_OPTIONS, [*host_key_options(options), *options])
     if identity_path:
         merged.append(f"IdentityFile={identity_path}")
-    argv = ["ssh", "-T", "-p", str(target.port or 22)]
+    argv = ["ssh", "-T", "-p", str(target.port or 22), *(["-F", config_path] if config_path else [])]
     if target.user:
         argv += ["-l", target.user]
     for option in merged:

@@ -11,20 +11,37 @@ replaces ours (see ``command.merge_options``).
 
 Not ``-F none``: that would also drop what device labs legitimately keep in their config
 (``HostKeyAlgorithms +ssh-rsa`` and ``PubkeyAcceptedAlgorithms`` for old Dropbear, ciphers,
-``IPQoS``, ``User``...) and the system's ``/etc/ssh/ssh_config``.
+``IPQoS``...) and the system's ``/etc/ssh/ssh_config``. Not the config itself either: some of
+its entries no ``-o`` can take back (``IdentityFile`` and ``CertificateFile`` accumulate, so
+ssh would offer those keys after the driver's one; ``SetEnv`` values would be sent).
 
-What a config can still do, and why it is no door to the device: ``IdentityFile`` and
-``CertificateFile`` entries accumulate (no option clears them), so ssh may offer those keys
-*after* the driver's one if the device refuses it; the device learns the public key, and a
-signature is bound to that one session. ``SetEnv`` values written in the config are sent
-(``SendEnv`` patterns can only pick from the environment below, which carries no secrets).
+So ssh reads an allowlist instead of the config: ``ssh -G`` says once per destination (host,
+port, login; the port too, since ``%p`` may name a known-hosts file) and process what the user's
+config and ``/etc/ssh/ssh_config`` decide for it (a ``Match exec`` command runs then, once; one
+``ssh -G`` costs about 9 ms, and a port forward's new local port one more); of that, only the
+``CONFIG_ALLOWED`` settings that differ from ssh's own defaults are written, as ``Key value``
+lines, into a private file (``identity.PrivateFile``) that ssh and sshfs get as ``-F``. These
+settings choose algorithms, tune the transport (a local ``BindAddress`` too) or say where the
+user's known-hosts files are (read only when the host-key rule is the user's own keys, see
+``hostkeypolicy``): none can forward anything, run a command or offer a key. ``User`` is kept
+only when the driver names no user (it picks the account; the key is still the driver's).
+Everything else (``IdentityFile``, ``CertificateFile``, ``SetEnv``, ``ProxyJump``,
+``KnownHostsCommand``...) never reaches the ssh that connects. A config ssh refuses (a bad line)
+is an ``InvalidOptionError`` naming the line, as a plain ssh would refuse it; if ``ssh -G``
+cannot run or takes longer than ``CONFIG_READ_TIMEOUT``, the file is empty: ssh's defaults,
+nothing more.
+The ``-o`` seal stays, belt and braces, and ``-o`` options still win over the file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 from collections.abc import Mapping, Sequence
 
+from .errors import InvalidOptionError
+from .identity import PrivateFile
 from .optionkeys import option_key
 
 #: The seal, as ssh ``-o`` options (each one's reason in the module docstring and README).
@@ -53,6 +70,38 @@ SSHFS_SEALS_ITSELF = frozenset({"forwardagent", "forwardx11", "clearallforwardin
 SSHFS_UNKNOWN = frozenset({"remotecommand", "requesttty", "knownhostscommand"})
 #: Environment variables ssh and sshfs may see; nothing else reaches a config's ``SendEnv``.
 ENVIRONMENT_KEPT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+#: The user's ssh config settings that still apply (as ``ssh -G`` spells them; why in the module docstring).
+CONFIG_ALLOWED: tuple[str, ...] = (
+    # algorithms
+    "ciphers",
+    "macs",
+    "kexalgorithms",
+    "hostkeyalgorithms",
+    "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes",  # its name before OpenSSH 8.5
+    "casignaturealgorithms",
+    "requiredrsasize",
+    # transport tuning
+    "compression",
+    "ipqos",
+    "addressfamily",
+    "connecttimeout",
+    "connectionattempts",
+    "serveraliveinterval",
+    "serveralivecountmax",
+    "tcpkeepalive",
+    "rekeylimit",
+    "bindaddress",
+    "bindinterface",
+    # the login name, only when the driver names none (``allowed_config``); the key is still the driver's
+    "user",
+    # where the user's known-hosts files are (hostkeypolicy's "yours" rule; ours set them with -o)
+    "userknownhostsfile",
+    "globalknownhostsfile",
+    "hostkeyalias",
+)
+#: Seconds ``ssh -G`` may take to read the config (a slow ``Match exec``); then the allowlisted file is empty.
+CONFIG_READ_TIMEOUT = 5.0
 
 
 def option_slot(option: str) -> str:
@@ -83,3 +132,48 @@ def sealed_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
     """The environment for ssh and sshfs: ``ENVIRONMENT_KEPT`` and ``LC_*`` only (no agent socket, no secrets)."""
     environ = os.environ if environ is None else environ
     return {k: v for k, v in environ.items() if k in ENVIRONMENT_KEPT or k.startswith("LC_")}
+
+
+def allowed_config(host: str, port: int, user: str = "") -> str:
+    """What the user's ssh config says for ``host``, kept to ``CONFIG_ALLOWED``: ``Key value`` lines.
+
+    Only settings that differ from ssh's defaults (an explicit default would, for one, stop ssh
+    from preferring the host key types it already knows). Read once per destination and process.
+
+    :raises InvalidOptionError: ssh refuses the config (a bad line: ssh's message names it).
+    """
+    told = {k: v for k, v in _ssh_config(host, port, user, use_config=True).items() if k != "user" or not user}
+    defaults = _ssh_config("127.0.0.1", 22, "", use_config=False)
+    if not told or not defaults:
+        return ""
+    return "".join(f"{key} {value}\n" for key, value in told.items() if defaults.get(key) != value)
+
+
+def sealed_config(host: str, port: int, user: str = "") -> PrivateFile:
+    """The ``allowed_config`` for ``host`` as a private file, for ssh's (and sshfs's) ``-F``; close it after ssh."""
+    return PrivateFile(allowed_config(host, port, user), "jmp-mount-ssh-config")
+
+
+@functools.lru_cache(maxsize=64)
+def _ssh_config(host: str, port: int, user: str, *, use_config: bool) -> dict[str, str]:
+    """``ssh -G``'s ``CONFIG_ALLOWED`` settings for ``host`` (``-F none``: ssh's defaults); empty when it cannot run.
+
+    :raises InvalidOptionError: ssh refuses the config (not cached: the next call reads it again).
+    """
+    argv = ["ssh", "-G", "-p", str(port), *(["-l", user] if user else []), *([] if use_config else ["-F", "none"])]
+    try:
+        result = subprocess.run(
+            [*argv, "--", host],
+            capture_output=True,
+            text=True,
+            timeout=CONFIG_READ_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env=sealed_environment(),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if result.returncode != 0:
+        said = next((line.strip() for line in result.stderr.splitlines() if line.strip()), "no message")
+        raise InvalidOptionError(f"ssh refuses your ssh config ({said}); fix that line")
+    pairs = (line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    return {key: value for key, value in pairs if key in CONFIG_ALLOWED and "\n" not in value}
