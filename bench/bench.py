@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from devicelog_bench import device_log_rows
+from import_cost import TARGET_MS, plugin_import_ms
 from kernel_files import KernelFileFigures, Tools
 from transport_figures import Helpers, TransportFigures
 
@@ -309,6 +310,13 @@ class Bench:
         self.row(f"5. pytest --co, {self.args.tests} tests, s", "with the plugin", median_range(with_plugin))
         self.row(f"5. pytest --co, {self.args.tests} tests, s", "-p no:jumpstarter_mount", median_range(without))
         self.row("5. plugin start-up cost, ms", "unused", f"{cost:.1f}", "target <= 15 ms")
+        imported = plugin_import_ms(max(3, self.args.reps * 3))
+        self.row(
+            "5. import of the plugin, ms",
+            "best of fresh interpreters",
+            f"{imported:.1f}",
+            f"target <= {TARGET_MS:.0f} ms",
+        )
 
     def function_scope(self, ready: float) -> None:
         suite = self.work / "scope"

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
 
 
 def make_driver(
-    device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None, **mount_config: object
+    device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None, **mount_config: Any
 ):
     """The SSHMount driver tree for ``device``, as an exporter would build it (``mount_config``: SSHMount fields)."""
     from jumpstarter_driver_network.driver import TcpNetwork

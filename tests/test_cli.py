@@ -74,6 +74,7 @@ def j_mount(exporter_yaml: Path, *args: str, stdin: int = subprocess.DEVNULL, **
 
 def wait_mounted(shell: subprocess.Popen) -> str:
     """Read j's first line: "Mounted ..." once the mount is ready (empty if j failed)."""
+    assert shell.stdout is not None
     line = shell.stdout.readline()
     assert line.startswith("Mounted "), (line, shell.poll())
     return line
@@ -272,8 +273,9 @@ def test_transport_and_insecure_flags(
     device: LoopbackDevice, exporter_yaml: Path, mountpoint: Path, flags: list[str], via: str
 ) -> None:
     shell = j_mount(exporter_yaml, str(mountpoint), "-r", device.remote("/"), "--foreground", *flags)
+    assert shell.stdout is not None
     with reaped(shell):
-        logged = []  # j's log lines (the insecure warning) come before "Mounted ..."
+        logged: list[str] = []  # j's log lines (the insecure warning) come before "Mounted ..."
         while not (first := shell.stdout.readline()).startswith("Mounted "):
             assert first, (logged, shell.poll())
             logged.append(first)

@@ -132,9 +132,17 @@ def test_missing_ssh_child_is_configuration_error() -> None:
 
 
 def test_upstream_exporter_yaml_loads(tmp_path: Path) -> None:
-    from jumpstarter.config.exporter import ExporterConfigV1Alpha1
+    from jumpstarter.config.exporter import (
+        ExporterConfigV1Alpha1,
+        ExporterConfigV1Alpha1DriverInstanceBase,
+        ExporterConfigV1Alpha1DriverInstanceProxy,
+    )
 
     example = Path(__file__).parent.parent / "examples" / "exporter.yaml"
     config = ExporterConfigV1Alpha1.load_path(example)  # a Path, as load_path needs
-    assert config.export["mount"].root.type == "jumpstarter_driver_ssh_mount.driver.SSHMount"
-    assert config.export["mount"].root.children["ssh"].root.ref == "ssh"
+    mount = config.export["mount"].root
+    assert isinstance(mount, ExporterConfigV1Alpha1DriverInstanceBase)
+    assert mount.type == "jumpstarter_driver_ssh_mount.driver.SSHMount"
+    ssh = mount.children["ssh"].root
+    assert isinstance(ssh, ExporterConfigV1Alpha1DriverInstanceProxy)
+    assert ssh.ref == "ssh"

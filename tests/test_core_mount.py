@@ -202,12 +202,12 @@ def test_sshfs_missing(device: LoopbackDevice, mountpoint: Path, monkeypatch: py
 
 
 def test_timeout_cleans_up(device: LoopbackDevice, mountpoint: Path) -> None:
-    os.kill(device.process.pid, 19)  # SIGSTOP: the device accepts TCP but never answers
+    os.kill(device.pid, 19)  # SIGSTOP: the device accepts TCP but never answers
     try:
         with pytest.raises(MountTimeoutError, match="not ready within 1s"):
             start_mount(target(device), mountpoint, identity=device.identity(), timeout=1)
     finally:
-        os.kill(device.process.pid, 18)  # SIGCONT
+        os.kill(device.pid, 18)  # SIGCONT
     assert leftovers(mountpoint, dir_should_exist=True) == []
 
 
@@ -224,6 +224,7 @@ def mount_in_child(device: LoopbackDevice, mountpoint: Path) -> tuple[subprocess
         """
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
     return child, int(child.stdout.readline())
 
 

@@ -149,7 +149,9 @@ def test_fails(jmp_mount_client, noisy):
         )
         result.assert_outcomes(passed=1, failed=1)
         cases = {case.get("name"): case for case in ET.parse(xml).iter("testcase")}
-        props = {name: [(p.get("name"), p.get("value")) for p in case.iter("property")] for name, case in cases.items()}
+        props = {
+            name: [(p.get("name"), p.get("value", "")) for p in case.iter("property")] for name, case in cases.items()
+        }
         logs = {name: [Path(v) for k, v in found if k == "jmp_mount_device_log"] for name, found in props.items()}
         changed = {
             name: [Path(v) for k, v in found if k == "jmp_mount_device_files_changed"] for name, found in props.items()

@@ -84,6 +84,7 @@ def test_kill_9_of_j_mount_foreground(device: LoopbackDevice, mountpoint: Path, 
         env=env_with_jmp(),
         start_new_session=True,
     )
+    assert shell.stdout is not None
     try:
         assert shell.stdout.readline().startswith("Mounted ")
         j = [p for p in child_pids(shell.pid) if b"mount" in Path(f"/proc/{p}/cmdline").read_bytes()]
@@ -134,7 +135,7 @@ def test_frozen_device_fails_within_bound(tmp_path: Path, mountpoint: Path) -> N
     try:
         m = start_mount(target(dev), mountpoint, identity=dev.identity(), options=FAST_KEEPALIVE)
         assert (m / "etc/os-release").exists()
-        frozen = [dev.process.pid, *child_pids(dev.process.pid)]
+        frozen = [dev.pid, *child_pids(dev.pid)]
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()
@@ -227,7 +228,7 @@ def test_standalone_exporter_killed(suite: Suite) -> None:
 # 7. Ctrl+C while a mount is being established (the device accepts TCP but never answers)
 def test_ctrl_c_during_mount_establishment(suite: Suite, tmp_path: Path) -> None:
     dev = LoopbackDevice(tmp_path / "frozen").setup().start()
-    os.kill(dev.process.pid, signal.SIGSTOP)
+    os.kill(dev.pid, signal.SIGSTOP)
     try:
         yaml = dev.exporter_config(tmp_path / "frozen.yaml")
         host_key = json.dumps((dev.base / "host_key.pub").read_text().strip())
@@ -247,7 +248,7 @@ def test_ctrl_c_during_mount_establishment(suite: Suite, tmp_path: Path) -> None
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     finally:
-        os.kill(dev.process.pid, signal.SIGCONT)
+        os.kill(dev.pid, signal.SIGCONT)
         dev.stop()
     suite.assert_clean()
 

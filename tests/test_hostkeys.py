@@ -134,7 +134,7 @@ class OlderSSHMount(SSHMount):
     the client sees exactly what an older exporter answers (no such method).
     """
 
-    host_keys = None  # type: ignore[assignment]
+    host_keys = None
 
 
 def mount_driver(

@@ -83,6 +83,7 @@ def identity_of(argv_prefix: list[str]) -> Iterator[ProcessIdentity]:
     proc = subprocess.Popen(
         [*argv_prefix, sys.executable, "-c", PRINT_IDENTITY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    assert proc.stdout is not None and proc.stdin is not None
     try:
         identity = ProcessIdentity.from_record(json.loads(proc.stdout.readline()))
         assert identity is not None

@@ -59,7 +59,9 @@ def port_closed(port: int) -> bool:
 
 def caught_signals(pid: int) -> set[int]:
     """The signals ``pid`` has a handler for (``SigCgt`` in /proc/PID/status)."""
-    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M)[1], 16)
+    found = re.search(r"^SigCgt:\s*([0-9a-f]+)$", Path(f"/proc/{pid}/status").read_text(), re.M)
+    assert found is not None
+    mask = int(found[1], 16)
     return {n for n in range(1, 65) if mask & (1 << (n - 1))}
 
 

@@ -4,6 +4,7 @@ start leaves no listener; no wildcard spelling is accepted; no descriptor-number
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -124,12 +125,15 @@ def thieves_at_each_window(client, stolen: dict[str, bytes]) -> Iterator[None]:
     real_call = client.call
     with ExitStack() as stack:
 
+        def steal(name: str, sock: socket.socket) -> None:
+            stolen[name] = everything(sock)
+
         def call(method: str, *args):
             answer = real_call(method, *args)
             if method == "open_relay" and answer.get("port"):
                 for name, first in THIEVES.items():
                     sock = stack.enter_context(thief(int(answer["port"]), first))
-                    stack.callback(lambda name=name, sock=sock: stolen.__setitem__(name, everything(sock)))
+                    stack.callback(functools.partial(steal, name, sock))
             return answer
 
         client.call = call

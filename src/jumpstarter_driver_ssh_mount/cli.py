@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Sequence
+from typing import Protocol
 
 import click
+from jumpstarter.client import DriverClient
 from jumpstarter.client.decorators import driver_click_command
 
 from .sshfs import (
@@ -17,15 +20,34 @@ from .sshfs import (
     MountError,
     describe_choices,
 )
-
-if TYPE_CHECKING:
-    from .client import SSHMountClient
+from .transportrule import TransportConflict, decide_transport
 
 
-def mount_command(client: SSHMountClient) -> click.Command:
-    """The ``mount`` command for ``client``, with upstream's arguments and flags."""
+class MountingClient(Protocol):
+    """What ``j mount`` calls on ``SSHMountClient`` (a structural type: the client imports this module)."""
 
-    @driver_click_command(client)
+    def mount(
+        self,
+        mountpoint: str | os.PathLike[str],
+        *,
+        remote_path: str = ...,
+        transport: str | None = ...,
+        direct: bool = ...,
+        insecure: bool = ...,
+        foreground: bool = ...,
+        extra_args: Sequence[str] | None = ...,
+        cache: str = ...,
+    ) -> None:
+        """Mount, then block."""
+
+    def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = ...) -> None:
+        """Unmount what a killed client left."""
+
+
+def mount_command(driver: DriverClient, client: MountingClient) -> click.Command:
+    """The ``mount`` command of ``driver`` calling ``client`` (the same object), with upstream's arguments and flags."""
+
+    @driver_click_command(driver)
     @click.argument("mountpoint", type=click.Path())
     @click.option("--umount", "-u", is_flag=True, help="Unmount instead of mount")
     @click.option("--remote-path", "-r", default="/", show_default=True, help="Remote path to mount")
@@ -73,8 +95,12 @@ def mount_command(client: SSHMountClient) -> click.Command:
         cache: str,
     ) -> None:
         """Mount or unmount remote filesystem via sshfs"""
-        if direct and transport not in (None, "direct"):
-            raise click.UsageError(f"--direct means --transport direct; it cannot go with --transport {transport}")
+        try:  # the one transport rule; both flags come from the same command line
+            transport = decide_transport(transport, direct or None, default=None)
+        except TransportConflict as exc:
+            raise click.UsageError(
+                f"--direct means --transport direct; it cannot go with --transport {exc.transport}"
+            ) from None
         try:
             if umount:
                 client.umount(mountpoint, lazy=lazy)

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from jumpstarter.client.core import DriverMethodNotImplemented
 from jumpstarter_driver_composite.client import CompositeClient
-from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
-from .device_command import CommandResult, run_on_device
+from .device_command import run_on_device
+from .reach import open_route
 from .relaydial import PROXY_ENVIRONMENT
 from .routes import MountPlan, TransportRoutes
 from .sshfs import (
@@ -29,11 +28,12 @@ from .sshfs import (
     validate_options,
 )
 from .sshfs.command import transport_label
-from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS, host_key_options
-from .sshfs.hostkeys import KnownHosts, VouchedKeys
+from .sshfs.commandresult import CommandResult
+from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS
+from .sshfs.hostkeys import VouchedKeys
 from .sshfs.unmount import unmount_path
 from .transport import RelayOffer, parse_tcp_address, relay_options, release_relay, resolve_transport
-from .trust import Refused, establish_trust, fetch_vouched, mismatch_error, read_offered, unreachable_error
+from .trust import Refused, establish_trust, fetch_vouched, mismatch_error, read_offered
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -50,7 +50,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
     def cli(self) -> click.Command:
         from .cli import mount_command
 
-        return mount_command(self)
+        return mount_command(self, self)
 
     @property
     def identity(self) -> str | None:
@@ -140,13 +140,8 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         with ExitStack() as resources:
             if relay is not None:
                 resources.callback(release_relay, self.call, relay.id, self.logger)
-            if address is None:
-                self._check_reachable()
-                host, port = resources.enter_context(TcpPortforwardAdapter(client=self.ssh.tcp))
-            else:
-                host, port = address
-            known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
-            options = [*host_key_options(plan.options, known, insecure=plan.trust.insecure), *plan.options]
+            route = open_route(self, address, plan.trust, vouched, plan.options, resources)
+            host, port, options = route.host, route.port, route.options
             if relay is not None:
                 options = [*options, *relay_options(relay, options, resources)]
             try:
@@ -176,15 +171,6 @@ class SSHMountClient(TransportRoutes, CompositeClient):
     def _mismatch(self, refused: Refused) -> HostKeyError:
         """The error naming the vouched keys and those offered (read again, best effort)."""
         return mismatch_error(refused, read_offered(refused, self.ssh.tcp, self.logger))
-
-    def _check_reachable(self) -> None:
-        """Ask the exporter whether the device's sshd answers, before forwarding to it."""
-        try:
-            problem = self.call("check_reachable")
-        except DriverMethodNotImplemented:  # an exporter running another SSHMount version
-            return
-        if problem:
-            raise unreachable_error(problem)
 
     def mount(
         self,

@@ -11,25 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
 
-from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
-
+from .reach import DeviceClient, open_route, published_address
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
+from .sshfs.commandresult import SSH_FAILED, CommandResult
 from .sshfs.diagnose import diagnose
-from .sshfs.errors import SSH_FAILED
-from .sshfs.hostkeypolicy import YOURS, HostKeyTrust, host_key_options
-from .sshfs.hostkeys import KnownHosts, VouchedKeys
+from .sshfs.hostkeypolicy import YOURS, HostKeyTrust
+from .sshfs.hostkeys import VouchedKeys
 from .sshfs.identity import IdentityFile
 from .sshfs.optionkeys import ssh_options
-from .sshfs.remote_command import CommandResult, run_command, ssh_argv
+from .sshfs.remote_command import run_command, ssh_argv
 from .sshfs.remote_shell import RemoteShell, ShellGone
 from .sshfs.sealing import sealed_config
 from .transport import probe_tcp, resolve_transport
 from .trust import establish_trust
-
-if TYPE_CHECKING:
-    from .client import SSHMountClient
 
 #: Seconds a device command may run unless the caller says otherwise.
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -39,7 +34,7 @@ Keys = tuple[HostKeyTrust, VouchedKeys | None]
 
 
 def run_on_device(
-    client: SSHMountClient,
+    client: DeviceClient,
     command: str,
     *,
     check: bool = False,
@@ -71,7 +66,7 @@ def run_on_device(
 
 
 def open_shell(
-    client: SSHMountClient,
+    client: DeviceClient,
     script: bytes,
     ready: bytes,
     timeout: float,
@@ -98,13 +93,13 @@ def open_shell(
 
 
 def _route(
-    client: SSHMountClient, transport: str | None, insecure: bool, options: Sequence[str]
+    client: DeviceClient, transport: str | None, insecure: bool, options: Sequence[str]
 ) -> tuple[tuple[str, int] | None, Keys, list[str], str]:
     """Where a command goes (the device's address, or None: a port forward), whose keys it checks, ssh options."""
     transport = resolve_transport(transport)
     options = ssh_options(options)
     trust, vouched = establish_trust(client.call, client.logger, options, insecure, transport)
-    address = None if transport in ("forward", "relay") else client._address()[0]
+    address = None if transport in ("forward", "relay") else published_address(client.ssh.tcp)[0]
     if address is not None and transport == "auto" and (not trust.verified or probe_tcp(*address) is not None):
         address = None  # as a mount: the address only when it answers and the host key can be checked
     if address is None and transport == "direct":
@@ -113,7 +108,7 @@ def _route(
 
 
 def _open_shell(
-    client: SSHMountClient,
+    client: DeviceClient,
     address: tuple[str, int] | None,
     keys: Keys,
     options: list[str],
@@ -137,7 +132,7 @@ def _open_shell(
 
 
 def _run(
-    client: SSHMountClient,
+    client: DeviceClient,
     command: str,
     address: tuple[str, int] | None,
     keys: Keys,
@@ -168,7 +163,7 @@ def _run(
 
 
 def _ssh_argv(
-    client: SSHMountClient,
+    client: DeviceClient,
     command: str,
     address: tuple[str, int] | None,
     keys: Keys,
@@ -176,14 +171,9 @@ def _ssh_argv(
     resources: ExitStack,
 ) -> tuple[list[str], SshfsTarget]:
     """The ssh argv for ``command`` and its target; the forward, known-hosts and identity go on ``resources``."""
-    if address is None:
-        client._check_reachable()
-        host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
-    else:
-        host, port = address
     trust, vouched = keys
-    known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
-    options = [*host_key_options(options, known, insecure=trust.insecure), *options]
+    route = open_route(client, address, trust, vouched, options, resources)
+    host, port, options = route.host, route.port, route.options
     key = client.identity
     identity = resources.enter_context(IdentityFile(key)) if key else None
     target = SshfsTarget(host=host, port=port, user=client.username)

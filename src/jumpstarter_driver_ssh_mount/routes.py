@@ -8,15 +8,13 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jumpstarter.client.core import DriverError
-
+from .reach import published_address
 from .sshfs import DEFAULT_CACHE, ConnectError, InvalidOptionError, Mount, MountTimeoutError
 from .sshfs.hostkeypolicy import EXPORTER, HostKeyTrust
 from .sshfs.hostkeys import VouchedKeys
 from .transport import (
     RelayOffer,
     format_address,
-    parse_tcp_address,
     probe_tcp,
     release_relay,
     request_relay,
@@ -67,7 +65,7 @@ class TransportRoutes:
         if transport == "auto" and not plan.trust.verified:  # never the device's address unchecked
             self.logger.info("transport auto: using the port forward (%s)", plan.trust.outcome)
             return self._start(plan, vouched, "forward")
-        address, unpublished = self._address()
+        address, unpublished = published_address(self.ssh.tcp)
         if address is None and transport == "direct":
             self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
             return self._auto_forward(plan, vouched, unpublished)
@@ -137,13 +135,6 @@ class TransportRoutes:
         mount = self._start(plan, vouched, "forward", note=reason)
         mount.warnings.append(f"using the Jumpstarter port forward, not the device's address: {reason}")
         return mount
-
-    def _address(self) -> tuple[tuple[str, int] | None, str]:
-        """(the device's published address or None, why there is none)."""
-        try:
-            return parse_tcp_address(self.ssh.tcp.address()), ""
-        except (DriverError, ValueError) as exc:
-            return None, f"the exporter publishes no address: {exc}"
 
 
 def answered(trust: HostKeyTrust) -> str:

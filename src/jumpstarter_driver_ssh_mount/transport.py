@@ -15,21 +15,18 @@ from urllib.parse import urlparse
 from jumpstarter.client.core import DriverMethodNotImplemented
 
 from .relaydial import PROXY_KEYS, proxy_options
-from .sshfs import TRANSPORTS
 from .sshfs.command import option_key, option_parts
 from .sshfs.identity import PrivateFile
+from .transportrule import decide_transport
 
 #: Seconds ``auto`` waits for the device's address to accept a TCP connection.
 PROBE_TIMEOUT = 0.2
 
 
 def resolve_transport(transport: str | None, direct: bool = False) -> str:
-    """The transport to use: ``transport`` if given, else "direct" when ``direct``, else "auto"."""
-    if transport is None:
-        return "direct" if direct else "auto"
-    if transport not in TRANSPORTS:
-        raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
-    return transport
+    """The Python API's transport (``transportrule``): ``transport`` if given, else "direct" when ``direct``,
+    else "auto". Here ``direct`` is upstream's spelling, ranked below a named ``transport``."""
+    return decide_transport(transport, direct or None, transport_rank=1, direct_rank=0) or "auto"
 
 
 def parse_tcp_address(address: str) -> tuple[str, int]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.sshfs import Mount
 
     from .leases import LeaseInfo
-    from .manager import MountManager
+    from .runcontext import CollectingContext
 
 REPORT_SECTION = "jumpstarter mount"
 ARTIFACTS_SECTION = "jumpstarter mount artifacts"
@@ -35,7 +35,7 @@ class FailureArtifacts:
     mounts, or a short-lived mount of ``/`` (made by the manager) for globs none of them covers.
     """
 
-    def __init__(self, manager: MountManager) -> None:
+    def __init__(self, manager: CollectingContext) -> None:
         self.manager = manager
         settings = manager.settings
         self.runs = ArtifactRuns(manager.config, settings.artifacts, settings.artifacts_retention)

@@ -8,9 +8,6 @@ end. Lines meant for the user reach the terminal from workers too (see ``announc
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,44 +15,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .leases import LeaseInfo, mark_released, record, release_left
+from .output import announce
 
 if TYPE_CHECKING:
-    from .manager import MountManager
+    from .runcontext import RunContext
 
 LEASE_PROPERTY = "jmp_lease"
 EXPORTER_PROPERTY = "jmp_exporter"
 WORKER_OUTPUT_KEY = "jmp_mount_device"
-_say_lock = threading.Lock()
-
-
-def announce(config: pytest.Config, line: str) -> bool:
-    """Show ``line`` on the user's terminal now, from any thread; False if there is no terminal yet.
-
-    In the main process (or the xdist controller) it goes through pytest's terminal reporter.
-    An xdist worker's reporter is not shown, but its stderr is the controller's: the line is
-    written there with pytest's capture suspended.
-    """
-    plugins = config.pluginmanager
-    capture = plugins.get_plugin("capturemanager")
-    in_worker = hasattr(config, "workerinput")
-    reporter = None if in_worker else plugins.get_plugin("terminalreporter")
-    if not in_worker and reporter is None:
-        return False
-    with _say_lock:
-        suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
-        with suspended:
-            if reporter is not None:
-                reporter.write_line(line)
-            else:
-                sys.stderr.write(f"\n{line.lstrip()}\n")
-                sys.stderr.flush()
-    return True
 
 
 class DeviceFarm:
     """Plugin object: this process's controller lease, and the clean-up of leases dead processes left."""
 
-    def __init__(self, manager: MountManager) -> None:
+    def __init__(self, manager: RunContext) -> None:
         self.manager = manager
         self.lease: LeaseInfo | None = None  # the lease this process holds
         self.devices: dict[str, str] = {}  # worker id -> which device it used, for the summary

@@ -22,19 +22,18 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 
-from .clientlogs import one_copy_of_client_logs
 from .failfast import DeviceAvailability, session_wide
-from .farm import DeviceFarm, announce
+from .farm import DeviceFarm
 from .leases import forget_released
 from .marker import NO_MARKER, MarkerSpec, marker_spec
 from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir
 from .notices import warn_mount
+from .output import announce, one_copy_of_client_logs, say_mount
 from .restoreguard import RestoreGuard
 from .restoring import RestoreFailed, preserve, restore
 from .settings import NO_DEVICE, SOURCES_HELP, Settings
 from .stale import sweep_left
 from .transportchoice import describe_transport
-from .verbose import say_mount
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient

@@ -20,6 +20,7 @@ from jumpstarter_driver_ssh_mount.sshfs import (
     validate_remote_path,
 )
 from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
+from jumpstarter_driver_ssh_mount.transportrule import TransportConflict, decide_transport
 
 MARKER_HELP = (
     f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
@@ -124,16 +125,17 @@ def _options(value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, 
 
 
 def _transport(transport: Any, direct: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    """The marker's transport by the one rule (``transportrule``); None: as the settings say."""
     if transport is not None and transport not in TRANSPORTS:
         raise bad(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
-    if direct is None:
-        return transport
-    if not isinstance(direct, bool):
+    if direct is not None and not isinstance(direct, bool):
         raise bad(f"direct must be True or False, got {direct!r}")
-    implied = "direct" if direct else "forward"
-    if transport is not None and transport != implied:
-        raise bad(f"direct={direct} means transport={implied!r}, but transport={transport!r} is given; give one")
-    return implied
+    try:
+        return decide_transport(transport, direct, default=None)
+    except TransportConflict as exc:
+        raise bad(
+            f"direct={direct} means transport={exc.implied!r}, but transport={exc.transport!r} is given; give one"
+        ) from None
 
 
 def _cache(cache: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:

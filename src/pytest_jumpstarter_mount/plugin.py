@@ -1,13 +1,13 @@
 """The pytest11 entry point: options, hookspecs, the plugin objects, and the fixtures.
 
-``pytest_configure`` registers a ``MountManager`` (state, mounts, cleanup), the
-``FailureArtifacts`` reporter and the ``DeviceLogs`` reader; the fixtures are a few lines over the manager. Jumpstarter
-is imported only when a fixture needs the device (see ``sources``).
+Imported by every pytest run, so it imports only the options and the hook specifications:
+``pytest_configure`` builds the parts (``composition``: a ``MountManager``, the ``FailureArtifacts``
+reporter, the ``DeviceLogs`` reader, ...); the fixtures are a few lines over the manager, imported when
+they run. Jumpstarter is imported only when a fixture needs the device (see ``sources``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,30 +15,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hooks
-from .artifacts import FailureArtifacts
-from .devicelog import DeviceLogContext, DeviceLogs
-from .manager import MountManager, manager_key
-from .marker import MARKER_HELP, marker_spec
-from .markerusage import MarkerUsage
-from .notices import InsecureMountWarning
-from .options import Scope, add_options
-from .settings import load_settings
-from .transportchoice import INSECURE_WARNING
+from .options import add_options
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from jumpstarter_driver_ssh_mount.sshfs import Mount
-    from jumpstarter_driver_ssh_mount.sshfs.remote_command import CommandResult
+    from jumpstarter_driver_ssh_mount.sshfs.commandresult import CommandResult
 
-LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
-MANAGER_PLUGIN = "jumpstarter_mount_manager"
-ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
-FARM_PLUGIN = "jumpstarter_mount_farm"
-GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
-AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
-RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
-MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
-DEVICE_LOG_PLUGIN = "jumpstarter_mount_device_logs"
+    from .manager import MountManager
+    from .options import Scope
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,34 +35,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", MARKER_HELP)
-    manager = config.stash[manager_key] = MountManager(config, load_settings(config))
-    config.pluginmanager.register(manager, MANAGER_PLUGIN)
-    artifacts = FailureArtifacts(manager)
-    config.pluginmanager.register(artifacts, ARTIFACTS_PLUGIN)
-    config.pluginmanager.register(artifacts.runs, RUNS_PLUGIN)
-    config.pluginmanager.register(manager.farm, FARM_PLUGIN)
-    config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
-    config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
-    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
-    device_logs = DeviceLogs(
-        DeviceLogContext.from_settings(
-            manager.settings,
-            client=lambda: manager.mount_client,
-            unavailable=lambda: manager.availability.reason,
-            test_dir=artifacts.runs.test_dir,
-        )
-    )
-    config.pluginmanager.register(device_logs, DEVICE_LOG_PLUGIN)
-    config.add_cleanup(manager.close)
-    config.add_cleanup(device_logs.close)  # runs first: the shell goes before the mounts' cleanup
-    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
-        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
-    manager.sweep()
-    verbosity = config.get_verbosity()
-    if verbosity > 0:
-        for name in LOGGERS:
-            logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    from .composition import configure
+
+    configure(config)
+
+
+def _manager(config: pytest.Config) -> MountManager:
+    from .manager import manager_key
+
+    return config.stash[manager_key]
 
 
 # -- fixtures -------------------------------------------------------------------------
@@ -89,7 +55,7 @@ def jmp_client(pytestconfig: pytest.Config) -> Iterator[Any]:
     ``--jmp-mount-exporter-config``; ``--jmp-mount-tls-grpc``; ``--jmp-mount-client`` with
     a selector or lease (released at the end of the session).
     """
-    with pytestconfig.stash[manager_key].device() as client:
+    with _manager(pytestconfig).device() as client:
         yield client
 
 
@@ -99,11 +65,11 @@ def jmp_mount_client(pytestconfig: pytest.Config, jmp_client: Any) -> SSHMountCl
 
     Use it for mounts of your own: ``with jmp_mount_client.mounted(remote_path="/etc") as m:``.
     """
-    return pytestconfig.stash[manager_key].mount_driver(jmp_client)
+    return _manager(pytestconfig).mount_driver(jmp_client)
 
 
 def _remote_fs_scope(fixture_name: str, config: pytest.Config) -> Scope:
-    return config.stash[manager_key].settings.scope
+    return _manager(config).settings.scope
 
 
 @pytest.fixture(scope=_remote_fs_scope)
@@ -115,7 +81,7 @@ def remote_fs(request: pytest.FixtureRequest, jmp_mount_client: SSHMountClient) 
     a file in it. Mounted on first use, unmounted when its scope ends
     (``--jmp-mount-scope``, default session), whatever the outcome.
     """
-    with request.config.stash[manager_key].mounted(jmp_mount_client, request=request) as mount:
+    with _manager(request.config).mounted(jmp_mount_client, request=request) as mount:
         yield mount
 
 
@@ -133,7 +99,7 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
     else a Jumpstarter port forward; ``--jmp-mount-transport`` chooses), host key checked
     unless ``--jmp-mount-insecure``, and the ssh options among ``--jmp-mount-option``.
     """
-    settings = pytestconfig.stash[manager_key].settings
+    settings = _manager(pytestconfig).settings
 
     def run(command: str, *, check: bool = False, timeout: float = 60.0) -> CommandResult:
         return jmp_mount_client.run(
@@ -155,7 +121,9 @@ def remote_path(request: pytest.FixtureRequest) -> Iterator[Path]:
     A test marked ``@pytest.mark.jmp_mount(remote="/etc", options=[...], direct=False)``
     gets its own mount of that path for its duration instead.
     """
-    manager, spec = request.config.stash[manager_key], marker_spec(request.node)
+    from .marker import marker_spec
+
+    manager, spec = _manager(request.config), marker_spec(request.node)
     if not spec.own_mount:
         yield manager.note_use(request.node, request.getfixturevalue("remote_fs")).mountpoint
         return

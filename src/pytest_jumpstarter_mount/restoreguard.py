@@ -26,12 +26,11 @@ import pytest
 from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount, shown
 
 from .deviceid import DeviceIdentity, identify
-from .farm import announce
 from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journal_path, journals_in, other_runs
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
-from .shellnote import shell_exit_note
+from .output import announce, shell_exit_note
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.sshfs.errors import RestoreError
     from jumpstarter_driver_ssh_mount.sshfs.snapshot import Snapshot
 
-    from .manager import MountManager
+    from .runcontext import MountingContext
 
 WORKER_OUTPUT_KEY = "jmp_mount_not_restored"
 
@@ -60,7 +59,7 @@ class MountJournal:
 class RestoreGuard:
     """Plugin object: this process's restore journals, the take-over of dead runs' ones, the summary lines."""
 
-    def __init__(self, manager: MountManager) -> None:
+    def __init__(self, manager: MountingContext) -> None:
         self.manager = manager
         self._lock = threading.RLock()
         self._identities: dict[int, DeviceIdentity] = {}  # id(client) -> its device

@@ -11,6 +11,7 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import TRANSPORTS
 from jumpstarter_driver_ssh_mount.sshfs.hostkeypolicy import HostKeyTrust
+from jumpstarter_driver_ssh_mount.transportrule import TransportConflict, UnknownTransport, decide_transport
 
 INSECURE_WARNING = (
     "--jmp-mount-insecure: the device's host key is not verified; the device's login goes to whatever "
@@ -42,18 +43,19 @@ def choose_transport(transport: object, direct: bool, transport_rank: int, direc
     ``pytest.UsageError``, as is an unknown name.
     """
     chosen = None if transport is None else str(transport).strip().lower()
-    if chosen is not None and chosen not in TRANSPORTS:
-        raise pytest.UsageError(f"--jmp-mount-transport must be one of {', '.join(TRANSPORTS)}, got {chosen!r}")
-    if not direct:
-        return chosen or "auto"
-    if chosen in (None, "direct"):
-        return "direct"
-    if transport_rank == direct_rank:
+    try:  # the one transport rule (transportrule); a flag left off says nothing
+        return (
+            decide_transport(chosen, direct or None, transport_rank=transport_rank, direct_rank=direct_rank) or "auto"
+        )
+    except UnknownTransport:
+        raise pytest.UsageError(
+            f"--jmp-mount-transport must be one of {', '.join(TRANSPORTS)}, got {chosen!r}"
+        ) from None
+    except TransportConflict:
         raise pytest.UsageError(
             f"--jmp-mount-direct means --jmp-mount-transport=direct, but --jmp-mount-transport={chosen} "
             "is given too; give one of them"
-        )
-    return chosen if transport_rank > direct_rank else "direct"
+        ) from None
 
 
 def describe_transport(transport: str, options: Sequence[str], insecure: bool) -> str:

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 #: Where the names live, lightest first: a name is taken from the first module that has it.
-_MODULES = ("command", "defaults", "errors", "unmount", "mount", "remote_command")
+_MODULES = ("command", "defaults", "errors", "commandresult", "unmount", "mount", "remote_command")
 
 __all__ = [
     "CACHE_MEANINGS",
@@ -93,6 +93,7 @@ if TYPE_CHECKING:
         validate_options,
         validate_remote_path,
     )
+    from .commandresult import CommandResult, DeviceCommandError, DeviceCommandTimeout
     from .defaults import (
         COLLECT_MAX_BYTES,
         COLLECT_TIMEOUT,
@@ -105,8 +106,6 @@ if TYPE_CHECKING:
     from .errors import (
         AuthenticationError,
         ConnectError,
-        DeviceCommandError,
-        DeviceCommandTimeout,
         FuseUnavailableError,
         HostKeyError,
         InvalidOptionError,
@@ -122,5 +121,4 @@ if TYPE_CHECKING:
         WaitTimeoutError,
     )
     from .mount import Mount, start_mount
-    from .remote_command import CommandResult
     from .unmount import run_unmount, unmount_command

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import posixpath
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .remote_command import CommandResult
 
 
 class MountError(Exception):
@@ -100,38 +96,9 @@ class OutsideMountError(MountError, ValueError):
         )
 
 
-class DeviceCommandError(MountError):
-    """A device command exited non-zero (with ``check=True``); the message shows it, its code and stderr's tail."""
-
-    def __init__(self, result: CommandResult, why: str | None = None) -> None:
-        self.result = result
-        if why is None:
-            who = "ssh could not run it" if result.returncode == SSH_FAILED else "it"
-            why = f"{who} exited with code {result.returncode}"
-        super().__init__(f"device command {result.command!r}: {why}; stderr: {stderr_tail(result.stderr)}")
-
-
-class DeviceCommandTimeout(DeviceCommandError):
-    """A device command did not finish within its timeout (ssh was killed)."""
-
-
-#: ssh's own failures (cannot connect, host key refused, login refused) exit with this code.
-SSH_FAILED = 255
-#: How much of a command's stderr an error shows.
-STDERR_TAIL_CHARS = 400
-
-
 def covering_directory(device_path: str) -> str:
     """The device directory to mount so that ``device_path`` (a file, usually) is inside it."""
     return posixpath.dirname(posixpath.normpath(device_path)) or "/"
-
-
-def stderr_tail(stderr: str) -> str:
-    """The end of ``stderr`` for a message, or ``(empty)``."""
-    text = stderr.strip()
-    if not text:
-        return "(empty)"
-    return repr(text if len(text) <= STDERR_TAIL_CHARS else "..." + text[-STDERR_TAIL_CHARS:])
 
 
 _INSTALL_HINTS = {

@@ -48,7 +48,9 @@ class Mountpoint:
             raise MountpointError(f"mountpoint {target} is a file, not a directory; choose a directory")
         if target.is_dir():
             try:
-                if any(os.scandir(target)):
+                with os.scandir(target) as entries:  # closed at once, not when collected
+                    empty = not any(entries)
+                if not empty:
                     raise MountpointError(
                         f"mountpoint {target} is not empty; choose an empty directory so nothing is hidden"
                     )

@@ -13,10 +13,9 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .command import DEFAULT_SSH_OPTIONS, SshfsTarget, merge_options
-from .errors import DeviceCommandError, DeviceCommandTimeout
+from .commandresult import CommandResult, DeviceCommandTimeout
 from .hostkeypolicy import host_key_options
 from .sealing import sealed_environment
 
@@ -24,28 +23,6 @@ from .sealing import sealed_environment
 KILL_GRACE = 2.0
 #: ssh options every command gets unless the caller passes the same key.
 COMMAND_SSH_OPTIONS: tuple[str, ...] = (*DEFAULT_SSH_OPTIONS, "ConnectTimeout=10")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a device command did: ``returncode``, ``stdout``, ``stderr`` (text), and how it was reached."""
-
-    command: str
-    returncode: int
-    stdout: str
-    stderr: str
-    transport: str = ""  # "direct" or "forward"
-
-    @property
-    def ok(self) -> bool:
-        """True when the command exited 0."""
-        return self.returncode == 0
-
-    def check(self) -> CommandResult:
-        """This result, or ``DeviceCommandError`` if the command exited non-zero."""
-        if self.returncode != 0:
-            raise DeviceCommandError(self)
-        return self
 
 
 def ssh_argv(

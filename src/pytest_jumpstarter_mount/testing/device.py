@@ -218,6 +218,13 @@ class LoopbackDevice:
         command = ["ip", "netns", "exec", self.netns, sys.executable, "-c", probe]
         return subprocess.run(command, capture_output=True).returncode == 0
 
+    @property
+    def pid(self) -> int:
+        """sshd's PID (the device must be running)."""
+        if self.process is None:
+            raise RuntimeError("the loopback device is not running")
+        return self.process.pid
+
     def stop(self) -> None:
         """Stop sshd, then its per-connection children, by PID."""
         if self.process is None:

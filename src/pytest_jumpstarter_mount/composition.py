@@ -1,0 +1,62 @@
+"""The composition root: ``configure`` builds the plugin's parts for one pytest process and registers them.
+
+Imported by ``pytest_configure``, not by the entry point, so that ``import pytest_jumpstarter_mount.plugin``
+costs only the options and hook specifications.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from .artifacts import FailureArtifacts
+from .devicelog import DeviceLogContext, DeviceLogs
+from .manager import MountManager, manager_key
+from .marker import MARKER_HELP
+from .markerusage import MarkerUsage
+from .notices import InsecureMountWarning
+from .settings import load_settings
+from .transportchoice import INSECURE_WARNING
+
+LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
+MANAGER_PLUGIN = "jumpstarter_mount_manager"
+ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
+FARM_PLUGIN = "jumpstarter_mount_farm"
+GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
+AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
+RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
+MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
+DEVICE_LOG_PLUGIN = "jumpstarter_mount_device_logs"
+
+
+def configure(config: pytest.Config) -> None:
+    """Build this process's parts and register them with pytest (``pytest_configure``)."""
+    config.addinivalue_line("markers", MARKER_HELP)
+    manager = config.stash[manager_key] = MountManager(config, load_settings(config))
+    config.pluginmanager.register(manager, MANAGER_PLUGIN)
+    artifacts = FailureArtifacts(manager)
+    config.pluginmanager.register(artifacts, ARTIFACTS_PLUGIN)
+    config.pluginmanager.register(artifacts.runs, RUNS_PLUGIN)
+    config.pluginmanager.register(manager.farm, FARM_PLUGIN)
+    config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
+    config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
+    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
+    device_logs = DeviceLogs(
+        DeviceLogContext.from_settings(
+            manager.settings,
+            client=lambda: manager.mount_client,
+            unavailable=lambda: manager.availability.reason,
+            test_dir=artifacts.runs.test_dir,
+        )
+    )
+    config.pluginmanager.register(device_logs, DEVICE_LOG_PLUGIN)
+    config.add_cleanup(manager.close)
+    config.add_cleanup(device_logs.close)  # runs first: the shell goes before the mounts' cleanup
+    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
+        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
+    manager.sweep()
+    verbosity = config.get_verbosity()
+    if verbosity > 0:
+        for name in LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)

@@ -1,0 +1,138 @@
+"""The shape of the source tree: imports flow one way (no cycles, type-only and function-level imports included)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PACKAGES = ("jumpstarter_driver_ssh_mount", "pytest_jumpstarter_mount")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for package in PACKAGES for path in sorted((SRC / package).rglob("*.py"))}
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imports(module: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """Every project module `module` imports anywhere: top level, under TYPE_CHECKING, inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, path, node)
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        for name in names:
+            while name and name not in known:  # `from pkg import mod` names a module; `from mod import f` does not
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (a package's __init__ counts as the package)."""
+    known = _modules()
+    return {module: _imports(module, path, known) for module, path in known.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_find_cycle_reports_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles_in_src() -> None:
+    """No module imports (even type-only or inside a function) a module that imports it back, at any distance."""
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+#: What ``import pytest_jumpstarter_mount.plugin`` may load of ours: the options and the hook specifications.
+#: Everything else (the manager, restore, artifacts, device logs, Jumpstarter) loads at configure or first use.
+PLUGIN_START = {
+    "pytest_jumpstarter_mount",
+    "pytest_jumpstarter_mount.hooks",
+    "pytest_jumpstarter_mount.notices",
+    "pytest_jumpstarter_mount.options",
+    "pytest_jumpstarter_mount.plugin",
+    "jumpstarter_driver_ssh_mount",
+    "jumpstarter_driver_ssh_mount.sshfs",
+    "jumpstarter_driver_ssh_mount.sshfs.command",
+    "jumpstarter_driver_ssh_mount.sshfs.defaults",
+    "jumpstarter_driver_ssh_mount.sshfs.errors",
+    "jumpstarter_driver_ssh_mount.sshfs.identity",
+    "jumpstarter_driver_ssh_mount.sshfs.optionkeys",
+    "jumpstarter_driver_ssh_mount.sshfs.sealing",
+}
+
+SHOW_IMPORTS = """
+import json, sys
+import pytest
+before = set(sys.modules)
+import pytest_jumpstarter_mount.plugin
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_plugin_entry_point_imports_only_what_every_run_needs() -> None:
+    """Every pytest run imports the entry point: it loads the options and hook specs, nothing heavier."""
+    out = subprocess.run([sys.executable, "-c", SHOW_IMPORTS], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    ours = {name for name in loaded if name.split(".")[0] in PACKAGES}
+    assert ours == PLUGIN_START
+    assert not {name for name in loaded if name.split(".")[0] in ("jumpstarter", "grpc", "yaml", "anyio")}
+
+
+def test_mounts_and_device_commands_share_the_route_layer() -> None:
+    """Mounts and device commands open their way to the device with ``reach.open_route``; neither builds a
+    port forward itself, nor reaches into the client's private methods."""
+    graph = import_graph()
+    route_layer = "jumpstarter_driver_ssh_mount.reach"
+    for consumer in ("jumpstarter_driver_ssh_mount.client", "jumpstarter_driver_ssh_mount.device_command"):
+        assert route_layer in graph[consumer], consumer
+        text = _modules()[consumer].read_text()
+        assert "open_route(" in text and "TcpPortforwardAdapter" not in text, consumer
+    device_command = _modules()["jumpstarter_driver_ssh_mount.device_command"].read_text()
+    assert "client._" not in device_command
