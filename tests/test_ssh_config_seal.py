@@ -178,11 +178,10 @@ def test_device_run_gets_no_side_door(side_doors: dict) -> None:
     assert list(control.iterdir()) == []
 
 
-def test_only_the_driver_identity_is_offered(side_doors: dict, tmp_path: Path) -> None:
-    """The agent holds the device's login key; the driver's key is another: no login."""
+def assert_only_the_driver_key_logs_in(device: LoopbackDevice, tmp_path: Path) -> None:
+    """A driver whose key the device refuses gets no login for a command or a mount, whatever else ssh could offer."""
     from jumpstarter.common.utils import serve
 
-    device: LoopbackDevice = side_doors["device"]
     wrong = keygen(tmp_path / "not_the_login_key").read_text()
     with serve(make_driver(device, identity=wrong)) as client:
         result = client.run("true", transport="direct")
@@ -191,6 +190,11 @@ def test_only_the_driver_identity_is_offered(side_doors: dict, tmp_path: Path) -
         with pytest.raises(AuthenticationError, match=r"Permission denied \(publickey\)"):
             client.mounted(mountpoint, remote_path=device.remote(), transport="direct")
     assert leftovers(mountpoint, dir_should_exist=False) == []
+
+
+def test_only_the_driver_identity_is_offered(side_doors: dict, tmp_path: Path) -> None:
+    """The agent holds the device's login key; the driver's key is another: no login."""
+    assert_only_the_driver_key_logs_in(side_doors["device"], tmp_path)
 
 
 def test_the_mount_gets_no_side_door(side_doors: dict, mountpoint: Path) -> None:
@@ -314,17 +318,7 @@ def test_a_config_ssh_refuses_is_an_error_naming_the_line(tmp_path: Path) -> Non
 
 def test_a_config_identity_is_never_offered(config_extras: dict, tmp_path: Path) -> None:
     """The device accepts the config's IdentityFile key, not the driver's: no login, no mount."""
-    from jumpstarter.common.utils import serve
-
-    device: LoopbackDevice = config_extras["device"]
-    wrong = keygen(tmp_path / "not_the_login_key").read_text()
-    with serve(make_driver(device, identity=wrong)) as client:
-        result = client.run("true", transport="direct")
-        assert result.returncode == 255 and "Permission denied (publickey)" in result.stderr
-        mountpoint = tmp_path / "mnt"
-        with pytest.raises(AuthenticationError, match=r"Permission denied \(publickey\)"):
-            client.mounted(mountpoint, remote_path=device.remote(), transport="direct")
-    assert leftovers(mountpoint, dir_should_exist=False) == []
+    assert_only_the_driver_key_logs_in(config_extras["device"], tmp_path)
 
 
 def test_a_config_setenv_never_reaches_the_device(config_extras: dict, mountpoint: Path) -> None:

@@ -9,13 +9,12 @@ at a time to find it.
 from __future__ import annotations
 
 import functools
-import subprocess
 from collections.abc import Iterable
 
 from .errors import InvalidOptionError
 from .hostkeypolicy import check_never_written
 from .optionkeys import ssh_options
-from .sealing import sealed_environment
+from .sealing import ssh_print_config
 
 CHECK_TIMEOUT = 5.0  # seconds ``ssh -G`` may take
 
@@ -39,19 +38,8 @@ def check_ssh_options(options: Iterable[str]) -> None:
 @functools.lru_cache(maxsize=64)
 def _refusal(options: tuple[str, ...]) -> str:
     """ssh's reason for refusing ``options`` ("" when it accepts them, or cannot be asked)."""
-    argv = ["ssh", "-G", "-F", "none"]
-    for option in options:
-        argv += ["-o", option]
-    try:
-        result = subprocess.run(
-            [*argv, "127.0.0.1"],
-            capture_output=True,
-            text=True,
-            timeout=CHECK_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            env=sealed_environment(),
-        )
-    except (OSError, subprocess.SubprocessError):
+    result = ssh_print_config(["-F", "none", *(arg for o in options for arg in ("-o", o)), "127.0.0.1"], CHECK_TIMEOUT)
+    if result is None:
         return ""  # no ssh here: the mount itself says so
     if result.returncode == 0:
         return ""

@@ -154,23 +154,30 @@ def sealed_config(host: str, port: int, user: str = "") -> PrivateFile:
     return PrivateFile(allowed_config(host, port, user), "jmp-mount-ssh-config")
 
 
+def ssh_print_config(args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str] | None:
+    """``ssh -G ARGS``: the configuration ssh would use (nothing dialled), sealed environment; None without ssh."""
+    try:
+        return subprocess.run(
+            ["ssh", "-G", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=sealed_environment(),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 @functools.lru_cache(maxsize=64)
 def _ssh_config(host: str, port: int, user: str, *, use_config: bool) -> dict[str, str]:
     """``ssh -G``'s ``CONFIG_ALLOWED`` settings for ``host`` (``-F none``: ssh's defaults); empty when it cannot run.
 
     :raises InvalidOptionError: ssh refuses the config (not cached: the next call reads it again).
     """
-    argv = ["ssh", "-G", "-p", str(port), *(["-l", user] if user else []), *([] if use_config else ["-F", "none"])]
-    try:
-        result = subprocess.run(
-            [*argv, "--", host],
-            capture_output=True,
-            text=True,
-            timeout=CONFIG_READ_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            env=sealed_environment(),
-        )
-    except (OSError, subprocess.SubprocessError):
+    args = ["-p", str(port), *(["-l", user] if user else []), *([] if use_config else ["-F", "none"]), "--", host]
+    result = ssh_print_config(args, CONFIG_READ_TIMEOUT)
+    if result is None:
         return {}
     if result.returncode != 0:
         said = next((line.strip() for line in result.stderr.splitlines() if line.strip()), "no message")
