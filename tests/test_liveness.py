@@ -33,8 +33,8 @@ from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS
 from jumpstarter_driver_ssh_mount.sshfs.procfs import start_time
 from pytest_jumpstarter_mount.journal import Entry, JournalFile, journal_path, other_runs
 from pytest_jumpstarter_mount.leases import LeaseInfo, record, record_path
-from pytest_jumpstarter_mount.mountdir import OWNER_FILE as RUN_OWNER_FILE
-from pytest_jumpstarter_mount.mountdir import OWNER_TAG
+from pytest_jumpstarter_mount.runstore import OWNER_FILE as RUN_OWNER_FILE
+from pytest_jumpstarter_mount.runstore import OWNER_TAG
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
 needs_unshare = pytest.mark.skipif(
@@ -201,7 +201,10 @@ def test_a_live_run_in_another_pid_namespace_is_left_alone(suite: Suite, device:
 
 # -- records from another host, an earlier boot, and before these fields existed ---------------------
 def fake_run(base: Path, name: str, owner: dict[str, object], written: float | None = None) -> Path:
-    """A run directory as a run writes it: owner record, an (empty) mountpoint, an unreleased lease."""
+    """A run directory as a run writes it: owner record, an (empty) mountpoint, an unreleased lease.
+
+    The owner record is in the Python-literal format of earlier versions: a sweep still reads it.
+    """
     run = base / name
     (run / "jmp-mount-left").mkdir(parents=True, mode=0o700)
     record(run, LeaseInfo(name=f"lease-{name}", exporter="board", alias="no-such-client"), "main")

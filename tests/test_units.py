@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,13 @@ def test_core_imports_no_jumpstarter() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_one_mounted_below_check(tmp_path: Path) -> None:
+    """``/proc`` is a mountpoint, ``/`` has mounts below it; a fresh directory has none (nor its symlink)."""
+    from jumpstarter_driver_ssh_mount.sshfs.mountinfo import anything_mounted_under
+
+    (tmp_path / "link").symlink_to("/proc")
+    assert anything_mounted_under("/proc") and anything_mounted_under("/")
+    assert anything_mounted_under(tmp_path / "link")  # resolved: what it points at counts
+    assert not anything_mounted_under(tmp_path)

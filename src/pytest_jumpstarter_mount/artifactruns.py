@@ -23,7 +23,6 @@ logger = logging.getLogger("pytest_jumpstarter_mount")
 RUN_NAME = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 RUN_KEY = "jmp_mount_artifacts_run"  # the controller's folder name, handed to xdist workers
 DEFAULT_RETENTION = 3
-MOUNTINFO = "/proc/self/mountinfo"
 
 
 class ArtifactRuns:
@@ -64,13 +63,15 @@ class ArtifactRuns:
 
 def prune(base: Path, keep: int) -> list[Path]:
     """Remove all but the newest ``keep`` run folders in ``base`` (only names like ours); the removed ones."""
+    from jumpstarter_driver_ssh_mount.sshfs.mountinfo import anything_mounted_under  # the one mounted-below check
+
     try:
         runs = sorted(p for p in base.iterdir() if RUN_NAME.match(p.name) and p.is_dir() and not p.is_symlink())
     except OSError:
         return []
     removed = []
     for old in runs[: max(0, len(runs) - keep)]:
-        if has_mount(old):
+        if anything_mounted_under(old):
             logger.warning("not removing %s: something is mounted in it", old)
             continue
         try:
@@ -80,13 +81,3 @@ def prune(base: Path, keep: int) -> list[Path]:
             continue
         removed.append(old)
     return removed
-
-
-def has_mount(directory: Path) -> bool:
-    """True when a mountpoint is ``directory`` or below it, or when that cannot be known (no mountinfo)."""
-    from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
-
-    if not os.path.exists(MOUNTINFO):
-        return True
-    real = os.path.realpath(directory)
-    return any(m.mountpoint == real or m.mountpoint.startswith(real.rstrip("/") + "/") for m in read_mounts())

@@ -1,7 +1,7 @@
 """The restore journal on disk: the originals of preserved device files, until they are put back.
 
 One file per device and process, ``journal-<device digest>[-<suffix>].json`` in the run's
-own directory (see ``mountdir``), mode 0600, replaced atomically on every change, never
+own directory (see ``mountdir``), a ``runstore`` record (0600, replaced atomically on every change), never
 larger than ``JOURNAL_MAX_BYTES`` (a preserve that would pass it is refused; a larger file
 is not read). It holds the device's identity and label and, for every file a test may
 change, its device path and original content and mode (or that it was absent), and the identity of the run that
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,12 +22,12 @@ from pathlib import Path
 from jumpstarter_driver_ssh_mount.sshfs.defaults import JOURNAL_MAX_BYTES
 from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity, Verdict
 
-from .mountdir import run_owner
+from .runstore import RecordTooLarge, RunDir, read_record, runs, write_record
 
 JOURNAL_PREFIX = "journal-"
 
 
-class JournalTooLarge(ValueError):
+class JournalTooLarge(RecordTooLarge):
     """A journal would hold, or holds, more than ``JOURNAL_MAX_BYTES``."""
 
 
@@ -98,26 +96,20 @@ class JournalFile:
             **self.owner.to_record(),
             "entries": [e.to_dict() for e in self.entries],
         }
-        text = json.dumps(data)
-        if len(text) > JOURNAL_MAX_BYTES:
-            raise JournalTooLarge(f"the restore journal {self.path} would exceed {JOURNAL_MAX_BYTES} bytes")
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            write_record(self.path, data, JOURNAL_MAX_BYTES)
+        except RecordTooLarge:
+            raise JournalTooLarge(f"the restore journal {self.path} would exceed {JOURNAL_MAX_BYTES} bytes") from None
 
     @classmethod
     def load(cls, path: Path) -> JournalFile:
-        """Read a journal; OSError or ValueError if it cannot be read (or holds more than ``JOURNAL_MAX_BYTES``)."""
-        from jumpstarter_driver_ssh_mount.sshfs.boundedread import read_at_most
-
-        raw, _ = read_at_most(path, JOURNAL_MAX_BYTES)
-        if len(raw) > JOURNAL_MAX_BYTES:
-            raise JournalTooLarge(f"it holds more than {JOURNAL_MAX_BYTES} bytes; not read")
-        data = json.loads(raw)
+        """Read a journal; ValueError if it is missing, partial, garbled or larger than ``JOURNAL_MAX_BYTES``."""
+        data = read_record(path, JOURNAL_MAX_BYTES)
+        if data is None:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size > JOURNAL_MAX_BYTES:
+                    raise JournalTooLarge(f"it holds more than {JOURNAL_MAX_BYTES} bytes; not read")
+            raise ValueError("missing, partial or garbled; not read")
         entries = [Entry.from_dict(e) for e in data.get("entries", ())]
         owner = ProcessIdentity.from_record(data) or ProcessIdentity(0, None)
         return cls(path, str(data["device"]), str(data["digest"]), entries, float(data.get("created", 0)), owner)
@@ -155,12 +147,13 @@ class OtherRun:
 
 def other_runs(base: Path, digest: str, mine: str) -> Iterator[OtherRun]:
     """Runs under ``base`` (not those whose directory name starts with ``mine``) with journals for ``digest``."""
-    me = ProcessIdentity.current()
-    with contextlib.suppress(OSError):
-        for run in sorted(base.iterdir()):
-            if run.name.startswith(mine) or not run.is_dir() or run.is_symlink():
-                continue
-            journals = journals_in(run, digest)
-            verdict = run_owner(run, me) if journals else None
-            if verdict is not None:
-                yield OtherRun(run, verdict, journals)
+    for run in runs(base, skip_prefix=mine):
+        journals = journals_in(run.path, digest)
+        verdict = run.verdict if journals else None
+        if verdict is not None:
+            yield OtherRun(run.path, verdict, journals)
+
+
+def runs_with_journals(base: Path, mine: str) -> Iterator[RunDir]:
+    """Runs under ``base`` other than the one named ``mine`` that hold any journal (no liveness asked)."""
+    return (run for run in runs(base) if run.path.name != mine and journals_in(run.path))

@@ -1,7 +1,7 @@
 """Controller leases: what we took, recorded beside the run's owner record, and releasing what a dead process left.
 
 Every lease the plugin creates (``--jmp-mount-selector``; never a shared ``--jmp-mount-lease``)
-is written to ``<run dir>/lease-<name>.json`` with its client alias and the identity of the
+is written (``runstore.write_record``) to ``<run dir>/lease-<name>.json`` with its client alias and the identity of the
 process holding it (``sshfs.liveness.ProcessIdentity``) once acquired, and marked released
 once released. The run directory's owner record tells a live run from a dead one (and from
 one this process cannot see, which is left alone); the stale sweep hands only a dead run's
@@ -12,16 +12,17 @@ directory to ``release_left``, which deletes its unreleased leases through the c
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity
 
 from .mountdir import directory_lock
+from .runstore import read_record, write_record
 
 RECORD_PREFIX = "lease-"
 RECORD_SUFFIX = ".json"
@@ -52,21 +53,21 @@ def record_path(run_dir: Path, name: str) -> Path:
 def record(run_dir: Path, lease: LeaseInfo, worker: str) -> None:
     """Write the lease's record (unreleased) into this process's run directory."""
     data = {**asdict(lease), "worker": worker, "released": False, **ProcessIdentity.current().to_record()}
-    _write(record_path(run_dir, lease.name), data)
+    write_record(record_path(run_dir, lease.name), data)
 
 
 def mark_released(run_dir: Path, lease: LeaseInfo) -> None:
     """Mark the lease's record released (a later sweep leaves it alone)."""
     path = record_path(run_dir, lease.name)
-    data = _read(path)
+    data = read_record(path)
     if data is not None:
-        _write(path, {**data, "released": True})
+        write_record(path, {**data, "released": True})
 
 
 def forget_released(run_dir: Path) -> None:
     """Remove the records of released leases, so the run directory can go."""
     for path in _records(run_dir):
-        data = _read(path)
+        data = read_record(path)
         if data is not None and data.get("released"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -84,24 +85,24 @@ def release_left(run_dir: Path, delete: Callable[[str, str], None] | None = None
         if not held:  # gone, or another run is sweeping it right now
             return lines
         for path in _records(run_dir):
-            data = _read(path)
+            data = read_record(path)
             if data is not None and not data.get("released"):
                 lines.append(_release_one(path, data, delete or _delete_lease))
         forget_released(run_dir)
     return lines
 
 
-def _release_one(path: Path, data: dict, delete: Callable[[str, str], None]) -> str:
+def _release_one(path: Path, data: dict[str, Any], delete: Callable[[str, str], None]) -> str:
     what = f"lease {data.get('name')} on {data.get('exporter')} (client {data.get('alias')})"
     whose = f"worker {data['worker']}" if data.get("worker", "main") != "main" else "run"
     try:
         delete(str(data["alias"]), str(data["name"]))
     except Exception as exc:
         if float(data.get("until") or 0) < time.time():
-            _write(path, {**data, "released": True})
+            write_record(path, {**data, "released": True})
             return f"jumpstarter mount: {what} of a dead {whose} has expired ({_first_line(exc)})"
         return f"jumpstarter mount: could not release {what} of a dead {whose}: {_first_line(exc)}; will retry"
-    _write(path, {**data, "released": True})
+    write_record(path, {**data, "released": True})
     return f"jumpstarter mount: released {what} left by a dead {whose}"
 
 
@@ -116,21 +117,6 @@ def _records(run_dir: Path) -> list[Path]:
         return sorted(p for p in run_dir.iterdir() if p.name.startswith(RECORD_PREFIX) and p.suffix == RECORD_SUFFIX)
     except OSError:
         return []
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write(path: Path, data: dict) -> None:
-    """Replace the record atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
 
 
 def _first_line(exc: BaseException) -> str:

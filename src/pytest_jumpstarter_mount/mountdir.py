@@ -4,7 +4,7 @@
 with ``rmdir`` at the end. Never under ``basetemp``, whose retention cleanup would
 ``rm -rf`` through a mount left by a killed run.
 
-Each run directory holds an ``owner`` record: plugin, uid, and the process's identity
+Each run directory holds an ``owner`` record (``runstore``): plugin, uid, and the process's identity
 (pid, start time, PID namespace, boot id, host name; see ``sshfs.liveness``). A later run
 sweeps only directories whose record says they are ours and whose process is dead by that
 rule: it lazily unmounts what is still mounted there and removes the directories with
@@ -15,7 +15,6 @@ never touched.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import fcntl
 import os
@@ -26,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.sshfs import PRIVATE_DIR_PREFIX
-from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity, Verdict, judge_record
+from jumpstarter_driver_ssh_mount.sshfs.liveness import Verdict
+
+from .runstore import OWNER_FILE, runs, write_owner
 
 
 class MountDirError(Exception):
@@ -56,15 +57,10 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-OWNER_FILE = "owner"
-OWNER_TAG = "pytest-jumpstarter-mount"
-
-
 def run_dir(base: Path, run_id: str, worker_id: str) -> Path:
     """This run's (and this xdist worker's) own directory under ``base``, with its owner record."""
     path = private_dir(private_dir(base) / f"{run_id}-{worker_id}")
-    record = {"tag": OWNER_TAG, "uid": os.getuid(), **ProcessIdentity.current().to_record()}
-    (path / OWNER_FILE).write_text(repr(record))  # a Python literal, as older versions read it
+    write_owner(path)
     return path
 
 
@@ -74,19 +70,6 @@ def close_run_dir(path: Path) -> None:
         if not any(p.name != OWNER_FILE for p in path.iterdir()):
             (path / OWNER_FILE).unlink()
     remove_if_empty(path)
-
-
-def run_owner(path: Path, me: ProcessIdentity | None = None) -> Verdict | None:
-    """Whether the run that made ``path`` is alive, dead or unseen; None unless this plugin made it for this user."""
-    owner = path / OWNER_FILE
-    try:
-        record = ast.literal_eval(owner.read_text())
-        written = owner.stat().st_mtime
-    except (OSError, ValueError, SyntaxError):
-        return None
-    if not isinstance(record, dict) or record.get("tag") != OWNER_TAG or record.get("uid") != os.getuid():
-        return None
-    return judge_record(record, written, me)
 
 
 @dataclass
@@ -104,13 +87,8 @@ def sweep(base: Path, on_stale: Callable[[Path], None] | None = None) -> Swept:
     (to release what else that run recorded there, e.g. its controller leases).
     """
     swept = Swept()
-    if not base.is_dir():
-        return swept
-    me = ProcessIdentity.current()
-    for run in sorted(base.iterdir()):
-        if not run.is_dir() or run.is_symlink():
-            continue
-        verdict = run_owner(run, me)
+    for run_entry in runs(base):
+        run, verdict = run_entry.path, run_entry.verdict
         if verdict is not None and verdict.unseen:
             swept.unseen.append(verdict)
         if verdict is None or not verdict.dead:

@@ -13,7 +13,6 @@ device is warned.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
 import threading
@@ -26,7 +25,7 @@ import pytest
 from jumpstarter_driver_ssh_mount.sshfs.devicepaths import relative_to_mount, shown
 
 from .deviceid import DeviceIdentity, identify
-from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journal_path, journals_in, other_runs
+from .journal import JOURNAL_PREFIX, Entry, JournalFile, JournalTooLarge, journal_path, other_runs, runs_with_journals
 from .marker import MarkerSpec
 from .mountdir import close_run_dir, default_base, directory_lock
 from .notices import warn
@@ -164,9 +163,7 @@ class RestoreGuard:
         The journals of this run's other xdist workers count: one of them may be restoring.
         """
         mine = f"{self.manager.run_id}-{self.manager.worker_id}"
-        with contextlib.suppress(OSError):
-            return any(journals_in(run) for run in self.base.iterdir() if run.name != mine)
-        return False
+        return any(runs_with_journals(self.base, mine))
 
     def _take_over(self, device: DeviceIdentity) -> list[JournalFile]:
         """Move dead runs' journals for ``device`` into this run's directory (so only one run restores each)."""

@@ -76,10 +76,22 @@ def is_mountpoint(path: str | os.PathLike[str]) -> bool:
         return True
 
 
+def mounts_under(directory: str | os.PathLike[str]) -> list[MountEntry]:
+    """Every mount whose mountpoint is ``directory`` (an absolute, resolved path) or below it."""
+    base = os.fspath(directory).rstrip("/") + "/"
+    return [e for e in read_mounts() if (e.mountpoint + "/").startswith(base)]
+
+
 def sshfs_mounts_under(directory: str | os.PathLike[str]) -> list[MountEntry]:
     """sshfs mounts whose mountpoint is ``directory`` or below it."""
-    base = os.fspath(directory).rstrip("/") + "/"
-    return [e for e in read_mounts() if e.fstype == "fuse.sshfs" and (e.mountpoint + "/").startswith(base)]
+    return [e for e in mounts_under(directory) if e.fstype == "fuse.sshfs"]
+
+
+def anything_mounted_under(directory: str | os.PathLike[str]) -> bool:
+    """True when a mountpoint is ``directory`` or below it, or when that cannot be known (no mountinfo)."""
+    if not os.path.exists(MOUNTINFO):
+        return True
+    return bool(mounts_under(os.path.realpath(directory)))
 
 
 class MountTableWatcher:
