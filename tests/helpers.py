@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
+from jumpstarter_driver_ssh_mount.sshfs.liveness import judge_record
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
 from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
 from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids, processes
@@ -169,6 +170,16 @@ def folder_owner_pid(folder: str) -> int | None:
         return int(json.loads(Path(folder, OWNER_FILE).read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def folder_in_use(folder: str) -> bool:
+    """True while a known-hosts folder's owner lives (or this process cannot tell): it is in use, not left behind."""
+    try:
+        record = json.loads(Path(folder, OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    verdict = judge_record(record) if isinstance(record, dict) else None
+    return verdict is not None and not verdict.dead
 
 
 def ancestors(pid: int) -> list[int]:
