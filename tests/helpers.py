@@ -27,7 +27,7 @@ from jumpstarter_driver_ssh_mount.sshfs.liveness import judge_record
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
 from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
 from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids, processes
-from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, keygen
+from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, can_chroot, keygen
 
 __all__ = [
     "COUNTING_CONFTEST",
@@ -170,6 +170,15 @@ def folder_owner_pid(folder: str) -> int | None:
         return int(json.loads(Path(folder, OWNER_FILE).read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+@contextlib.contextmanager
+def chrooted_device(factory: pytest.TempPathFactory, needed_for: str) -> Iterator[LoopbackDevice]:
+    """A running chrooted loopback device with its own /proc and /sys; skipped where sshd cannot chroot."""
+    if not can_chroot():
+        pytest.skip(f"{needed_for} needs a chrooted loopback device (root and unshare)")
+    with LoopbackDevice(factory.mktemp("chrooted"), chroot=True) as dev:
+        yield dev
 
 
 def folder_in_use(folder: str) -> bool:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, wait_until
+from helpers import LoopbackDevice, Suite, chrooted_device, wait_until
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts
-from pytest_jumpstarter_mount.testing import can_chroot
 
 RUNNER = [sys.executable, "-m", "pytest_jumpstarter_mount.testing"]
 LAST_LINE = "stops it and its sshd."
@@ -183,9 +182,7 @@ def test_the_printout_says_whether_it_is_chrooted_and_where_things_are(tmp_path:
 @pytest.fixture(scope="module")
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackDevice]:
     """This module's ``suite`` runs against a chrooted loopback device (it overrides conftest's ``device``)."""
-    if not can_chroot():
-        pytest.skip("chrooting sshd needs root and unshare")
-    with LoopbackDevice(tmp_path_factory.mktemp("chrooted"), chroot=True) as dev:
+    with chrooted_device(tmp_path_factory, "this module") as dev:
         yield dev
 
 

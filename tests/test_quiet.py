@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite
-from pytest_jumpstarter_mount.testing import can_chroot
+from helpers import LoopbackDevice, Suite, chrooted_device
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MOUNT_LINE = re.compile(r"^jumpstarter mount: (?:(gw\d+) )?(mounted|unmounted) (\S+) \((\w[\w ]*)\) in \d+ ms$")
@@ -63,9 +62,7 @@ def test_single_process_mount_lines_name_no_worker(suite: Suite) -> None:
 @pytest.fixture(scope="module")
 def chrooted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackDevice]:
     """The examples use device paths (/etc, /data): a chrooted loopback device, as ``make demo`` starts."""
-    if not can_chroot():
-        pytest.skip("the example suite's device paths need a chrooted loopback device (root and unshare)")
-    with LoopbackDevice(tmp_path_factory.mktemp("chrooted"), chroot=True) as dev:
+    with chrooted_device(tmp_path_factory, "the example suite's device paths") as dev:
         yield dev
 
 
