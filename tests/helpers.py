@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from jumpstarter_driver_ssh_mount import SshfsTarget
+from jumpstarter_driver_ssh_mount import DeviceFiles, SshfsTarget, start_mount, start_sftp
 from jumpstarter_driver_ssh_mount.common.liveness import judge_record
 from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
 from jumpstarter_driver_ssh_mount.common.procfs import child_pids, processes
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey, KnownHosts
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, can_chroot, keygen
 
@@ -43,6 +44,7 @@ __all__ = [
     "child_pids",
     "closed_port",
     "descendants",
+    "device_files",
     "env_with_jmp",
     "exporter_config",
     "folder_owner_pid",
@@ -80,6 +82,22 @@ def env_with_jmp(**extra: str) -> dict[str, str]:
 def target(device: LoopbackDevice, remote: str = "/") -> SshfsTarget:
     """What sshfs mounts to reach ``remote`` (a device path) on ``device`` directly."""
     return SshfsTarget(device.host, device.port, device.user, device.remote(remote))
+
+
+@contextlib.contextmanager
+def device_files(backend: str, device: LoopbackDevice, mountpoint: Path, remote: str = "/") -> Iterator[DeviceFiles]:
+    """``remote`` of ``device`` over ``backend``: an sshfs mount on ``mountpoint``, or an SFTP session
+    (``mountpoint`` unused), the device's host key checked against its own key, as the exporter vouches."""
+    if backend == "sshfs":
+        with start_mount(target(device, remote), mountpoint, identity=device.identity()) as mount:
+            yield mount
+        return
+    key = HostKey.parse((device.base / "host_key.pub").read_text())
+    with (
+        KnownHosts([key]) as known,
+        start_sftp(target(device, remote), identity=device.identity(), options=known.options) as files,
+    ):
+        yield files
 
 
 @contextlib.contextmanager
@@ -265,7 +283,7 @@ import json, os
 def pytest_jmp_mount_ready(mount, request):
     with open(os.environ["MOUNT_LOG"], "a") as f:
         f.write(json.dumps({"event": "ready", "mountpoint": str(mount.mountpoint),
-                            "remote": mount.remote_path, "pid": mount.pid}) + "\\n")
+                            "remote": mount.remote_path, "pid": getattr(mount, "pid", None)}) + "\\n")
 
 def pytest_jmp_mount_teardown(mount):
     with open(os.environ["MOUNT_LOG"], "a") as f:

@@ -1,8 +1,8 @@
-"""Device-file chores through a real mount: preserve/restore, wait_for, collecting failure artifacts."""
+"""Device-file chores on both backends (a real sshfs mount, a real SFTP session): preserve/restore, wait_for,
+collecting failure artifacts; through the core and through the plugin (``--jmp-mount-backend``)."""
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import threading
@@ -12,14 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, artifacts_run, target
-from jumpstarter_driver_ssh_mount import RestoreError, WaitTimeoutError, start_mount
+from helpers import LoopbackDevice, Suite, artifacts_run, device_files
+from jumpstarter_driver_ssh_mount import RestoreError, WaitTimeoutError
 from jumpstarter_driver_ssh_mount.devicefiles.files import split_glob
 
 
+@pytest.fixture(params=["sshfs", "sftp"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test runs on both backends: a FUSE mount (sshfs) and an SFTP session."""
+    return str(request.param)
+
+
 @pytest.fixture
-def mount(device: LoopbackDevice, mountpoint: Path):
-    with start_mount(target(device), mountpoint, identity=device.identity()) as m:
+def mount(device: LoopbackDevice, mountpoint: Path, backend: str):
+    with device_files(backend, device, mountpoint) as m:
         yield m
 
 
@@ -48,7 +54,7 @@ def test_snapshot_restores_content_mode_and_absence(mount, device: LoopbackDevic
     conf.chmod(0o640)
     snap = mount.snapshot(rel(device, conf), rel(device, new))
     (mount / rel(device, conf)).write_text("changed by test\n")
-    os.chmod(mount / rel(device, conf), 0o600)
+    (mount / rel(device, conf)).chmod(0o600)
     (mount / rel(device, new)).write_text("should vanish\n")
     snap.restore()
     assert conf.read_text() == "original\n"
@@ -56,10 +62,12 @@ def test_snapshot_restores_content_mode_and_absence(mount, device: LoopbackDevic
     assert not new.exists()
 
 
-def test_preserved_files_come_back_before_unmount(device: LoopbackDevice, mountpoint: Path, scratch: Path) -> None:
+def test_preserved_files_come_back_before_unmount(
+    device: LoopbackDevice, mountpoint: Path, scratch: Path, backend: str
+) -> None:
     conf = scratch / "kept.conf"
     conf.write_text("v1\n")
-    with start_mount(target(device), mountpoint, identity=device.identity()) as m:
+    with device_files(backend, device, mountpoint) as m:
         m.preserve(rel(device, conf))
         (m / rel(device, conf)).write_text("v2\n")
     assert conf.read_text() == "v1\n"
@@ -134,7 +142,7 @@ def test_split_glob() -> None:
 
 
 # -- through the plugin --------------------------------------------------------------
-def test_failed_test_collects_artifacts(suite: Suite) -> None:
+def test_failed_test_collects_artifacts(suite: Suite, backend: str) -> None:
     dev = suite.device
     suite.pytester.makepyfile(
         test_art=f"""
@@ -152,7 +160,9 @@ def test_failed_test_collects_artifacts(suite: Suite) -> None:
         """
     )
     xml = suite.pytester.path / "junit.xml"
-    result = suite.run(f"--jmp-mount-collect={dev.remote('/var/log')}/*", f"--junitxml={xml}")
+    result = suite.run(
+        f"--jmp-mount-collect={dev.remote('/var/log')}/*", f"--junitxml={xml}", f"--jmp-mount-backend={backend}"
+    )
     result.assert_outcomes(failed=2, passed=1)
     art = artifacts_run(suite.pytester.path)
     fails = art / "test_art.py_test_fails" / dev.remote("/var/log").lstrip("/")
@@ -166,7 +176,7 @@ def test_failed_test_collects_artifacts(suite: Suite) -> None:
     suite.assert_clean()
 
 
-def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:
+def test_collect_cap_and_collect_without_a_mount(suite: Suite, backend: str) -> None:
     dev = suite.device
     suite.pytester.makepyfile(
         test_cap="""
@@ -179,7 +189,10 @@ def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:
     )
     logs = dev.remote("/var/log")
     result = suite.run(
-        f"--jmp-mount-collect={logs}/*", f"--jmp-mount-collect={logs}/app/*", "--jmp-mount-collect-max-bytes=100"
+        f"--jmp-mount-collect={logs}/*",
+        f"--jmp-mount-collect={logs}/app/*",
+        "--jmp-mount-collect-max-bytes=100",
+        f"--jmp-mount-backend={backend}",
     )
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*messages: skipped, 691 bytes would pass the 100-byte cap*"])
@@ -191,7 +204,7 @@ def test_collect_cap_and_collect_without_a_mount(suite: Suite) -> None:
 
 
 @pytest.mark.parametrize("outcome", ["pass", "fail", "error"])
-def test_marker_restore(suite: Suite, outcome: str) -> None:
+def test_marker_restore(suite: Suite, outcome: str, backend: str) -> None:
     dev = suite.device
     conf = dev.root / "etc" / f"app-{outcome}.conf"
     conf.write_text("factory settings\n")
@@ -209,14 +222,14 @@ def test_marker_restore(suite: Suite, outcome: str) -> None:
 
         @pytest.mark.jmp_mount(restore=[{dev.remote(f"/etc/app-{outcome}.conf")!r},
                                         {dev.remote(f"/etc/created-{outcome}.conf")!r}])
-        def test_changes_config(remote_path, later_breaks):
+        def test_changes_config(remote_path, later_breaks):  # pathlib methods: a Path or a DevicePath
             etc = remote_path / "etc"
             (etc / "app-{outcome}.conf").write_text("test settings\\n")
             (etc / "created-{outcome}.conf").write_text("new\\n")
             {body}
         """
     )
-    result = suite.run()
+    result = suite.run(f"--jmp-mount-backend={backend}")
     expected = {"pass": {"passed": 1}, "fail": {"failed": 1}, "error": {"failed": 1, "errors": 1}}[outcome]
     result.assert_outcomes(**expected)
     assert conf.read_text() == "factory settings\n"
@@ -225,7 +238,7 @@ def test_marker_restore(suite: Suite, outcome: str) -> None:
     suite.assert_clean()
 
 
-def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: Suite) -> None:
+def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: Suite, backend: str) -> None:
     dev = suite.device
     (dev.root / "etc" / "p.conf").write_text("one\n")
     (dev.root / "etc" / "q.conf").write_text("q\n")
@@ -244,14 +257,14 @@ def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: S
             q.mkdir()
         """
     )
-    result = suite.run()
+    result = suite.run(f"--jmp-mount-backend={backend}")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([f"*could not restore device file(s): {dev.remote('/etc/q.conf')}*"])
     result.stdout.fnmatch_lines([f"NOT restored on *: {dev.remote('/etc/q.conf')} (Is a directory); the next run*"])
     assert (dev.root / "etc" / "p.conf").read_text() == "one\n"
     (dev.root / "etc" / "p.conf").unlink()
     (dev.root / "etc" / "q.conf").rmdir()
-    again = suite.run("-k", "test_preserve")  # the journal puts q.conf back first
+    again = suite.run("-k", "test_preserve", f"--jmp-mount-backend={backend}")  # the journal puts q.conf back first
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines([f"jumpstarter mount: restored on *: {dev.remote('/etc/q.conf')} (left changed by *"])
     assert (dev.root / "etc" / "q.conf").read_text() == "q\n"
@@ -260,7 +273,7 @@ def test_preserve_from_the_test_and_restore_failure_is_a_teardown_error(suite: S
     suite.assert_clean()
 
 
-def test_restore_outside_every_mount_fails_the_test(suite: Suite) -> None:
+def test_restore_outside_every_mount_fails_the_test(suite: Suite, backend: str) -> None:
     dev = suite.device
     suite.pytester.makepyfile(
         test_out=f"""
@@ -271,7 +284,7 @@ def test_restore_outside_every_mount_fails_the_test(suite: Suite) -> None:
             pass
         """
     )
-    result = suite.run()
+    result = suite.run(f"--jmp-mount-backend={backend}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*/elsewhere/app.conf* is outside every mount of this test*"])
     suite.assert_clean()

@@ -4,6 +4,7 @@ Folders by layer, each importing only the ones listed after it:
 
 * ``driver``, ``client``, ``cli``, ``interactive`` - the Jumpstarter face (exporter side, client, ``j mount``);
 * ``mount`` - ``start_mount`` -> ``Mount``: an sshfs process plus the device-file methods;
+* ``sftp/`` - ``start_sftp`` -> ``SftpFiles``: the same device-file methods over SFTP, no FUSE (``DevicePath``);
 * ``reach/`` - reaching the device: routes (direct, relay, port forward), the transport rule, trust, device commands;
 * ``devicefiles/`` - what tests do with device files: collect, snapshot/restore, wait for, device readings;
 * ``sshfs/`` - the sshfs process: command line, start, ready, unmount (knows nothing of device files);
@@ -29,15 +30,22 @@ _MODULES = (
     "common.errors",
     "ssh.commandresult",
     "sshfs.unmount",
+    "devicefiles.files",
     "mount",
     "ssh.remote_command",
+    "sftp.files",
+    "sftp.devicepath",
 )
 
 __all__ = [
+    "BACKENDS",
+    "BACKEND_CHOICES",
+    "BACKEND_MEANINGS",
     "CACHE_MEANINGS",
     "CACHE_MODES",
     "COLLECT_MAX_BYTES",
     "COLLECT_TIMEOUT",
+    "DEFAULT_BACKEND",
     "DEFAULT_CACHE",
     "DEFAULT_MOUNT_TIMEOUT",
     "DEFAULT_SSH_OPTIONS",
@@ -52,6 +60,8 @@ __all__ = [
     "ConnectError",
     "DeviceCommandError",
     "DeviceCommandTimeout",
+    "DeviceFiles",
+    "DevicePath",
     "FuseUnavailableError",
     "HostKeyError",
     "InvalidOptionError",
@@ -63,6 +73,7 @@ __all__ = [
     "OutsideMountError",
     "RemotePathError",
     "RestoreError",
+    "SftpFiles",
     "SshfsNotFoundError",
     "SshfsTarget",
     "UnmountError",
@@ -73,6 +84,7 @@ __all__ = [
     "merge_options",
     "run_unmount",
     "start_mount",
+    "start_sftp",
     "unmount_command",
     "validate_cache",
     "validate_option",
@@ -97,8 +109,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.common.choices import (
+        BACKEND_CHOICES,
+        BACKEND_MEANINGS,
+        BACKENDS,
         CACHE_MEANINGS,
         CACHE_MODES,
+        DEFAULT_BACKEND,
         DEFAULT_CACHE,
         TRANSPORT_MEANINGS,
         TRANSPORTS,
@@ -130,7 +146,10 @@ if TYPE_CHECKING:
         UnmountError,
         WaitTimeoutError,
     )
+    from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
     from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
+    from jumpstarter_driver_ssh_mount.sftp.devicepath import DevicePath
+    from jumpstarter_driver_ssh_mount.sftp.files import SftpFiles, start_sftp
     from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult, DeviceCommandError, DeviceCommandTimeout
     from jumpstarter_driver_ssh_mount.ssh.sshoptions import (
         DEFAULT_SSH_OPTIONS,

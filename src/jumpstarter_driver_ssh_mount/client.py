@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import click
 from jumpstarter_driver_composite.client import CompositeClient
 
-from jumpstarter_driver_ssh_mount.common.choices import DEFAULT_CACHE, transport_label
+from jumpstarter_driver_ssh_mount.common.choices import BACKENDS, DEFAULT_CACHE, transport_label
 from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_MOUNT_TIMEOUT
 from jumpstarter_driver_ssh_mount.common.errors import HostKeyError
+from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
 from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
 from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
@@ -25,6 +24,7 @@ from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
     parse_tcp_address,
     relay_options,
+    relay_socket,
     release_relay,
     resolve_transport,
 )
@@ -116,10 +116,38 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         :raises MountError: (a subclass naming the problem and the fix, ``HostKeyError`` for a
             host key mismatch) on any failure, after releasing everything.
         """
-        transport = resolve_transport(transport, direct)
         options = list(validate_options(extra_args or ()))
         plan = MountPlan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
-        plan.trust, vouched = establish_trust(self.call, self.logger, options, insecure, transport)
+        return cast(Mount, self._open(plan, resolve_transport(transport, direct), insecure))  # backend sshfs
+
+    def files(
+        self,
+        remote_path: str = "/",
+        *,
+        backend: str = "sftp",
+        transport: str | None = None,
+        insecure: bool = False,
+        extra_args: Sequence[str] | None = None,
+        timeout: float = DEFAULT_MOUNT_TIMEOUT,
+        mount_dir: str | os.PathLike[str] | None = None,
+        cache: str = DEFAULT_CACHE,
+    ) -> DeviceFiles:
+        """The device's files below ``remote_path`` over ``backend``, as ``mounted()`` makes them.
+
+        ``backend="sshfs"`` is ``mounted()`` (a FUSE mount, a ``Mount``); ``"sftp"`` needs no FUSE:
+        an SFTP session from this process (``SftpFiles``), over the same routes, host keys and
+        options, with the same device-file methods; its paths are ``DevicePath`` objects. ``cache``
+        and ``mount_dir`` only matter to sshfs. Release it with ``unmount()`` or ``with``.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        options = list(validate_options(extra_args or ()))
+        plan = MountPlan(None, remote_path, options, timeout, mount_dir, validate_cache(cache), backend=backend)
+        return self._open(plan, resolve_transport(transport), insecure)
+
+    def _open(self, plan: MountPlan, transport: str, insecure: bool) -> DeviceFiles:
+        """Over ``transport``, with the exporter's keys read again once if the device offers another."""
+        plan.trust, vouched = establish_trust(self.call, self.logger, plan.options, insecure, transport)
         try:
             return self._mount_via(transport, vouched, plan)
         except Refused as refused:
@@ -143,34 +171,64 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         address: tuple[str, int] | None = None,
         note: str | None = None,
         relay: RelayOffer | None = None,
-    ) -> Mount:
-        """One sshfs mount over ``how``: to ``address`` (direct, through ``relay``), or a new port forward."""
+    ) -> DeviceFiles:
+        """One mount (or SFTP session) over ``how``: to ``address`` (direct, through ``relay``), or a new forward."""
         with ExitStack() as resources:
             if relay is not None:
                 resources.callback(release_relay, self.call, relay.id, self.logger)
             route = open_route(self, address, plan.trust, vouched, plan.options, resources)
-            host, port, options = route.host, route.port, route.options
-            if relay is not None:
-                options = [*options, *relay_options(relay, options, resources)]
+            target = SshfsTarget(host=route.host, port=route.port, user=self.username, remote_path=plan.remote_path)
             try:
-                mount = start_mount(
-                    SshfsTarget(host=host, port=port, user=self.username, remote_path=plan.remote_path),
-                    plan.mountpoint,
-                    identity=self.identity,
-                    options=options,
-                    timeout=plan.timeout,
-                    resources=resources.pop_all(),
-                    transport=how,
-                    mount_dir=plan.mount_dir,
-                    cache=plan.cache,
-                    env=PROXY_ENVIRONMENT if relay is not None else None,
-                )
+                if plan.backend == "sftp":
+                    mount = self._sftp(target, plan, route.options, how, relay, resources)
+                else:
+                    options = route.options
+                    if relay is not None:
+                        options = [*options, *relay_options(relay, options, resources)]
+                    mount = start_mount(
+                        target,
+                        plan.mountpoint,
+                        identity=self.identity,
+                        options=options,
+                        timeout=plan.timeout,
+                        resources=resources.pop_all(),
+                        transport=how,
+                        mount_dir=plan.mount_dir,
+                        cache=plan.cache,
+                        env=PROXY_ENVIRONMENT if relay is not None else None,
+                    )
             except HostKeyError as exc:
                 if vouched is not None:
                     raise Refused(vouched, how, address) from exc
                 if plan.trust.source == YOURS:
                     raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
                 raise
+        return self._finish(plan, mount, note)
+
+    def _sftp(
+        self,
+        target: SshfsTarget,
+        plan: MountPlan,
+        options: list[str],
+        how: str,
+        relay: RelayOffer | None,
+        resources: ExitStack,
+    ) -> DeviceFiles:
+        """An SFTP session over the route just opened (``resources``: what it holds); a relay is dialled here."""
+        from jumpstarter_driver_ssh_mount.sftp.files import start_sftp  # asyncssh: only once SFTP is used
+
+        sock = relay_socket(relay, options) if relay is not None else None
+        return start_sftp(
+            target,
+            identity=self.identity,
+            options=options,
+            timeout=plan.timeout,
+            resources=resources.pop_all(),
+            transport=how,
+            sock=sock,
+        )
+
+    def _finish(self, plan: MountPlan, mount: DeviceFiles, note: str | None) -> DeviceFiles:
         mount.transport_note = "; ".join(filter(None, [note, plan.trust.outcome]))
         if plan.trust.why == OLD_EXPORTER:
             mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
@@ -200,7 +258,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         that killed processes left are removed (``ownedfolders.OwnedFolders.sweep``).
         """
         from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS
-        from jumpstarter_driver_ssh_mount.interactive import hold_foreground, run_subshell
+        from jumpstarter_driver_ssh_mount.interactive import hold_foreground, interruptible_wait, run_subshell
         from jumpstarter_driver_ssh_mount.signals import signals_interrupt
 
         swept = KNOWN_HOSTS_FOLDERS.sweep()
@@ -221,30 +279,10 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                     f"Mounted {m.target.spec} on {m.mountpoint} via {transport_label(m.transport)} ({m.transport_note})"
                 )
                 if foreground:
-                    hold_foreground(m, self._interruptible_wait(m))
+                    hold_foreground(m, interruptible_wait(m, self.portal))
                 else:
                     run_subshell(m)
             click.echo(f"Unmounted {m.mountpoint}")
-
-    def _interruptible_wait(self, mount: Mount) -> Callable[[], int]:
-        """``mount.wait``, made to end when the event loop driving this client is cancelled.
-
-        ``j`` runs commands in a worker thread and turns SIGINT/SIGTERM into a cancellation
-        of its event loop; waiting *in* that loop lets the cancellation reach us, so the
-        mount is torn down in order instead of being abandoned at exit.
-        """
-        fd = mount.exit_fileno()
-        if threading.current_thread() is threading.main_thread() or fd is None:
-            return mount.wait
-
-        def wait() -> int:
-            from jumpstarter_driver_ssh_mount.eventloop import wait_readable_unless_cancelled
-
-            if not self.portal.call(wait_readable_unless_cancelled, fd):
-                raise CancelledError("the event loop was cancelled")
-            return mount.wait()
-
-        return wait
 
     def run(self, command: str, **kwargs: Any) -> CommandResult:
         """Run a shell command on the device, reached as the mounts reach it (``device_command.run_on_device``)."""

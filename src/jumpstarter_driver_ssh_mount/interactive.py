@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError
+from typing import Any
 
 import click
 
@@ -98,3 +99,24 @@ def tagged_prompt(prompt: str, remote_path: str) -> str:
     if JUMPSTARTER_PROMPT_MARK in prompt:
         return prompt.replace(JUMPSTARTER_PROMPT_MARK, f"{PROMPT_TAG}{JUMPSTARTER_PROMPT_MARK}", 1)
     return f"[sshfs:{remote_path}] {prompt}"
+
+
+def interruptible_wait(mount: Mount, portal: Any) -> Callable[[], int]:
+    """``mount.wait``, made to end when the event loop driving the client (``portal``'s) is cancelled.
+
+    ``j`` runs commands in a worker thread and turns SIGINT/SIGTERM into a cancellation
+    of its event loop; waiting *in* that loop lets the cancellation reach us, so the
+    mount is torn down in order instead of being abandoned at exit.
+    """
+    fd = mount.exit_fileno()
+    if threading.current_thread() is threading.main_thread() or fd is None:
+        return mount.wait
+
+    def wait() -> int:
+        from jumpstarter_driver_ssh_mount.eventloop import wait_readable_unless_cancelled
+
+        if not portal.call(wait_readable_unless_cancelled, fd):
+            raise CancelledError("the event loop was cancelled")
+        return mount.wait()
+
+    return wait

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
 
 
 @pytest.hookspec()
@@ -24,7 +24,7 @@ def pytest_jmp_mount_options(config: pytest.Config, remote_path: str, options: l
 
 
 @pytest.hookspec()
-def pytest_jmp_mount_ready(mount: Mount, request: pytest.FixtureRequest | None) -> None:
+def pytest_jmp_mount_ready(mount: DeviceFiles, request: pytest.FixtureRequest | None) -> None:
     """Called once a mount is ready, before any test uses it.
 
     ``request`` is the request of the fixture that made the mount, or None for the
@@ -37,7 +37,7 @@ def pytest_jmp_mount_ready(mount: Mount, request: pytest.FixtureRequest | None) 
 
 
 @pytest.hookspec()
-def pytest_jmp_mount_teardown(mount: Mount) -> None:
+def pytest_jmp_mount_teardown(mount: DeviceFiles) -> None:
     """Called before a mount is unmounted (still mounted, unless sshfs died).
 
     Example::

@@ -9,6 +9,7 @@ through ``MountManager.mounted()``.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
+from pytest_jumpstarter_mount.config.backendchoice import BackendChoice
 from pytest_jumpstarter_mount.config.marker import NO_MARKER, MarkerSpec, marker_spec
 from pytest_jumpstarter_mount.config.settings import NO_DEVICE, SOURCES_HELP, Settings
 from pytest_jumpstarter_mount.config.transportchoice import describe_transport
@@ -41,13 +43,13 @@ from pytest_jumpstarter_mount.sources.farm import DeviceFarm
 from pytest_jumpstarter_mount.sources.leases import forget_released
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
 
 manager_key = pytest.StashKey["MountManager"]()
-item_mounts_key = pytest.StashKey[list["Mount"]]()
+item_mounts_key = pytest.StashKey[list["DeviceFiles"]]()
 
 
 class MountManager:
@@ -56,11 +58,12 @@ class MountManager:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        self.live: list[Mount] = []
+        self.live: list[DeviceFiles] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notices: list[str] = []  # what the sweep at start has to say, for the report header
         self.farm = DeviceFarm(self)
         self.guard = RestoreGuard(self)  # the restore journal
+        self.backends = BackendChoice(settings.backend)  # sshfs or sftp, per mount
         # a plugin object: tests error at once when the device is not (or none is configured)
         self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
@@ -79,6 +82,7 @@ class MountManager:
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
             lines.append(f"jumpstarter mount: {describe_transport(s.transport, s.options, s.insecure)}")
+            lines += filter(None, [self.backends.header()])
         else:
             lines.append(f"jumpstarter mount: device: none configured; the tests that use it error: {SOURCES_HELP}")
         return lines
@@ -163,24 +167,24 @@ class MountManager:
         spec: MarkerSpec = NO_MARKER,
         *,
         request: pytest.FixtureRequest | None = None,
-    ) -> Iterator[Mount]:
-        """Mount the device for the ``with`` block: every mount the plugin makes comes from here.
+    ) -> Iterator[DeviceFiles]:
+        """The device's files for the ``with`` block: every mount (or SFTP session) the plugin makes comes from here.
 
         The device path is ``spec.remote``, else ``--jmp-mount-remote``; the options are
         ``--jmp-mount-option`` then ``spec.options``, as ``pytest_jmp_mount_options`` leaves
-        them; the transport and cache mode are the spec's, else the settings'; the host key is
+        them; the transport, cache mode and backend are the spec's, else the settings' (``backends``); the host key is
         verified unless ``--jmp-mount-insecure``. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
         whatever happened. A mount that cannot be made fails the test, the reason first, then the
         path; when no later mount can succeed either (see ``failfast``), later tests error at once, in short.
-        What went otherwise than asked (``Mount.warnings``) becomes a ``JumpstarterMountWarning``.
+        What went otherwise than asked (``DeviceFiles.warnings``) becomes a ``JumpstarterMountWarning``.
         """
         remote = spec.remote or self.settings.remote
         options = [*self.settings.options, *spec.options]
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
         transport = spec.transport or self.settings.transport
-        mount = self._start(client, remote, options, transport, spec.cache or self.settings.cache)
+        mount = self._start(client, remote, options, transport, spec.cache or self.settings.cache, spec.backend)
         self.guard.attach(client, mount)
         seen = 0
         try:
@@ -193,23 +197,25 @@ class MountManager:
             finally:
                 warn_mount(mount, seen)
 
-    def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
-        from jumpstarter_driver_ssh_mount import MountError
+    def _start(
+        self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str, asked: str | None
+    ) -> DeviceFiles:
+        from jumpstarter_driver_ssh_mount import FuseUnavailableError, MountError, SshfsNotFoundError
 
         self.availability.check_mount()
         self._arm()
         started = time.monotonic()
+        backend = self.backends.for_mount(asked)
+        files = functools.partial(client.files, remote, transport=transport, insecure=self.settings.insecure)
+        files = functools.partial(files, extra_args=options, cache=cache, timeout=self.settings.timeout)
         try:  # logs "mounted ... in N s" itself
-            mount = client.mounted(
-                None,
-                remote_path=remote,
-                transport=transport,
-                insecure=self.settings.insecure,
-                extra_args=options,
-                timeout=self.settings.timeout,
-                mount_dir=self.mount_dir(),
-                cache=cache,
-            )
+            try:
+                mount = files(backend=backend, mount_dir=self.mount_dir())
+            except (FuseUnavailableError, SshfsNotFoundError) as exc:
+                if backend != "sshfs" or (asked or self.settings.backend) != "auto":
+                    raise
+                announce(self.config, self.backends.fuse_failed(str(exc).split(";")[0]))
+                mount = files(backend="sftp")
         except (MountError, MountDirError) as exc:  # the reason first, so that pytest's short summary shows it
             problem = f"{exc} (jumpstarter mount of {remote})"
             if session_wide(exc):
@@ -221,7 +227,7 @@ class MountManager:
             return mount
         pytest.fail(problem, pytrace=False)
 
-    def _release(self, mount: Mount) -> None:
+    def _release(self, mount: DeviceFiles) -> None:
         """Teardown hook, then unmount (even if the hook fails)."""
         try:
             if mount.is_mounted():
@@ -236,12 +242,12 @@ class MountManager:
                     if mount in self.live:
                         self.live.remove(mount)
 
-    def note_use(self, item: pytest.Item, mount: Mount) -> Mount:
+    def note_use(self, item: pytest.Item, mount: DeviceFiles) -> DeviceFiles:
         """Record that ``item`` uses ``mount`` (for its restores and failure report)."""
         item.stash.setdefault(item_mounts_key, []).append(mount)
         return mount
 
-    def used_mounts(self, item: pytest.Item) -> list[Mount]:
+    def used_mounts(self, item: pytest.Item) -> list[DeviceFiles]:
         """The mounts a test used: ``remote_fs`` and those behind ``remote_path``."""
         found = list(item.stash.get(item_mounts_key, None) or ())
         fs = getattr(item, "funcargs", {}).get("remote_fs")
@@ -271,7 +277,7 @@ class MountManager:
             try:
                 mount.unmount()
             except Exception as exc:
-                logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
+                logger.warning("unmounting %s failed: %s", mount.where, exc)
         if self._run_dir is not None:
             forget_released(self._run_dir)
             close_run_dir(self._run_dir)

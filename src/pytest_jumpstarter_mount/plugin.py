@@ -18,7 +18,7 @@ from pytest_jumpstarter_mount import hooks
 from pytest_jumpstarter_mount.config.options import add_options
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
     from pytest_jumpstarter_mount.config.options import Scope
@@ -72,13 +72,14 @@ def _remote_fs_scope(fixture_name: str, config: pytest.Config) -> Scope:
 
 
 @pytest.fixture(scope=_remote_fs_scope)
-def remote_fs(request: pytest.FixtureRequest, jmp_mount_client: SSHMountClient) -> Iterator[Mount]:
-    """The device's ``--jmp-mount-remote`` directory (default ``/``), mounted with sshfs.
+def remote_fs(request: pytest.FixtureRequest, jmp_mount_client: SSHMountClient) -> Iterator[DeviceFiles]:
+    """The device's ``--jmp-mount-remote`` directory (default ``/``), mounted with sshfs or reached over SFTP.
 
-    A ``jumpstarter_driver_ssh_mount.sshfs.Mount``: ``remote_fs.mountpoint`` is the local
-    path, ``remote_fs / "var/log/messages"`` (or ``remote_fs.local_path("/var/log/messages")``)
-    a file in it. Mounted on first use, unmounted when its scope ends
-    (``--jmp-mount-scope``, default session), whatever the outcome.
+    A ``Mount`` (sshfs: ``remote_fs.mountpoint`` is the local path) or, without FUSE
+    (``--jmp-mount-backend``), an ``SftpFiles``; both have the device-file methods (``wait_for``,
+    ``preserve``, ``snapshot``, ``collect``...), and ``remote_fs / "var/log/messages"`` is a file in it
+    (a ``pathlib.Path``, or a ``DevicePath`` with pathlib's file API). Mounted on first use, unmounted
+    when its scope ends (``--jmp-mount-scope``, default session), whatever the outcome.
     """
     with _manager(request.config).mounted(jmp_mount_client, request=request) as mount:
         yield mount
@@ -115,7 +116,11 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
 
 @pytest.fixture
 def remote_path(request: pytest.FixtureRequest) -> Iterator[Path]:
-    """The local ``pathlib.Path`` where the device's ``--jmp-mount-remote`` directory is visible.
+    """The device's ``--jmp-mount-remote`` directory: a ``pathlib.Path`` (sshfs) or ``DevicePath`` (sftp).
+
+    Over sshfs it is the local directory where the device's files are visible; over SFTP (no FUSE)
+    a ``DevicePath`` with pathlib's file API (``read_text``, ``write_text``, ``iterdir``, ``glob``...):
+    tests that use those methods run on both.
 
     A test marked ``@pytest.mark.jmp_mount(remote="/etc", options=[...], direct=False)``
     gets its own mount of that path for its duration instead.
@@ -124,7 +129,7 @@ def remote_path(request: pytest.FixtureRequest) -> Iterator[Path]:
 
     manager, spec = _manager(request.config), marker_spec(request.node)
     if not spec.own_mount:
-        yield manager.note_use(request.node, request.getfixturevalue("remote_fs")).mountpoint
+        yield manager.note_use(request.node, request.getfixturevalue("remote_fs")).root
         return
     with manager.mounted(request.getfixturevalue("jmp_mount_client"), spec, request=request) as mount:
-        yield manager.note_use(request.node, mount).mountpoint
+        yield manager.note_use(request.node, mount).root

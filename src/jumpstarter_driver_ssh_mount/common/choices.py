@@ -1,4 +1,4 @@
-"""The choices a user makes, what each means, and the defaults: transports and cache modes.
+"""The choices a user makes, what each means, and the defaults: transports, cache modes, file backends.
 
 Every help text, doc table and check reads this one light module.
 """
@@ -37,3 +37,13 @@ CACHE_MEANINGS: dict[str, str] = {
 }
 CACHE_MODES: tuple[str, ...] = tuple(CACHE_MEANINGS)
 DEFAULT_CACHE = "fresh"
+
+#: What carries the device's files, and what each choice means.
+BACKEND_MEANINGS: dict[str, str] = {
+    "auto": "sshfs where a FUSE mount works, else sftp",
+    "sshfs": "a FUSE mount (needs /dev/fuse and sshfs)",
+    "sftp": "an SFTP session from the test process, no FUSE (remote_path is a DevicePath: use pathlib methods)",
+}
+BACKEND_CHOICES: tuple[str, ...] = tuple(BACKEND_MEANINGS)
+BACKENDS: tuple[str, ...] = ("sshfs", "sftp")  # what a mount's own backend is: never "auto"
+DEFAULT_BACKEND = "auto"

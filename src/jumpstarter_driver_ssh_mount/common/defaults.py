@@ -15,3 +15,7 @@ DEVICE_LISTING_CAP = 8 * 1024 * 1024  # bytes of one watched directory's listing
 DEVICE_CHANGES_SHOWN = 50  # changed files listed per watched directory; the rest are counted
 DEVICE_READING_TIMEOUT = 10.0  # seconds one reading of the device's logs and files may take
 DEVICE_READING_RETRY = 30.0  # seconds before the device is tried again after it could not be reached
+SFTP_CONNECT_TIMEOUT = 10.0  # seconds the SFTP backend's connection and login may take (ssh's ConnectTimeout)
+SFTP_KEEPALIVE_INTERVAL = 5.0  # seconds between the SFTP backend's keep-alives (ssh's ServerAliveInterval)
+SFTP_KEEPALIVE_COUNT = 3  # unanswered keep-alives that end an SFTP session (ssh's ServerAliveCountMax)
+SFTP_BLOCK_SIZE = 64 * 1024  # bytes per SFTP read or write request

@@ -22,7 +22,17 @@ class SshfsNotFoundError(MountError):
 
 
 class FuseUnavailableError(MountError):
-    """FUSE cannot be used here (no ``/dev/fuse``, no permission, no fusermount)."""
+    """FUSE cannot be used here (no ``/dev/fuse``, no permission, no fusermount); the message says what instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; {WITHOUT_FUSE}")
+
+
+#: What still works without FUSE, at the end of every ``FuseUnavailableError``.
+WITHOUT_FUSE = (
+    "a mount (j mount, mounted()) needs FUSE; without it the pytest fixtures still reach the device's files "
+    "over SFTP (--jmp-mount-backend auto or sftp), as does SSHMountClient.files(backend='sftp')"
+)
 
 
 class MountpointError(MountError):

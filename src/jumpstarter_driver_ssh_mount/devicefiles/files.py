@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from jumpstarter_driver_ssh_mount.common.defaults import (
     COLLECT_MAX_BYTES,
@@ -36,6 +36,7 @@ from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import (
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
 from jumpstarter_driver_ssh_mount.devicefiles.waiting import wait_for
+from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 
 __all__ = [
     "COLLECT_MAX_BYTES",
@@ -96,6 +97,20 @@ class DeviceFiles(ABC):
     @abstractmethod
     def remote_path(self) -> str:
         """The device directory these files are below."""
+
+    @property
+    @abstractmethod
+    def root(self) -> Any:
+        """Where ``remote_path`` is seen: a local ``Path`` (a mountpoint) or a ``DevicePath`` (SFTP)."""
+
+    @abstractmethod
+    def __truediv__(self, device_path: str) -> Any:
+        """``files / "x"``: the device path ``x`` (absolute, or below ``remote_path``) as a path to use."""
+
+    @property
+    @abstractmethod
+    def target(self) -> SshfsTarget:
+        """Where the connection goes: host, port, user and ``remote_path``."""
 
     @property
     @abstractmethod

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from jumpstarter_driver_ssh_mount.common.choices import DEFAULT_CACHE
 from jumpstarter_driver_ssh_mount.common.errors import ConnectError, MountTimeoutError
-from jumpstarter_driver_ssh_mount.mount import Mount
+from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
 from jumpstarter_driver_ssh_mount.reach.route import published_address
 from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
@@ -37,6 +37,7 @@ class MountPlan:
     mount_dir: str | os.PathLike[str] | None
     cache: str = DEFAULT_CACHE
     trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
+    backend: str = "sshfs"  # what carries the files: "sshfs" (a FUSE mount) or "sftp"
 
 
 class TransportRoutes:
@@ -56,10 +57,10 @@ class TransportRoutes:
         address: tuple[str, int] | None = None,
         note: str | None = None,
         relay: RelayOffer | None = None,
-    ) -> Mount:
+    ) -> DeviceFiles:
         raise NotImplementedError
 
-    def _mount_via(self, transport: str, vouched: VouchedKeys | None, plan: MountPlan) -> Mount:
+    def _mount_via(self, transport: str, vouched: VouchedKeys | None, plan: MountPlan) -> DeviceFiles:
         """Mount over ``transport``; "auto" tries the address, then the relay, only when the host key is checked."""
         if transport == "forward":
             return self._start(plan, vouched, "forward")
@@ -86,7 +87,9 @@ class TransportRoutes:
                 reason = f"{at} offered another host key than the exporter vouches for"
         return self._via_relay(plan, vouched, why=reason)
 
-    def _via_relay(self, plan: MountPlan, vouched: VouchedKeys | None, *, forced: bool = False, why: str = "") -> Mount:
+    def _via_relay(
+        self, plan: MountPlan, vouched: VouchedKeys | None, *, forced: bool = False, why: str = ""
+    ) -> DeviceFiles:
         """Through a one-shot relay on the exporter host; the port forward (warned) if that fails.
 
         Without a relay offered, ``auto`` (``why``: why not direct) takes the forward and
@@ -132,7 +135,7 @@ class TransportRoutes:
         mount.warnings.append(f"using the Jumpstarter port forward, not the exporter's relay: {problem}")
         return mount
 
-    def _auto_forward(self, plan: MountPlan, vouched: VouchedKeys | None, reason: str) -> Mount:
+    def _auto_forward(self, plan: MountPlan, vouched: VouchedKeys | None, reason: str) -> DeviceFiles:
         """The port forward, taken instead of the device's address because of ``reason`` (a mount warning)."""
         self.logger.info("transport auto: using the port forward (%s)", reason)
         mount = self._start(plan, vouched, "forward", note=reason)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from jumpstarter.client.core import DriverMethodNotImplemented
 
-from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_KEYS, proxy_options
+from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_KEYS, dial, proxy_options
 from jumpstarter_driver_ssh_mount.reach.transportrule import decide_transport
 from jumpstarter_driver_ssh_mount.ssh.identity import PrivateFile
 from jumpstarter_driver_ssh_mount.ssh.optionkeys import option_key, option_parts
@@ -138,3 +138,24 @@ def relay_options(offer: RelayOffer, options: Sequence[str], resources: ExitStac
     token = resources.enter_context(PrivateFile(offer.token, "jmp-mount-relay-token"))
     dialer = proxy_options(offer.host, offer.port, token.path, timeout)
     return dialer if given else [*dialer, f"ConnectTimeout={RELAY_CONNECT_TIMEOUT}"]
+
+
+def relay_socket(offer: RelayOffer, options: Sequence[str]) -> socket.socket:
+    """A connection to ``offer``'s relay that has sent its token: what an in-process SSH client speaks over.
+
+    The same dialer ssh runs as its ``ProxyCommand`` (``relaydial.dial``), with the same ``ConnectTimeout``.
+
+    :raises ConnectError: the relay cannot be reached (``auto`` then takes the port forward).
+    """
+    from jumpstarter_driver_ssh_mount.common.errors import ConnectError
+
+    given = [part for part in option_parts(options) if option_key(part) == "connecttimeout"]
+    try:
+        timeout = float(given[0].split("=", 1)[1]) if given else float(RELAY_CONNECT_TIMEOUT)
+    except (IndexError, ValueError):
+        timeout = float(RELAY_CONNECT_TIMEOUT)
+    try:
+        raw = dial(offer.host, offer.port, bytes.fromhex(offer.token), timeout)
+    except OSError as exc:
+        raise ConnectError(f"relay {offer.address}: {exc.strerror or exc}") from None
+    return socket.socket(fileno=raw.detach())

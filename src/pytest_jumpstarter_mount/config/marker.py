@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jumpstarter_driver_ssh_mount import (
+    BACKEND_CHOICES,
     CACHE_MODES,
     TRANSPORTS,
     InvalidOptionError,
@@ -24,11 +25,12 @@ from jumpstarter_driver_ssh_mount.ssh.optioncheck import check_ssh_options
 
 MARKER_HELP = (
     f"jmp_mount(remote='/path', options=[...], transport='{'|'.join(TRANSPORTS)}', cache='{'|'.join(CACHE_MODES)}', "
-    "collect=[globs], restore=[paths], log=[device files], watch=[device dirs]): give this test its own mount "
-    "of a device path (remote_path), collect device files if it fails, restore files after, "
-    "report device log lines and changed files if it fails"
+    f"backend='{'|'.join(BACKEND_CHOICES)}', collect=[globs], restore=[paths], log=[device files], "
+    "watch=[device dirs]): give this test its own mount of a device path (remote_path), collect device files "
+    "if it fails, restore files after, report device log lines and changed files if it fails"
 )
-ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "collect", "restore", "log", "watch")
+ARGUMENTS = ("remote", "options", "transport", "direct", "cache", "backend", "collect", "restore", "log", "watch")
+OWN_MOUNT = ("remote", "options", "transport", "cache", "backend")  # the arguments that ask for the test's own mount
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,16 @@ class MarkerSpec:
     cache: str | None = None  # "fresh" / "fast"; None: as the settings say
     log: tuple[str, ...] = ()  # device log files read for this test, besides --jmp-mount-log
     watch: tuple[str, ...] = ()  # device directories watched for this test, besides --jmp-mount-watch
+    backend: str | None = None  # "auto" / "sshfs" / "sftp"; None: as the settings say
 
     @property
     def own_mount(self) -> bool:
         """True when the marker asks for a mount other than ``remote_fs``."""
-        return self.remote is not None or bool(self.options) or self.transport is not None or self.cache is not None
+        return any(getattr(self, name) for name in OWN_MOUNT)
 
     def own_mount_arguments(self) -> str:
         """The arguments that ask for the test's own mount, as written: ``remote='/etc', cache='fast'``."""
-        wanted = {k: v for k, v in asdict(self).items() if k in ("remote", "options", "transport", "cache")}
+        wanted = {k: v for k, v in asdict(self).items() if k in OWN_MOUNT}
         return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in wanted.items() if v)
 
     @classmethod
@@ -83,6 +86,7 @@ class MarkerSpec:
             collect=_device_paths("collect", kwargs.get("collect", ()), bad),
             restore=_device_paths("restore", kwargs.get("restore", ()), bad),
             cache=_cache(kwargs.get("cache"), bad),
+            backend=_backend(kwargs.get("backend"), bad),
             log=_device_paths("log", kwargs.get("log", ()), bad),
             watch=_device_paths("watch", kwargs.get("watch", ()), bad),
         )
@@ -142,6 +146,12 @@ def _cache(cache: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
     if cache is not None and cache not in CACHE_MODES:
         raise bad(f"cache must be one of {', '.join(map(repr, CACHE_MODES))}, got {cache!r}")
     return cache
+
+
+def _backend(backend: Any, bad: Callable[[str], pytest.UsageError]) -> str | None:
+    if backend is not None and backend not in BACKEND_CHOICES:
+        raise bad(f"backend must be one of {', '.join(map(repr, BACKEND_CHOICES))}, got {backend!r}")
+    return backend
 
 
 def _device_paths(name: str, value: Any, bad: Callable[[str], pytest.UsageError]) -> tuple[str, ...]:

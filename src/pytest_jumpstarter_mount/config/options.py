@@ -14,8 +14,11 @@ from typing import Any, Literal, get_args
 import pytest
 
 from jumpstarter_driver_ssh_mount.common.choices import (
+    BACKEND_CHOICES,
+    BACKEND_MEANINGS,
     CACHE_MEANINGS,
     CACHE_MODES,
+    DEFAULT_BACKEND,
     DEFAULT_CACHE,
     TRANSPORT_MEANINGS,
     TRANSPORTS,
@@ -34,6 +37,7 @@ LOG_KEEP = ("failed", "all")
 IniType = Literal["string", "bool", "linelist"]
 INI_TYPES: dict[str, IniType] = {"bool": "bool", "list": "linelist"}
 GROUP = "jumpstarter mount"
+BACKEND_HELP, BACKEND_METAVAR = describe_choices(BACKEND_MEANINGS), "|".join(BACKEND_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -112,12 +116,7 @@ OPTIONS = (
         kind="bool",
         default=False,
     ),
-    Option(
-        "driver",
-        "where the SSHMount driver sits in the exporter tree (dotted for nested)",
-        default="mount",
-        metavar="NAME",
-    ),
+    Option("driver", "where the SSHMount driver sits in the exporter tree (dotted for nested)", "str", "mount", "NAME"),
     Option(
         "dir",
         "where mountpoints are made (0700; never under pytest's basetemp, whose cleanup would rm -rf "
@@ -193,6 +192,7 @@ OPTIONS = (
         default=DEFAULT_CACHE,
         metavar="|".join(CACHE_MODES),
     ),
+    Option("backend", f"what carries the device's files. {BACKEND_HELP}", "str", DEFAULT_BACKEND, BACKEND_METAVAR),
     Option(
         "artifacts-retention",
         "how many runs' artifact folders to keep, this one included (0 keeps none)",

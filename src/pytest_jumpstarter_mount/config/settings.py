@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from jumpstarter_driver_ssh_mount import (
+    BACKEND_CHOICES,
     CACHE_MODES,
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
@@ -61,6 +62,7 @@ class Settings:
     collect_max_bytes: int = COLLECT_MAX_BYTES
     collect_timeout: float = COLLECT_TIMEOUT
     cache: str = "fresh"
+    backend: str = "auto"  # what carries the device's files: auto / sshfs / sftp
     artifacts_retention: int = 3
     logs: tuple[str, ...] = ()  # device log files read per test
     log_commands: tuple[str, ...] = ()  # device commands whose output is read per test
@@ -124,6 +126,7 @@ def load_settings(config: pytest.Config) -> Settings:
         remote=remote,
         scope=_choice("scope", str(value["scope"]), SCOPES),
         cache=_choice("cache", str(value["cache"]), CACHE_MODES),
+        backend=_choice("backend", str(value["backend"]), BACKEND_CHOICES),
         options=tuple(value["option"]),
         transport=transport_setting(config, value, OPTIONS),
         insecure=bool(value["insecure"]),

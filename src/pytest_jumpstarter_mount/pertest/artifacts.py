@@ -16,7 +16,7 @@ from pytest_jumpstarter_mount.runstate.artifactruns import ArtifactRuns
 from pytest_jumpstarter_mount.sources.failfast import UNAVAILABLE
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
     from pytest_jumpstarter_mount.pertest.contexts import CollectingContext
     from pytest_jumpstarter_mount.sources.leases import LeaseInfo
 
@@ -56,7 +56,7 @@ class FailureArtifacts:
         return report
 
     def collect(
-        self, item: pytest.Item, report: pytest.TestReport, globs: Sequence[str], mounts: Sequence[Mount]
+        self, item: pytest.Item, report: pytest.TestReport, globs: Sequence[str], mounts: Sequence[DeviceFiles]
     ) -> None:
         """Copy ``globs`` from the device for a failed test, once; list them in the report and JUnit XML.
 
@@ -104,7 +104,7 @@ class FailureArtifacts:
 
     def _through_root_mount(
         self, patterns: list[str], notes: list[str], stack: ExitStack
-    ) -> list[tuple[Mount, list[str]]]:
+    ) -> list[tuple[DeviceFiles, list[str]]]:
         """``patterns`` paired with a short-lived mount of ``/`` (unmounted when ``stack`` closes)."""
         client = self.manager.mount_client
         if self.manager.availability.reason:
@@ -121,11 +121,11 @@ class FailureArtifacts:
         return [(mount, patterns)]
 
 
-def plan(mounts: Sequence[Mount], globs: Sequence[str]) -> tuple[list[tuple[Mount, list[str]]], list[str]]:
+def plan(mounts: Sequence[DeviceFiles], globs: Sequence[str]) -> tuple[list[tuple[DeviceFiles, list[str]]], list[str]]:
     """Which mount collects which globs (in order, neighbours on one mount grouped); the uncovered globs."""
     from jumpstarter_driver_ssh_mount.devicefiles.files import split_glob
 
-    jobs: list[tuple[Mount, list[str]]] = []
+    jobs: list[tuple[DeviceFiles, list[str]]] = []
     uncovered = []
     for pattern in globs:
         mount = covering(mounts, split_glob(pattern)[0])
@@ -143,18 +143,19 @@ def describe_lease(lease: LeaseInfo) -> str:
     return f"lease:         {lease.name} (client {lease.alias})\nexporter:      {lease.exporter}"
 
 
-def describe(mount: Mount) -> str:
+def describe(mount: DeviceFiles) -> str:
     """The report section text for one mount (no key material: the identity is only a /proc path)."""
     from jumpstarter_driver_ssh_mount.common.choices import transport_label
 
     label = transport_label(mount.transport)
-    via = "direct" if mount.transport == "direct" else f"{label} {mount.host}:{mount.port}"
+    via = "direct" if mount.transport == "direct" else f"{label} {mount.target.host}:{mount.target.port}"
     lines = [
-        f"mountpoint:    {mount.mountpoint}",
+        f"mountpoint:    {mount.where}" if mount.backend == "sshfs" else f"files via:     {mount.where}",
         f"remote:        {mount.remote_path} ({via})",
         f"transport:     {mount.transport}" + (f" ({mount.transport_note})" if mount.transport_note else ""),
         f"still mounted: {'yes' if mount.is_mounted() else 'no'}",
     ]
-    tail = mount.stderr_tail(10)
-    lines.append("sshfs stderr:  " + ("\n               ".join(tail) if tail else "(empty)"))
+    if mount.backend == "sshfs":
+        tail = mount.stderr_tail(10)  # type: ignore[attr-defined]
+        lines.append("sshfs stderr:  " + ("\n               ".join(tail) if tail else "(empty)"))
     return "\n".join(lines)

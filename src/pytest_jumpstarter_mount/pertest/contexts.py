@@ -10,7 +10,7 @@ from pytest_jumpstarter_mount.runstate.runcontext import RunContext
 if TYPE_CHECKING:
     import pytest
 
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from pytest_jumpstarter_mount.config.marker import MarkerSpec
     from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class MountingContext(RunContext, Protocol):
     """A ``RunContext`` that also mounts (the restore of files a dead run left needs a mount)."""
 
-    def mounted(self, client: SSHMountClient, spec: MarkerSpec = ...) -> AbstractContextManager[Mount]:
+    def mounted(self, client: SSHMountClient, spec: MarkerSpec = ...) -> AbstractContextManager[DeviceFiles]:
         """A mount of the device for ``spec``, unmounted on exit."""
 
 
@@ -47,5 +47,5 @@ class CollectingContext(MountingContext, Protocol):
     def mount_client(self) -> SSHMountClient | None:
         """The device's client, once a test needed the device."""
 
-    def used_mounts(self, item: pytest.Item) -> list[Mount]:
+    def used_mounts(self, item: pytest.Item) -> list[DeviceFiles]:
         """The mounts ``item`` used."""

@@ -39,7 +39,7 @@ from pytest_jumpstarter_mount.runstate.mountdir import close_run_dir, default_ba
 from pytest_jumpstarter_mount.sources.deviceid import DeviceIdentity, identify
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from jumpstarter_driver_ssh_mount.common.errors import RestoreError
     from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
@@ -87,7 +87,7 @@ class RestoreGuard:
                 self._identities[id(client)] = identify(client, self.manager.settings.describe_source())
             return self._identities[id(client)]
 
-    def attach(self, client: SSHMountClient, mount: Mount) -> None:
+    def attach(self, client: SSHMountClient, mount: DeviceFiles) -> None:
         """Journal what is preserved on ``mount`` (a mount of ``client``'s device)."""
         mount.journal = MountJournal(self, client, mount.remote_path)
 

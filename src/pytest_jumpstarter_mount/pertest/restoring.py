@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
 
 
 class RestoreFailed(Exception):
     """Preserved device files could not be restored after a test."""
 
 
-def covering(mounts: Sequence[Mount], device_path: str) -> Mount | None:
+def covering(mounts: Sequence[DeviceFiles], device_path: str) -> DeviceFiles | None:
     """The first mount whose remote path contains ``device_path``."""
     return next((mount for mount in mounts if mount.covers(device_path)), None)
 
 
-def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) -> None:
+def preserve(mounts: Sequence[DeviceFiles], device_paths: Sequence[str], nodeid: str) -> None:
     """Snapshot each path on the mount that covers it (the marker's ``restore=[...]``)."""
     for device_path in device_paths:
         mount = covering(mounts, device_path)
@@ -38,7 +38,7 @@ def preserve(mounts: Sequence[Mount], device_paths: Sequence[str], nodeid: str) 
         mount.preserve(device_path)
 
 
-def restore(mounts: Sequence[Mount]) -> list[str]:
+def restore(mounts: Sequence[DeviceFiles]) -> list[str]:
     """Put back what was preserved on ``mounts``; the problems, one per mount."""
     from jumpstarter_driver_ssh_mount import RestoreError
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
 
 
 class JumpstarterMountWarning(UserWarning):
@@ -30,7 +30,7 @@ def warn(message: str) -> None:
     warnings.warn(JumpstarterMountWarning(message), stacklevel=3)
 
 
-def warn_mount(mount: Mount, seen: int = 0) -> int:
+def warn_mount(mount: DeviceFiles, seen: int = 0) -> int:
     """Issue ``mount``'s warnings after the first ``seen``; how many it has now (the next ``seen``)."""
     for text in mount.warnings[seen:]:
         warn(f"jumpstarter mount of {mount.remote_path}: {text}")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount import Mount
+    from jumpstarter_driver_ssh_mount import DeviceFiles
 
 PASSING = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
 
@@ -58,7 +58,7 @@ def announce(config: pytest.Config, line: str) -> bool:
     return True
 
 
-def say_mount(config: pytest.Config, done: str, mount: Mount, seconds: float) -> None:
+def say_mount(config: pytest.Config, done: str, mount: DeviceFiles, seconds: float) -> None:
     """``jumpstarter mount: mounted /var/log (port forward) in 412 ms``, only when pytest runs verbose.
 
     From an xdist worker the line names it: ``jumpstarter mount: gw1 mounted /var/log ...``.
