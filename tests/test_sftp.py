@@ -1,0 +1,135 @@
+"""The SFTP backend's own promises, against a real sshd: routes and host keys as for mounts, a path object
+that is never a local path, device truth (links resolve on the device, no stale listings, odd names), and
+nothing left behind. The device-file chores on both backends are in test_chores.py."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import LoopbackDevice, device_files, identity_fds, known_hosts_folders_now, make_driver, target
+from jumpstarter_driver_ssh_mount import DevicePath, HostKeyError, OutsideMountError, SftpFiles, start_sftp
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey, KnownHosts
+from jumpstarter_driver_ssh_mount.sshfs.fuse import fuse_problem
+
+
+def sftp_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "jmp-mount-sftp"]
+
+
+@pytest.fixture
+def files(device: LoopbackDevice, mountpoint: Path):
+    with device_files("sftp", device, mountpoint) as f:
+        assert isinstance(f, SftpFiles)
+        yield f
+
+
+def test_a_device_path_is_never_a_local_path(files: SftpFiles, device: LoopbackDevice) -> None:
+    messages = files.root / device.remote("/var/log/messages")
+    assert isinstance(messages, DevicePath) and messages.name == "messages" and messages.suffix == ""
+    assert str(messages) == "device:" + device.remote("/var/log/messages")
+    for use in (os.fspath, open, os.stat, os.listdir):
+        with pytest.raises(TypeError, match=r"is a file on the device .*\.read_text\(\)"):
+            use(messages)
+    with pytest.raises(TypeError, match="on the device"):
+        Path(messages)
+    assert messages.read_text().startswith("boot: line 1")
+    assert messages.parent.name == "log" and messages.with_suffix(".1").name == "messages.1"
+
+
+def test_the_pathlib_file_api_writes_on_the_device(files: SftpFiles, device: LoopbackDevice) -> None:
+    data = files.root / device.remote("/data") / f"sftp-{time.monotonic_ns()}"
+    data.mkdir()
+    try:
+        assert data.is_dir() and not data.is_file()
+        (data / "a.txt").write_text("one\n")
+        with (data / "a.txt").open("a") as f:
+            f.write("two\n")
+        local = Path(data.path)  # the loopback device's files live on this host: the truth to compare with
+        assert (local / "a.txt").read_text() == "one\ntwo\n"
+        (data / "b.bin").write_bytes(b"\x00\x01")
+        assert sorted(p.name for p in data.iterdir()) == ["a.txt", "b.bin"]
+        assert [p.name for p in data.glob("*.txt")] == ["a.txt"]
+        (data / "b.bin").rename(data / "c.bin")
+        assert (local / "c.bin").read_bytes() == b"\x00\x01" and (data / "c.bin").stat().st_size == 2
+        (data / "c.bin").chmod(0o600)
+        assert (local / "c.bin").stat().st_mode & 0o777 == 0o600
+        (data / "deep/er").mkdir(parents=True)
+        (data / "deep/er").mkdir(parents=True, exist_ok=True)
+        with pytest.raises(FileExistsError):
+            (data / "deep").mkdir()
+        with pytest.raises(FileNotFoundError):
+            (data / "missing").read_text()
+        with pytest.raises(IsADirectoryError):
+            (data / "deep").write_text("x")
+    finally:
+        for path in sorted(Path(data.path).rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        Path(data.path).rmdir()
+
+
+def test_symlinks_resolve_on_the_device_and_listings_are_fresh(files: SftpFiles, device: LoopbackDevice) -> None:
+    scratch = device.root / "data" / f"links-{time.monotonic_ns()}"
+    scratch.mkdir()
+    try:
+        odd = "new\nline \udcff.log"  # a newline and a byte that is not UTF-8: the device's choice of name
+        (scratch / "target.txt").write_text("on the device\n")
+        (scratch / "abs").symlink_to(scratch / "target.txt")
+        (scratch / "rel").symlink_to("target.txt")
+        here = files.root / str(scratch)
+        assert (here / "abs").read_text() == (here / "rel").read_text() == "on the device\n"
+        assert (here / "abs").is_symlink() and (here / "abs").readlink().path == str(scratch / "target.txt")
+        assert odd not in [p.name for p in here.iterdir()]
+        (scratch / odd).write_text("odd\n")  # changed on the device
+        assert odd in [p.name for p in here.iterdir()]  # seen at once: nothing is cached
+        assert (here / odd).read_text() == "odd\n"
+        assert files.wait_for(str(scratch / odd), contains="odd", timeout=2) == "odd\n"
+        (scratch / odd).unlink()
+        assert not (here / odd).exists()
+    finally:
+        for child in scratch.iterdir():
+            child.unlink()
+        scratch.rmdir()
+
+
+def test_device_paths_follow_the_one_rule(device: LoopbackDevice, mountpoint: Path) -> None:
+    with device_files("sftp", device, mountpoint, remote="/var/log") as logs:
+        assert (logs / "messages").path == device.remote("/var/log/messages")
+        assert logs.covers(device.remote("/var/log/app/app.log")) and not logs.covers("/etc/passwd")
+        with pytest.raises(OutsideMountError, match="outside this mount"):
+            logs / "/etc/passwd"
+
+
+def test_host_keys_are_checked_strictly_and_nothing_is_left(device: LoopbackDevice, tmp_path: Path) -> None:
+    folders, fds, threads = set(known_hosts_folders_now()), identity_fds(), len(sftp_threads())
+    other = tmp_path / "other_key"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
+    wrong_key = HostKey.parse((tmp_path / "other_key.pub").read_text())
+    with KnownHosts([wrong_key]) as wrong, pytest.raises(HostKeyError, match="does not match the one pinned"):
+        start_sftp(target(device), identity=device.identity(), options=wrong.options)
+    with pytest.raises(HostKeyError, match="is not in the known-hosts file"):  # yours, with no key for it: no TOFU
+        start_sftp(target(device), identity=device.identity(), options=[f"UserKnownHostsFile={tmp_path}/none"])
+    assert set(known_hosts_folders_now()) == folders and identity_fds() == fds
+    assert len(sftp_threads()) == threads, "a failed session leaves no loop thread"
+
+
+def test_the_client_reaches_files_over_every_route(device: LoopbackDevice) -> None:
+    from jumpstarter.common.utils import serve
+
+    driver = make_driver(device, relay_listen="127.0.0.1")
+    with serve(driver) as client:
+        for transport in ("auto", "forward", "relay"):
+            with client.files(device.remote("/etc"), backend="sftp", transport=transport) as files:
+                assert files.transport == ("direct" if transport == "auto" else transport)
+                assert "verified against what the exporter vouches for" in (files.transport_note or "")
+                assert (files / "os-release").read_text().startswith("NAME=")
+            assert not files.is_mounted()
+    assert len(driver._relays) == 0 and sftp_threads() == []
+
+
+def test_fuse_problem_names_what_is_missing() -> None:
+    assert fuse_problem() is None  # this host mounts with FUSE (the sshfs tests need it)
