@@ -4,6 +4,7 @@
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
     python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
     python bench/bench.py --device-log   # only figure 12: the per-test cost of device logs and watched files
+    python bench/bench.py --only-sftp    # only figure 13: the SFTP backend (no FUSE) against sshfs
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -31,6 +32,7 @@ from pathlib import Path
 from devicelog_bench import device_log_rows
 from import_cost import TARGET_MS, plugin_import_ms
 from kernel_files import KernelFileFigures, Tools
+from sftp_bench import sftp_rows
 from transport_figures import Helpers, TransportFigures
 
 from jumpstarter_driver_ssh_mount import SshfsTarget, build_argv
@@ -381,6 +383,10 @@ class Bench:
             if self.args.device_log:
                 device_log_rows(self)
                 return
+            if self.args.only_sftp:
+                with self.client() as client:
+                    sftp_rows(self, client)
+                return
             with self.client() as client:
                 ready = self.latency(client)
                 helpers = Helpers(plain_sshfs, timed, read_file, write_file, read_small)
@@ -388,6 +394,7 @@ class Bench:
                 self.j_mount_ready()
                 self.throughput(client)
                 self.small_files(client)
+                sftp_rows(self, client)
                 self.kernel_files(client)
             self.plugin_startup()
             self.function_scope(ready["ours port forward"])
@@ -409,6 +416,7 @@ def main() -> int:
     parser.add_argument("--only-kernel-files", action="store_true", help="only figure 11 (direct_io's cost)")
     parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     parser.add_argument("--device-log", action="store_true", help="only figure 12 (device logs and watched files)")
+    parser.add_argument("--only-sftp", action="store_true", help="only figure 13 (the SFTP backend vs sshfs)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7
@@ -423,7 +431,7 @@ def main() -> int:
     bench = Bench(args, work)
     try:
         bench.run()
-        if not (args.only_small_files or args.only_kernel_files or args.device_log):
+        if not (args.only_small_files or args.only_kernel_files or args.device_log or args.only_sftp):
             bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]

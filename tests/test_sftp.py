@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, device_files, identity_fds, known_hosts_folders_now, make_driver, target
+from helpers import LoopbackDevice, Suite, device_files, identity_fds, known_hosts_folders_now, make_driver, target
 from jumpstarter_driver_ssh_mount import DevicePath, HostKeyError, OutsideMountError, SftpFiles, start_sftp
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey, KnownHosts
 from jumpstarter_driver_ssh_mount.sshfs.fuse import fuse_problem
@@ -133,3 +133,26 @@ def test_the_client_reaches_files_over_every_route(device: LoopbackDevice) -> No
 
 def test_fuse_problem_names_what_is_missing() -> None:
     assert fuse_problem() is None  # this host mounts with FUSE (the sshfs tests need it)
+
+
+def test_the_plugin_picks_the_backend_per_run_and_per_test(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite.pytester.makepyfile(
+        test_backends="""
+        import pytest
+        from jumpstarter_driver_ssh_mount import DevicePath
+
+        @pytest.mark.jmp_mount(backend="sftp", options=["reconnect"])
+        def test_marker(remote_path, remote_fs):
+            assert isinstance(remote_path, DevicePath) and remote_path.is_dir()
+            assert remote_fs.backend in ("sshfs", "sftp")
+        """
+    )
+    monkeypatch.setenv("JMP_MOUNT_BACKEND", "sshfs")  # the environment's choice; the marker still wins
+    result = suite.run("-k", "marker")
+    result.assert_outcomes(passed=1)
+    assert "jumpstarter mount: files via sftp (" not in result.stdout.str()  # no header line: sshfs is the setting
+    assert "these sshfs options do not apply and were ignored: ['reconnect']" in result.stdout.str()  # a warning
+    result = suite.run("--jmp-mount-backend=sftp", "-k", "marker")
+    result.assert_outcomes(passed=1)
+    assert result.stdout.str().count("jumpstarter mount: files via sftp (--jmp-mount-backend sftp)") == 1
+    suite.assert_clean()

@@ -170,8 +170,9 @@ class DevicePath:
         return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
 
     def read_bytes(self) -> bytes:
-        with self.open("rb") as f:
-            return f.read()
+        handle = self._fs.open_handle(self.path, "rb")
+        with SftpRawFile(self._fs.loop, handle, self.path, "rb") as raw:
+            return raw.readall()  # many requests in flight
 
     def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
         with self.open("r", encoding=encoding, errors=errors) as f:

@@ -14,6 +14,17 @@ from jumpstarter_driver_ssh_mount.sftp.errno_map import oserrors
 from jumpstarter_driver_ssh_mount.sftp.loop import LoopThread
 
 
+async def read_to_end(handle: Any, offset: int) -> bytes:
+    """Everything from ``offset`` on: the size the file reports in parallel requests (asyncssh keeps many
+    in flight), then on until the end it really has (a ``/proc`` file reports 0)."""
+    data = await handle.read(-1, offset)
+    parts, offset = [data], offset + len(data)
+    while chunk := await handle.read(SFTP_BLOCK_SIZE, offset):
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
 class SftpRawFile(io.RawIOBase):
     """An asyncssh file handle, read and written at a position of our own."""
 
@@ -41,6 +52,11 @@ class SftpRawFile(io.RawIOBase):
         view[: len(data)] = data
         self._offset += len(data)
         return len(data)
+
+    def readall(self) -> bytes:
+        data: bytes = self._run(lambda: read_to_end(self._handle, self._offset))
+        self._offset += len(data)
+        return data
 
     def write(self, data: Any) -> int:
         chunk = bytes(data)
