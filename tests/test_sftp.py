@@ -11,10 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, device_files, identity_fds, known_hosts_folders_now, make_driver, target
+from helpers import (
+    LoopbackDevice,
+    Suite,
+    device_files,
+    folder_owner_pid,
+    identity_fds,
+    known_hosts_folders_now,
+    make_driver,
+    target,
+)
 from jumpstarter_driver_ssh_mount import DevicePath, HostKeyError, OutsideMountError, SftpFiles, start_sftp
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey, KnownHosts
 from jumpstarter_driver_ssh_mount.sshfs.fuse import fuse_problem
+
+
+def my_known_hosts_folders() -> set[str]:
+    """This process's known-hosts folders (another xdist worker makes its own meanwhile)."""
+    return {f for f in known_hosts_folders_now() if folder_owner_pid(f) == os.getpid()}
 
 
 def sftp_threads() -> list[threading.Thread]:
@@ -105,7 +119,7 @@ def test_device_paths_follow_the_one_rule(device: LoopbackDevice, mountpoint: Pa
 
 
 def test_host_keys_are_checked_strictly_and_nothing_is_left(device: LoopbackDevice, tmp_path: Path) -> None:
-    folders, fds, threads = set(known_hosts_folders_now()), identity_fds(), len(sftp_threads())
+    folders, fds, threads = my_known_hosts_folders(), identity_fds(), len(sftp_threads())
     other = tmp_path / "other_key"
     os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
     wrong_key = HostKey.parse((tmp_path / "other_key.pub").read_text())
@@ -113,14 +127,14 @@ def test_host_keys_are_checked_strictly_and_nothing_is_left(device: LoopbackDevi
         start_sftp(target(device), identity=device.identity(), options=wrong.options)
     with pytest.raises(HostKeyError, match="is not in the known-hosts file"):  # yours, with no key for it: no TOFU
         start_sftp(target(device), identity=device.identity(), options=[f"UserKnownHostsFile={tmp_path}/none"])
-    assert set(known_hosts_folders_now()) == folders and identity_fds() == fds
+    assert my_known_hosts_folders() == folders and identity_fds() == fds
     assert len(sftp_threads()) == threads, "a failed session leaves no loop thread"
 
 
 def test_the_client_reaches_files_over_every_route(device: LoopbackDevice) -> None:
     from jumpstarter.common.utils import serve
 
-    driver = make_driver(device, relay_listen="127.0.0.1")
+    driver, threads = make_driver(device, relay_listen="127.0.0.1"), len(sftp_threads())
     with serve(driver) as client:
         for transport in ("auto", "forward", "relay"):
             with client.files(device.remote("/etc"), backend="sftp", transport=transport) as files:
@@ -128,7 +142,7 @@ def test_the_client_reaches_files_over_every_route(device: LoopbackDevice) -> No
                 assert "verified against what the exporter vouches for" in (files.transport_note or "")
                 assert (files / "os-release").read_text().startswith("NAME=")
             assert not files.is_mounted()
-    assert len(driver._relays) == 0 and sftp_threads() == []
+    assert len(driver._relays) == 0 and len(sftp_threads()) == threads
 
 
 def test_fuse_problem_names_what_is_missing() -> None:

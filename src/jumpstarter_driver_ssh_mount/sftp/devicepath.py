@@ -170,13 +170,13 @@ class DevicePath:
         return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
 
     def read_bytes(self) -> bytes:
-        handle = self._fs.open_handle(self.path, "rb")
-        with SftpRawFile(self._fs.loop, handle, self.path, "rb") as raw:
-            return raw.readall()  # many requests in flight
+        """The whole file, read now (many requests in flight; a ``/proc`` file whole although it says 0 bytes)."""
+        return self._fs.read_whole(self.path)
 
     def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
-        with self.open("r", encoding=encoding, errors=errors) as f:
-            return f.read()
+        """The whole file as text, decoded (and newlines translated) as ``Path.read_text`` does."""
+        with io.TextIOWrapper(io.BytesIO(self.read_bytes()), encoding or "utf-8", errors) as text:
+            return text.read()
 
     def write_bytes(self, data: bytes) -> int:
         self._fs.write_bytes(self.path, bytes(data))

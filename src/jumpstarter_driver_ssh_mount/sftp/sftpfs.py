@@ -9,6 +9,7 @@ SFTP server opening a FIFO would wait for a writer, and the whole session with i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 import asyncssh
 
+from jumpstarter_driver_ssh_mount.common.defaults import SFTP_BLOCK_SIZE
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
 from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile
 from jumpstarter_driver_ssh_mount.sftp.errno_map import as_oserror, oserrors
@@ -63,6 +65,7 @@ class SftpFS:
     def __init__(self, loop: LoopThread, sftp: asyncssh.SFTPClient, remote_path: str, where: str) -> None:
         self._loop = loop
         self._sftp = sftp
+        self._closing: set[asyncio.Task[None]] = set()  # handles being closed in the background
         self.remote_path = posixpath.normpath(remote_path)
         self.where = where
 
@@ -122,6 +125,40 @@ class SftpFS:
         if info is not None and not info.is_regular:
             raise NotRegularFile(f"{path} is not a regular file")
         return self._run(path, lambda: self._sftp.open(os.fsencode(path), mode))
+
+    def read_whole(self, path: str) -> bytes:
+        """All of the regular file ``path`` (a symlink followed on the device), in one go on the loop.
+
+        One look (a directory or anything but a regular file is refused, as ``open_handle`` does),
+        then the size it reports, in parallel requests; a file that reports 0 (``/proc``) is read on
+        until its end.
+        """
+        return self._loop.run(oserrors(lambda: self._read_whole(path), path))
+
+    async def _read_whole(self, path: str) -> bytes:
+        name = os.fsencode(path)
+        info = file_stat(await self._sftp.stat(name))
+        if info.is_dir:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not info.is_regular:
+            raise NotRegularFile(f"{path} is not a regular file")
+        handle: Any = await self._sftp.open(name, "rb")  # binary: reads give bytes
+        try:
+            data: bytes = await handle.read(info.size, 0) if info.size else b""
+            parts, offset = [data], len(data)
+            while not (data or info.size) and (chunk := await handle.read(SFTP_BLOCK_SIZE, offset)):
+                parts.append(chunk)  # it said 0 bytes (/proc): on until its end
+                offset += len(chunk)
+        finally:
+            self._close_later(handle)
+        return b"".join(parts)  # as much as its size says, as a local read racing a writer would get
+
+    def _close_later(self, handle: Any) -> None:
+        """Close ``handle`` without waiting for the answer (one round trip less per file read whole)."""
+        task = asyncio.ensure_future(handle.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a gone session closed it anyway
 
     def write_bytes(self, path: str, data: bytes) -> None:
         handle = self.open_handle(path, "wb")
