@@ -170,3 +170,33 @@ def test_the_plugin_picks_the_backend_per_run_and_per_test(suite: Suite, monkeyp
     result.assert_outcomes(passed=1)
     assert result.stdout.str().count("jumpstarter mount: files via sftp (--jmp-mount-backend sftp)") == 1
     suite.assert_clean()
+
+
+def test_ssh_options_become_asyncssh_settings_and_side_doors_stay_shut(tmp_path: Path) -> None:
+    from jumpstarter_driver_ssh_mount import InvalidOptionError
+    from jumpstarter_driver_ssh_mount.sftp.sshsettings import ssh_settings
+
+    known = tmp_path / "known_hosts"
+    known.write_text("pinned ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    options = [
+        f"UserKnownHostsFile={known}",
+        "HostKeyAlias=pinned",
+        "Ciphers=aes256-gcm@openssh.com",
+        "ServerAliveInterval=2",
+        "cache=no",
+    ]
+    settings = ssh_settings("127.0.0.1", 2222, "root", None, options)
+    kwargs = settings.kwargs
+    assert kwargs["agent_path"] is None and kwargs["agent_forwarding"] is False and kwargs["config"] is None
+    assert kwargs["x11_forwarding"] is False and kwargs["password_auth"] is False and kwargs["gss_auth"] is False
+    assert kwargs["encryption_algs"] == ["aes256-gcm@openssh.com"]
+    unknown = ssh_settings("127.0.0.1", 2222, "root", None, ["Ciphers=no-such-cipher"])
+    assert "encryption_algs" not in unknown.kwargs  # what asyncssh lacks is dropped: its defaults
+    assert kwargs["keepalive_interval"] == 2.0 and kwargs["host_key_alias"] == "pinned"
+    assert settings.verified and settings.known is not None and settings.known.match("pinned", "", None)[0]
+    assert settings.ignored == ["cache=no"]
+    unchecked = ssh_settings("127.0.0.1", 2222, "root", None, ["StrictHostKeyChecking=no"])
+    assert not unchecked.verified and unchecked.kwargs["known_hosts"] is None
+    for refused in ("ProxyCommand=nc %h %p", "ProxyJump=jump", "KnownHostsCommand=/bin/echo"):
+        with pytest.raises(InvalidOptionError, match="the sftp backend cannot honour it"):
+            ssh_settings("127.0.0.1", 2222, "root", None, [refused])
