@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGES = ("jumpstarter_driver_ssh_mount", "pytest_jumpstarter_mount")
 
@@ -146,3 +148,33 @@ def test_the_route_layer_knows_no_consumer() -> None:
         if module.startswith("jumpstarter_driver_ssh_mount.reach."):
             bad = [i for i in imports if i == "jumpstarter_driver_ssh_mount.mount" or ".devicefiles" in i]
             assert not bad, (module, bad)
+
+
+def test_a_run_without_a_device_source_builds_no_device_parts(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unused plugin (no device source: most pytest runs in an environment) builds only the manager,
+    the marker check and the availability gate; reports, lease, journal and device logs are never imported."""
+    pytester.makeconftest(
+        """
+        import json, sys
+        def pytest_unconfigure(config):
+            names = [m for m in sys.modules if m.startswith("pytest_jumpstarter_mount.")]
+            print("LOADED " + json.dumps(names))
+        """
+    )
+    pytester.makepyfile("def test_nothing_of_the_device():\n    pass\n")
+    for variable in ("JUMPSTARTER_HOST", "JMP_MOUNT_EXPORTER_CONFIG", "JMP_MOUNT_TLS_GRPC", "JMP_MOUNT_CLIENT"):
+        monkeypatch.delenv(variable, raising=False)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    line = next(line for line in result.outlines if line.startswith("LOADED "))
+    loaded = set(json.loads(line.removeprefix("LOADED ")))
+    device_parts = {
+        "pytest_jumpstarter_mount.pertest.artifacts",
+        "pytest_jumpstarter_mount.pertest.devicelog",
+        "pytest_jumpstarter_mount.pertest.restoreguard",
+        "pytest_jumpstarter_mount.sources.farm",
+        "pytest_jumpstarter_mount.sources.rootclient",
+    }
+    assert "pytest_jumpstarter_mount.manager" in loaded and not loaded & device_parts
