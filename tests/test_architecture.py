@@ -178,3 +178,29 @@ def test_a_run_without_a_device_source_builds_no_device_parts(
         "pytest_jumpstarter_mount.sources.rootclient",
     }
     assert "pytest_jumpstarter_mount.manager" in loaded and not loaded & device_parts
+
+
+#: The folders, lowest first: a module imports only from its own folder and the folders before it.
+DRIVER_LAYERS = ("common", "ssh", "sshfs", "devicefiles", "reach", "")  # "": the face (driver, client, cli, mount)
+PLUGIN_LAYERS = ("config", "reporting", "runstate", "sources", "pertest", "")  # "": manager, composition, plugin
+
+
+def _layer(module: str) -> tuple[str, int] | None:
+    package, _, rest = module.partition(".")
+    layers = {"jumpstarter_driver_ssh_mount": DRIVER_LAYERS, "pytest_jumpstarter_mount": PLUGIN_LAYERS}.get(package)
+    if layers is None or rest.startswith("testing"):
+        return None
+    folder = rest.split(".")[0] if "." in rest else ""
+    return package, layers.index(folder if folder in layers else "")
+
+
+def test_folders_import_one_way() -> None:
+    """The tree is the layering: no folder imports a folder above it (the plugin may use any driver layer)."""
+    wrong = []
+    for module, imports in import_graph().items():
+        here = _layer(module)
+        for imported in imports:
+            there = _layer(imported)
+            if here and there and here[0] == there[0] and there[1] > here[1]:
+                wrong.append(f"{module} -> {imported}")
+    assert not wrong, wrong
