@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import click
@@ -19,7 +19,7 @@ from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
 from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
 from jumpstarter_driver_ssh_mount.reach.route import open_route
-from jumpstarter_driver_ssh_mount.reach.routes import MountPlan, TransportRoutes
+from jumpstarter_driver_ssh_mount.reach.routes import RoutePlan, Way
 from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
     parse_tcp_address,
@@ -36,7 +36,7 @@ from jumpstarter_driver_ssh_mount.reach.trust import (
     read_offered,
 )
 from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
-from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import OLD_EXPORTER, YOURS
+from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import EXPORTER, OLD_EXPORTER, YOURS, HostKeyTrust
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import VouchedKeys
 from jumpstarter_driver_ssh_mount.ssh.sshoptions import validate_options
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
@@ -46,8 +46,22 @@ from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_path
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
 
+@dataclass
+class MountPlan:
+    """What every mount attempt of one ``mounted()`` call shares."""
+
+    mountpoint: str | os.PathLike[str] | None
+    remote_path: str
+    options: list[str]
+    timeout: float
+    mount_dir: str | os.PathLike[str] | None
+    cache: str = DEFAULT_CACHE
+    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
+    backend: str = "sshfs"  # what carries the files: "sshfs" (a FUSE mount) or "sftp"
+
+
 @dataclass(kw_only=True)
-class SSHMountClient(TransportRoutes, CompositeClient):
+class SSHMountClient(CompositeClient):
     """Mount the device's filesystem locally with sshfs.
 
     ``mounted()`` is the non-blocking core: it returns a ready ``Mount`` that is also a
@@ -132,13 +146,9 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         mount_dir: str | os.PathLike[str] | None = None,
         cache: str = DEFAULT_CACHE,
     ) -> DeviceFiles:
-        """The device's files below ``remote_path`` over ``backend``, as ``mounted()`` makes them.
-
-        ``backend="sshfs"`` is ``mounted()`` (a FUSE mount, a ``Mount``); ``"sftp"`` needs no FUSE:
-        an SFTP session from this process (``SftpFiles``), over the same routes, host keys and
-        options, with the same device-file methods; its paths are ``DevicePath`` objects. ``cache``
-        and ``mount_dir`` only matter to sshfs. Release it with ``unmount()`` or ``with``.
-        """
+        """The device's files below ``remote_path``: ``backend="sshfs"`` is ``mounted()`` (a ``Mount``);
+        ``"sftp"`` needs no FUSE: an SFTP session from this process (``SftpFiles``, paths are ``DevicePath``),
+        same routes, host keys, options and device-file methods. Release it with ``unmount()`` or ``with``."""
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         options = list(validate_options(extra_args or ()))
@@ -146,33 +156,27 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         return self._open(plan, resolve_transport(transport), insecure)
 
     def _open(self, plan: MountPlan, transport: str, insecure: bool) -> DeviceFiles:
-        """Over ``transport``, with the exporter's keys read again once if the device offers another."""
+        """Over ``transport``'s ways, with the exporter's keys read again once if the device offers another."""
         plan.trust, vouched = establish_trust(self.call, self.logger, plan.options, insecure, transport)
+        routes = RoutePlan(transport, plan.trust, plan.options, self.call, self.ssh.tcp, self.logger)
         try:
-            return self._mount_via(transport, vouched, plan)
+            return routes.run(lambda way: self._start(plan, vouched, way))
         except Refused as refused:
             renewed = self._fetch_vouched(refresh=True) if vouched and not vouched.configured else None
             if renewed is None or renewed.lines == refused.vouched.lines:
                 raise self._mismatch(refused) from None
             self.logger.info("the device's host key changed; mounting with the one the exporter reads now")
             try:
-                return self._mount_via(transport, renewed, plan)
+                return routes.run(lambda way: self._start(plan, renewed, way))
             except Refused as again:
                 raise self._mismatch(again) from None
 
     def _fetch_vouched(self, refresh: bool = False) -> VouchedKeys | None:
         return fetch_vouched(self.call, self.logger, refresh)
 
-    def _start(
-        self,
-        plan: MountPlan,
-        vouched: VouchedKeys | None,
-        how: str,
-        address: tuple[str, int] | None = None,
-        note: str | None = None,
-        relay: RelayOffer | None = None,
-    ) -> DeviceFiles:
-        """One mount (or SFTP session) over ``how``: to ``address`` (direct, through ``relay``), or a new forward."""
+    def _start(self, plan: MountPlan, vouched: VouchedKeys | None, way: Way) -> DeviceFiles:
+        """One mount (or SFTP session) over ``way``: to its address (direct, through its relay), or a new forward."""
+        how, address, relay = way.how, way.address, way.relay
         with ExitStack() as resources:
             if relay is not None:
                 resources.callback(release_relay, self.call, relay.id, self.logger)
@@ -203,7 +207,10 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                 if plan.trust.source == YOURS:
                     raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
                 raise
-        return self._finish(plan, mount, note)
+        mount.transport_note = "; ".join(filter(None, [way.note, plan.trust.outcome]))
+        if plan.trust.why == OLD_EXPORTER:
+            mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
+        return mount
 
     def _sftp(
         self,
@@ -227,12 +234,6 @@ class SSHMountClient(TransportRoutes, CompositeClient):
             transport=how,
             sock=sock,
         )
-
-    def _finish(self, plan: MountPlan, mount: DeviceFiles, note: str | None) -> DeviceFiles:
-        mount.transport_note = "; ".join(filter(None, [note, plan.trust.outcome]))
-        if plan.trust.why == OLD_EXPORTER:
-            mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
-        return mount
 
     def _mismatch(self, refused: Refused) -> HostKeyError:
         """The error naming the vouched keys and those offered (read again, best effort)."""

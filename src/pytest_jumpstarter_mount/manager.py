@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,25 +27,14 @@ from pytest_jumpstarter_mount.config.backendchoice import BackendChoice
 from pytest_jumpstarter_mount.config.marker import NO_MARKER, MarkerSpec, marker_spec
 from pytest_jumpstarter_mount.config.settings import NO_DEVICE, SOURCES_HELP, Settings
 from pytest_jumpstarter_mount.config.transportchoice import describe_transport
-from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
-from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, preserve, restore
-from pytest_jumpstarter_mount.reporting.notices import warn_mount
-from pytest_jumpstarter_mount.reporting.output import announce, one_copy_of_client_logs, say_mount
-from pytest_jumpstarter_mount.runstate.mountdir import (
-    MountDirError,
-    close_run_dir,
-    default_base,
-    remove_if_empty,
-    run_dir,
-)
-from pytest_jumpstarter_mount.runstate.stale import sweep_left
-from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability, session_wide
-from pytest_jumpstarter_mount.sources.farm import DeviceFarm
-from pytest_jumpstarter_mount.sources.leases import forget_released
+from pytest_jumpstarter_mount.reporting.output import announce
+from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount import DeviceFiles
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
+    from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
+    from pytest_jumpstarter_mount.sources.farm import DeviceFarm
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
 
@@ -61,9 +51,7 @@ class MountManager:
         self.live: list[DeviceFiles] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notices: list[str] = []  # what the sweep at start has to say, for the report header
-        self.farm = DeviceFarm(self)
-        self.guard = RestoreGuard(self)  # the restore journal
-        self.backends = BackendChoice(settings.backend)  # sshfs or sftp, per mount
+        self.backends = BackendChoice(settings.backend)  # sshfs, or SFTP where FUSE does not work (auto)
         # a plugin object: tests error at once when the device is not (or none is configured)
         self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
@@ -74,10 +62,24 @@ class MountManager:
         self.worker_id: str = workerinput.get("workerid", "main")
         self.run_id: str = str(workerinput.get("testrunuid", os.urandom(6).hex()))[:12]
 
+    @cached_property
+    def farm(self) -> DeviceFarm:
+        """This process's controller lease, if it takes one (a plugin object once a device source is set)."""
+        from pytest_jumpstarter_mount.sources.farm import DeviceFarm
+
+        return DeviceFarm(self)
+
+    @cached_property
+    def guard(self) -> RestoreGuard:
+        """The restore journal: what a test changed outlives this process until it is put back."""
+        from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
+
+        return RestoreGuard(self)
+
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
         """The sweep's notices, and where mounts come from: device source, remote path, scope."""
-        lines = [*self.notices, *self.farm.header]
+        lines = [*self.notices, *(self.farm.header if "farm" in self.__dict__ else ())]
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
@@ -99,12 +101,16 @@ class MountManager:
         """Snapshot the marker's ``restore=[...]`` files before the test body runs."""
         paths = marker_spec(item).restore
         if paths:
+            from pytest_jumpstarter_mount.pertest.restoring import preserve
+
             preserve(self.used_mounts(item), paths, item.nodeid)
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
+        from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, restore
+
         problems = restore(self.used_mounts(item))
         result = yield
         if problems:
@@ -118,13 +124,14 @@ class MountManager:
         The xdist controller also sweeps, so a worker that was killed leaves nothing behind.
         """
         self.unmount_all()
-        if self.worker_id == "main":
+        if self.worker_id == "main" and self.settings.source is not None:  # no source: nothing was mounted
             self.sweep()
 
     # -- the device -----------------------------------------------------------------
     @contextmanager
     def device(self) -> Iterator[Any]:
         """The device's root client while the context lasts; a source that fails fails the test."""
+        from pytest_jumpstarter_mount.reporting.output import one_copy_of_client_logs
         from pytest_jumpstarter_mount.sources.rootclient import DeviceSourceError, open_device
 
         problem = None
@@ -168,11 +175,11 @@ class MountManager:
         *,
         request: pytest.FixtureRequest | None = None,
     ) -> Iterator[DeviceFiles]:
-        """The device's files for the ``with`` block: every mount (or SFTP session) the plugin makes comes from here.
+        """DeviceFiles the device for the ``with`` block: every mount the plugin makes comes from here.
 
         The device path is ``spec.remote``, else ``--jmp-mount-remote``; the options are
         ``--jmp-mount-option`` then ``spec.options``, as ``pytest_jmp_mount_options`` leaves
-        them; the transport, cache mode and backend are the spec's, else the settings' (``backends``); the host key is
+        them; the transport and cache mode are the spec's, else the settings'; the host key is
         verified unless ``--jmp-mount-insecure``. The mount is tracked
         as live (an interrupted run unmounts it) and ``pytest_jmp_mount_ready`` runs before
         it is handed out. On exit ``pytest_jmp_mount_teardown`` runs, then it is unmounted,
@@ -180,6 +187,8 @@ class MountManager:
         path; when no later mount can succeed either (see ``failfast``), later tests error at once, in short.
         What went otherwise than asked (``DeviceFiles.warnings``) becomes a ``JumpstarterMountWarning``.
         """
+        from pytest_jumpstarter_mount.reporting.notices import warn_mount
+
         remote = spec.remote or self.settings.remote
         options = [*self.settings.options, *spec.options]
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
@@ -200,22 +209,19 @@ class MountManager:
     def _start(
         self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str, asked: str | None
     ) -> DeviceFiles:
-        from jumpstarter_driver_ssh_mount import FuseUnavailableError, MountError, SshfsNotFoundError
+        from jumpstarter_driver_ssh_mount import MountError
+        from pytest_jumpstarter_mount.reporting.output import say_mount
+        from pytest_jumpstarter_mount.runstate.mountdir import MountDirError
+        from pytest_jumpstarter_mount.sources.failfast import session_wide
 
         self.availability.check_mount()
         self._arm()
         started = time.monotonic()
-        backend = self.backends.for_mount(asked)
         files = functools.partial(client.files, remote, transport=transport, insecure=self.settings.insecure)
         files = functools.partial(files, extra_args=options, cache=cache, timeout=self.settings.timeout)
         try:  # logs "mounted ... in N s" itself
-            try:
-                mount = files(backend=backend, mount_dir=self.mount_dir())
-            except (FuseUnavailableError, SshfsNotFoundError) as exc:
-                if backend != "sshfs" or (asked or self.settings.backend) != "auto":
-                    raise
-                announce(self.config, self.backends.fuse_failed(str(exc).split(";")[0]))
-                mount = files(backend="sftp")
+            say = functools.partial(announce, self.config)
+            mount = self.backends.open(functools.partial(files, mount_dir=self.mount_dir()), asked, say)
         except (MountError, MountDirError) as exc:  # the reason first, so that pytest's short summary shows it
             problem = f"{exc} (jumpstarter mount of {remote})"
             if session_wide(exc):
@@ -229,6 +235,8 @@ class MountManager:
 
     def _release(self, mount: DeviceFiles) -> None:
         """Teardown hook, then unmount (even if the hook fails)."""
+        from pytest_jumpstarter_mount.reporting.output import say_mount
+
         try:
             if mount.is_mounted():
                 self.config.hook.pytest_jmp_mount_teardown(mount=mount)
@@ -258,6 +266,8 @@ class MountManager:
     # -- directories and cleanup ----------------------------------------------------
     def mount_dir(self) -> Path:
         """This process's private mountpoint directory (made on first use)."""
+        from pytest_jumpstarter_mount.runstate.mountdir import default_base, run_dir
+
         if self._run_dir is None:
             self._run_dir = run_dir(self.settings.dir or default_base(), self.run_id, self.worker_id)
         return self._run_dir
@@ -267,6 +277,9 @@ class MountManager:
 
         The lines for the report header come from the sweep at start (``pytest_configure``).
         """
+        from pytest_jumpstarter_mount.runstate.mountdir import default_base
+        from pytest_jumpstarter_mount.runstate.stale import sweep_left
+
         self.notices = sweep_left(self.settings.dir or default_base(), self.farm.release_left)
 
     def unmount_all(self) -> None:
@@ -279,6 +292,9 @@ class MountManager:
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.where, exc)
         if self._run_dir is not None:
+            from pytest_jumpstarter_mount.runstate.mountdir import close_run_dir, remove_if_empty
+            from pytest_jumpstarter_mount.sources.leases import forget_released
+
             forget_released(self._run_dir)
             close_run_dir(self._run_dir)
             remove_if_empty(self._run_dir.parent)  # the per-user base too, when no other run uses it

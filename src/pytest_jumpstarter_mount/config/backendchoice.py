@@ -9,6 +9,11 @@ The report header says once when files go via SFTP, and why.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount import DeviceFiles
 
 
 class BackendChoice:
@@ -36,6 +41,20 @@ class BackendChoice:
         if choice != "auto":
             return choice
         return "sftp" if self.why_sftp() else "sshfs"
+
+    def open(self, files: Callable[..., DeviceFiles], asked: str | None, say: Callable[[str], Any]) -> DeviceFiles:
+        """``files(backend=...)`` for one mount; under ``auto``, SFTP when the FUSE mount fails for want of FUSE
+        (``say`` tells the terminal so, once)."""
+        from jumpstarter_driver_ssh_mount import FuseUnavailableError, SshfsNotFoundError
+
+        backend = self.for_mount(asked)
+        try:
+            return files(backend=backend)
+        except (FuseUnavailableError, SshfsNotFoundError) as exc:
+            if backend != "sshfs" or (asked or self.setting) != "auto":
+                raise
+            say(self.fuse_failed(str(exc).split(";")[0]))
+            return files(backend="sftp")
 
     def fuse_failed(self, problem: str) -> str:
         """A FUSE mount failed for want of FUSE (``problem``): ``auto`` takes SFTP from now on. The line to say so."""
