@@ -84,6 +84,12 @@ def known_hosts_folders() -> Iterator[None]:
         assert not grown, f"known-hosts folders left behind: {grown}"
 
 
+@pytest.fixture(params=["sshfs", "sftp"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """A test that takes it runs on both backends: a FUSE mount (sshfs) and an SFTP session (no FUSE)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackDevice]:
     """A running sshd serving a directory of known device files."""

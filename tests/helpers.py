@@ -85,18 +85,18 @@ def target(device: LoopbackDevice, remote: str = "/") -> SshfsTarget:
 
 
 @contextlib.contextmanager
-def device_files(backend: str, device: LoopbackDevice, mountpoint: Path, remote: str = "/") -> Iterator[DeviceFiles]:
-    """``remote`` of ``device`` over ``backend``: an sshfs mount on ``mountpoint``, or an SFTP session
-    (``mountpoint`` unused), the device's host key checked against its own key, as the exporter vouches."""
+def device_files(
+    backend: str, device: LoopbackDevice, mountpoint: Path, remote: str = "/", *, exact: bool = False
+) -> Iterator[DeviceFiles]:
+    """``remote`` of ``device`` (``exact``: that path itself, not the device tree's) over ``backend``: an sshfs
+    mount on ``mountpoint``, or an SFTP session (``mountpoint`` unused), the host key checked as vouched."""
+    spec = SshfsTarget(device.host, device.port, device.user, remote) if exact else target(device, remote)
     if backend == "sshfs":
-        with start_mount(target(device, remote), mountpoint, identity=device.identity()) as mount:
+        with start_mount(spec, mountpoint, identity=device.identity()) as mount:
             yield mount
         return
     key = HostKey.parse((device.base / "host_key.pub").read_text())
-    with (
-        KnownHosts([key]) as known,
-        start_sftp(target(device, remote), identity=device.identity(), options=known.options) as files,
-    ):
+    with KnownHosts([key]) as known, start_sftp(spec, identity=device.identity(), options=known.options) as files:
         yield files
 
 

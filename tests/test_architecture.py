@@ -181,7 +181,8 @@ def test_a_run_without_a_device_source_builds_no_device_parts(
 
 
 #: The folders, lowest first: a module imports only from its own folder and the folders before it.
-DRIVER_LAYERS = ("common", "ssh", "sshfs", "devicefiles", "sftp", "reach", "")  # "": the face (driver, client, cli, mount)
+#: "": the face (driver, client, cli, mount)
+DRIVER_LAYERS = ("common", "ssh", "sshfs", "devicefiles", "sftp", "reach", "")
 PLUGIN_LAYERS = ("config", "reporting", "runstate", "sources", "pertest", "")  # "": manager, composition, plugin
 
 

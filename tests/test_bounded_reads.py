@@ -1,7 +1,7 @@
 """Caps hold on the bytes actually read, whatever size the device reports; work stops at its deadline.
 
-Real sshd, real sshfs. The session's loopback device is not chrooted: a mount of ``/`` shows
-this host's /proc as the device's (read only).
+Real sshd, real sshfs and SFTP (the tests that take ``backend`` run on both). The session's loopback
+device is not chrooted: a mount of ``/`` shows this host's /proc as the device's (read only).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from helpers import LoopbackDevice, descendants, target, wait_until
+from helpers import LoopbackDevice, descendants, device_files, target, wait_until
 from jumpstarter_driver_ssh_mount import RestoreError, SshfsTarget, start_mount
 from jumpstarter_driver_ssh_mount.devicefiles.collection import COLLECT_THREAD, run_bounded
 
@@ -50,13 +50,13 @@ def files_under(path: Path) -> list[Path]:
     return [Path(d) / f for d, _, names in os.walk(path) for f in names]
 
 
-def test_size_zero_proc_file_is_capped(device: LoopbackDevice, mountpoint: Path, tmp_path: Path) -> None:
-    with root_mount(device, mountpoint) as m:
-        assert os.stat(m / "/proc/self/status").st_size == 0
+def test_size_zero_proc_file_is_capped(device: LoopbackDevice, mountpoint: Path, tmp_path: Path, backend: str) -> None:
+    with device_files(backend, device, mountpoint, exact=True) as m:  # the real / : its /proc
+        assert (m / "/proc/self/status").stat().st_size == 0
         result = m.collect(["/proc/self/status"], tmp_path / "out", max_bytes=10)
         with pytest.raises(RestoreError, match="exceed 10 bytes"):
             m.snapshot("/proc/self/status", max_bytes=10)
-        text = m.wait_for("/proc/self/status", contains="Name:", timeout=10, max_bytes=4096)
+        text = m.wait_for("/proc/self/status", contains="Name:", timeout=10, max_bytes=4096) or ""
     assert result.files == [] and result.bytes == 0
     assert files_under(tmp_path / "out") == []  # nothing of it stayed on the test host
     assert "/proc/self/status: skipped, it held more than the 10 bytes left of the 10-byte cap" in result.notes[0]
@@ -85,7 +85,7 @@ def test_file_grown_after_lstat_is_cut_at_the_cap(
 
 
 def test_file_written_during_collection_is_cut_at_the_cap(
-    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path
+    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path, backend: str
 ) -> None:
     """A device-side writer appends while the collection reads: never more than the cap is copied."""
     log = scratch / "busy.log"
@@ -101,7 +101,7 @@ def test_file_written_during_collection_is_cut_at_the_cap(
     )
     try:
         wait_until(lambda: log.stat().st_size > 256 * 1024, timeout=30, what="the writer to start")
-        with root_mount(device, mountpoint) as m:
+        with device_files(backend, device, mountpoint) as m:
             result = m.collect([str(log)], tmp_path / "out", max_bytes=MIB)
     finally:
         writer.kill()
@@ -113,12 +113,12 @@ def test_file_written_during_collection_is_cut_at_the_cap(
 
 
 def test_collection_stops_reading_at_its_deadline(
-    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path
+    device: LoopbackDevice, mountpoint: Path, scratch: Path, tmp_path: Path, backend: str
 ) -> None:
     big = scratch / "huge.img"
     with open(big, "wb") as f:
         f.truncate(4 << 30)  # sparse: takes no space on the device, reads as 4 GiB of zeros
-    with start_mount(target(device, "/data"), mountpoint, identity=device.identity(), timeout=15) as m:
+    with device_files(backend, device, mountpoint, "/data") as m:
         huge = device.remote(f"/data/{scratch.name}/huge.img")
         result = m.collect([huge], tmp_path / "out", max_bytes=8 << 30, timeout=0.5)
         wait_until(lambda: not collect_threads(), timeout=30, what="the collection thread to end")
@@ -203,7 +203,9 @@ def odd_files(device: LoopbackDevice) -> Iterator[Path]:
     path.rmdir()
 
 
-def test_artifacts_keep_modes_in_a_private_run_folder_and_names_are_escaped(suite, odd_files: Path) -> None:
+def test_artifacts_keep_modes_in_a_private_run_folder_and_names_are_escaped(
+    suite, odd_files: Path, backend: str
+) -> None:
     import xml.etree.ElementTree as ET
 
     from helpers import artifacts_run
@@ -212,7 +214,7 @@ def test_artifacts_keep_modes_in_a_private_run_folder_and_names_are_escaped(suit
     glob_ = dev.remote(f"/var/log/{odd_files.name}") + "/*"
     suite.pytester.makepyfile(test_odd="def test_fails(remote_fs):\n    assert False\n")
     xml = suite.pytester.path / "junit.xml"
-    result = suite.run(f"--jmp-mount-collect={glob_}", f"--junitxml={xml}")
+    result = suite.run(f"--jmp-mount-collect={glob_}", f"--junitxml={xml}", f"--jmp-mount-backend={backend}")
     result.assert_outcomes(failed=1)
     run = artifacts_run(suite.pytester.path)
     copies = run / "test_odd.py_test_fails" / dev.remote(f"/var/log/{odd_files.name}").lstrip("/")

@@ -17,12 +17,6 @@ from jumpstarter_driver_ssh_mount import RestoreError, WaitTimeoutError
 from jumpstarter_driver_ssh_mount.devicefiles.files import split_glob
 
 
-@pytest.fixture(params=["sshfs", "sftp"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Each test runs on both backends: a FUSE mount (sshfs) and an SFTP session."""
-    return str(request.param)
-
-
 @pytest.fixture
 def mount(device: LoopbackDevice, mountpoint: Path, backend: str):
     with device_files(backend, device, mountpoint) as m:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, target
-from jumpstarter_driver_ssh_mount import OutsideMountError, WaitTimeoutError, start_mount
+from helpers import LoopbackDevice, Suite, device_files
+from jumpstarter_driver_ssh_mount import OutsideMountError, WaitTimeoutError
 from jumpstarter_driver_ssh_mount.common.errors import covering_directory
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import device_path, local_path, relative_to_mount
 
@@ -41,8 +41,8 @@ def test_outside_the_mount_names_the_mount_that_would_cover_it() -> None:
 
 
 @pytest.fixture
-def log_mount(device: LoopbackDevice, mountpoint: Path):
-    with start_mount(target(device, "/var/log"), mountpoint, identity=device.identity()) as m:
+def log_mount(device: LoopbackDevice, mountpoint: Path, backend: str):
+    with device_files(backend, device, mountpoint, "/var/log") as m:
         yield m
 
 
