@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, target
+from helpers import LoopbackDevice, Suite, device_files, target
 from jumpstarter_driver_ssh_mount import InvalidOptionError, Mount, start_mount
 from pytest_jumpstarter_mount.testing import can_chroot
 
@@ -48,19 +48,19 @@ def _mount(device: LoopbackDevice, mountpoint: Path, **kwargs: object) -> Mount:
 # -- freshness ------------------------------------------------------------------------
 @pytest.mark.parametrize("change", ["new file", "deleted file", "size change", "content change"])
 def test_default_mount_shows_device_changes_within_a_second(
-    device: LoopbackDevice, mountpoint: Path, fresh_dir: tuple[str, Path], change: str
+    device: LoopbackDevice, mountpoint: Path, fresh_dir: tuple[str, Path], change: str, backend: str
 ) -> None:
     path, on_device = fresh_dir
     existing = on_device / "existing.txt"
     existing.write_text("before\n")
-    with _mount(device, mountpoint) as m:
-        local = m.local_path(path)
-        assert os.listdir(local) == ["existing.txt"]  # listing, attributes and content now cached
+    with device_files(backend, device, mountpoint) as m:
+        local = m.local_path(path)  # a Path below the mountpoint, or a DevicePath over SFTP
+        assert [p.name for p in local.iterdir()] == ["existing.txt"]  # listing, attributes and content now cached
         assert (local / "existing.txt").stat().st_size == 7
         assert (local / "existing.txt").read_text() == "before\n"
         if change == "new file":
             (on_device / "new.txt").write_text("x")
-            seen = seconds_until(lambda: "new.txt" in os.listdir(local))
+            seen = seconds_until(lambda: "new.txt" in [p.name for p in local.iterdir()])
         elif change == "deleted file":
             existing.unlink()
             seen = seconds_until(lambda: not (local / "existing.txt").exists())
@@ -167,15 +167,24 @@ def chrooted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackDevic
 
 
 def test_mount_of_device_root_reads_the_devices_file_through_every_link(
-    chrooted: LoopbackDevice, mountpoint: Path
+    chrooted: LoopbackDevice, mountpoint: Path, backend: str
 ) -> None:
     device_os = (chrooted.root / "etc/os-release").read_text()
     assert device_os != HOST_OS_RELEASE
-    with start_mount(target(chrooted), mountpoint, identity=chrooted.identity(), timeout=10) as m:
+    with device_files(backend, chrooted, mountpoint) as m:
         for link in ("data/abs-link", "data/rel-link", "data/deep/excess-up"):
             assert (m / link).read_text() == device_os, link
         assert (m / "data/in-abs").read_text() == "in-mount file\n"
         assert (m / "data/loop-root/etc/os-release").read_text() == device_os
+
+
+def test_links_leaving_a_subdirectory_over_sftp_read_the_devices_file(chrooted: LoopbackDevice) -> None:
+    """Over SFTP the device's server resolves every link, as a mount of ``/`` does: never the test host's file."""
+    device_os = (chrooted.root / "etc/os-release").read_text()
+    with device_files("sftp", chrooted, Path("/nonexistent"), "/data") as files:
+        for link in ("abs-link", "rel-link", "deep/excess-up"):
+            assert (files / link).read_text() == device_os != HOST_OS_RELEASE, link
+        assert (files / "in-abs").read_text() == "in-mount file\n"
 
 
 def test_links_leaving_a_subdirectory_mount_fail(chrooted: LoopbackDevice, mountpoint: Path) -> None:
@@ -191,9 +200,9 @@ def test_links_leaving_a_subdirectory_mount_fail(chrooted: LoopbackDevice, mount
 
 
 def test_collection_does_not_loop_through_followed_directory_links(
-    chrooted: LoopbackDevice, mountpoint: Path, tmp_path: Path
+    chrooted: LoopbackDevice, mountpoint: Path, tmp_path: Path, backend: str
 ) -> None:
-    with start_mount(target(chrooted), mountpoint, identity=chrooted.identity(), timeout=10) as m:
+    with device_files(backend, chrooted, mountpoint) as m:
         started = time.monotonic()
         result = m.collect(["/data/**/*.txt"], tmp_path, timeout=20)
         took = time.monotonic() - started

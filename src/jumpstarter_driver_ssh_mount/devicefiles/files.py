@@ -104,6 +104,10 @@ class DeviceFiles(ABC):
         """Where ``remote_path`` is seen: a local ``Path`` (a mountpoint) or a ``DevicePath`` (SFTP)."""
 
     @abstractmethod
+    def local_path(self, device_path: str | os.PathLike[str] = "") -> Any:
+        """Where ``device_path`` is seen: a local ``Path`` (sshfs) or a ``DevicePath`` (SFTP: no local file)."""
+
+    @abstractmethod
     def __truediv__(self, device_path: str) -> Any:
         """``files / "x"``: the device path ``x`` (absolute, or below ``remote_path``) as a path to use."""
 
