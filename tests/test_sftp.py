@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,3 +201,29 @@ def test_ssh_options_become_asyncssh_settings_and_side_doors_stay_shut(tmp_path:
     for refused in ("ProxyCommand=nc %h %p", "ProxyJump=jump", "KnownHostsCommand=/bin/echo"):
         with pytest.raises(InvalidOptionError, match="the sftp backend cannot honour it"):
             ssh_settings("127.0.0.1", 2222, "root", None, [refused])
+
+
+def test_auto_takes_sftp_once_a_fuse_mount_fails_for_want_of_fuse() -> None:
+    """The choice itself, with a stand-in for the client's ``files`` (a FUSE that passes the look but fails
+    to mount cannot be made here); the real fallback runs in test_without_fuse.py."""
+    from jumpstarter_driver_ssh_mount import FuseUnavailableError
+    from pytest_jumpstarter_mount.config.backendchoice import BackendChoice
+
+    asked: list[str] = []
+    said: list[str] = []
+
+    def files(backend: str) -> Any:
+        asked.append(backend)
+        if backend == "sshfs":
+            raise FuseUnavailableError("FUSE is not available: fuse: mount failed: Invalid argument")
+        return backend
+
+    choice = BackendChoice("auto")
+    assert choice.for_mount() == "sshfs" and choice.header() is None  # this host has FUSE
+    assert choice.open(files, None, said.append) == "sftp" and asked == ["sshfs", "sftp"]
+    failed = "FUSE is not available: fuse: mount failed: Invalid argument"
+    assert said == [f"jumpstarter mount: files via sftp (FUSE failed: {failed})"]  # said once
+    assert choice.for_mount() == "sftp" and choice.open(files, None, said.append) == "sftp" and len(said) == 1
+    with pytest.raises(FuseUnavailableError):  # asked for sshfs: no fallback
+        BackendChoice("sshfs").open(files, None, said.append)
+    assert BackendChoice("sshfs").open(files, "sftp", said.append) == "sftp"  # a marker's backend= wins
