@@ -19,7 +19,7 @@ from jumpstarter_driver_ssh_mount.common.errors import HostKeyError
 from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
 from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
-from jumpstarter_driver_ssh_mount.reach.route import open_route
+from jumpstarter_driver_ssh_mount.reach.route import follow_reboots, open_route
 from jumpstarter_driver_ssh_mount.reach.routes import MountPlan, TransportRoutes
 from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
@@ -172,6 +172,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
                     raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
                 raise
         mount.transport_note = "; ".join(filter(None, [note, plan.trust.outcome]))
+        follow_reboots(self, mount, route)
         if plan.trust.why == OLD_EXPORTER:
             mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
         return mount

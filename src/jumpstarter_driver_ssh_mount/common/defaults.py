@@ -15,3 +15,7 @@ DEVICE_LISTING_CAP = 8 * 1024 * 1024  # bytes of one watched directory's listing
 DEVICE_CHANGES_SHOWN = 50  # changed files listed per watched directory; the rest are counted
 DEVICE_READING_TIMEOUT = 10.0  # seconds one reading of the device's logs and files may take
 DEVICE_READING_RETRY = 30.0  # seconds before the device is tried again after it could not be reached
+DEFAULT_COME_BACK_TIMEOUT = 120.0  # seconds ``wait_until_back`` waits for a rebooting device unless told otherwise
+COME_BACK_POLL = 0.5  # seconds between two looks for a device that is coming back
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"  # the device kernel's id of this boot
+BOOT_ID_READ_TIMEOUT = 2.0  # seconds the boot id read at a test's end may take (a device that is down)

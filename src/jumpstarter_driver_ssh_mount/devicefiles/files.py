@@ -14,11 +14,13 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from jumpstarter_driver_ssh_mount.common.defaults import (
+    BOOT_ID_PATH,
+    DEFAULT_COME_BACK_TIMEOUT,
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
@@ -26,6 +28,7 @@ from jumpstarter_driver_ssh_mount.common.defaults import (
     WAIT_MAX_BYTES,
 )
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
+from jumpstarter_driver_ssh_mount.devicefiles import reboots
 from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect, run_bounded, split_glob
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import OutsideMountError, covers, device_path
 from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
@@ -73,6 +76,14 @@ class DeviceFiles(ABC):
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
         self.journal: PreserveJournal | None = None
+        #: The device's name in messages (its address as the exporter publishes it), set by the client.
+        self.device_name: str = "the device"
+        #: The device path of the kernel's boot id (``BOOT_ID_PATH``; another path for devices that keep it elsewhere).
+        self.boot_id_path: str = BOOT_ID_PATH
+        #: Set by the client: None when the exporter reaches the device's sshd, else why not.
+        self.reachable: Callable[[], str | None] | None = None
+        #: Set by the client: why the device's host key was last refused (both fingerprints), else None.
+        self.key_refused: Callable[[], str | None] | None = None
 
     @property
     @abstractmethod
@@ -91,6 +102,27 @@ class DeviceFiles(ABC):
     @abstractmethod
     def is_mounted(self) -> bool:
         """True while the device's files can be reached."""
+
+    def wait_until_back(self, timeout: float = DEFAULT_COME_BACK_TIMEOUT) -> float:
+        """Wait until the device answers through this mount again (after a reboot); the seconds waited.
+
+        The host key is checked as on every connection: a device back with a key the exporter
+        does not vouch for does not count. ``device_run`` works again once this returns.
+
+        :raises HostKeyError: the device came back with a key nobody vouches for (both fingerprints).
+        :raises DeviceUnreachableError: (a ``ConnectError``) no answer within ``timeout``, naming the
+            device's address and how long it waited.
+        """
+        return reboots.wait_until_back(
+            self.mountpoint, timeout, self.device_name, reachable=self.reachable, refused=self.key_refused
+        )
+
+    def boot_id(self) -> str | None:
+        """The device kernel's boot id (``boot_id_path``), read through this mount; None when this mount
+        does not show it or the device does not answer within ``BOOT_ID_READ_TIMEOUT``."""
+        if not self.covers(self.boot_id_path):
+            return None
+        return reboots.read_boot_id(self.local_path(self.boot_id_path))
 
     def covers(self, device_path: str | os.PathLike[str]) -> bool:
         """True when ``device_path`` is inside this mount (``local_path`` would not raise)."""

@@ -15,10 +15,13 @@ from typing import Any, Protocol
 from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
-from jumpstarter_driver_ssh_mount.reach.transport import parse_tcp_address
-from jumpstarter_driver_ssh_mount.reach.trust import unreachable_error
+from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
+from jumpstarter_driver_ssh_mount.reach.transport import format_address, parse_tcp_address
+from jumpstarter_driver_ssh_mount.reach.trust import fetch_vouched, unreachable_error
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import HostKeyTrust, host_key_options
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import KnownHosts, VouchedKeys
+from jumpstarter_driver_ssh_mount.ssh.keyhook import KeyHook
+from jumpstarter_driver_ssh_mount.ssh.optionkeys import option_key
 
 
 class DeviceClient(Protocol):
@@ -50,15 +53,20 @@ def published_address(tcp: Any) -> tuple[tuple[str, int] | None, str]:
         return None, f"the exporter publishes no address: {exc}"
 
 
+def reach_problem(call: Callable[..., Any]) -> str | None:
+    """The exporter's answer whether the device's sshd answers: None, or ``"host:port: <reason>"``."""
+    try:
+        return call("check_reachable")  # type: ignore[no-any-return]
+    except DriverMethodNotImplemented:  # an exporter running another SSHMount version
+        return None
+
+
 def check_reachable(call: Callable[..., Any]) -> None:
     """Ask the exporter whether the device's sshd answers, before forwarding to it.
 
     :raises ConnectError: it does not (the exporter's reason).
     """
-    try:
-        problem = call("check_reachable")
-    except DriverMethodNotImplemented:  # an exporter running another SSHMount version
-        return
+    problem = reach_problem(call)
     if problem:
         raise unreachable_error(problem)
 
@@ -70,6 +78,8 @@ class Route:
     host: str
     port: int
     options: list[str]
+    #: Answers ssh's ``KnownHostsCommand`` with what the exporter vouches for now (keys checked against the exporter's)
+    hook: KeyHook | None = None
 
 
 def open_route(
@@ -82,7 +92,9 @@ def open_route(
 ) -> Route:
     """Open the way to the device: ``address`` as given, or (None) a new Jumpstarter port forward, after
     the exporter says the device's sshd answers. The keys the exporter vouches for go in a known-hosts
-    file. What it opens (the forward, the file) goes on ``resources``, for the caller to close.
+    file, and a ``KeyHook`` lets every later ssh on this route (sshfs reconnecting after a reboot) ask the
+    exporter again when the device offers another key (a reflash). What it opens (the forward, the file,
+    the hook) goes on ``resources``, for the caller to close.
     """
     if address is None:
         check_reachable(client.call)
@@ -90,4 +102,36 @@ def open_route(
     else:
         host, port = address
     known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
-    return Route(host, port, [*host_key_options(options, known, insecure=trust.insecure), *options])
+    ours = host_key_options(options, known, insecure=trust.insecure)
+    hook = None
+    if known is not None and vouched is not None and "KnownHostsCommand=none" in ours:  # the exporter's keys
+        hook = resources.enter_context(open_key_hook(client, known, vouched))
+        ours = [hook.option if option_key(o) == "knownhostscommand" else o for o in ours]
+    return Route(host, port, [*ours, *options], hook)
+
+
+def follow_reboots(client: DeviceClient, mount: DeviceFiles, route: Route) -> None:
+    """Let ``mount`` tell a device coming back from a reboot: its name, the exporter's reachability check,
+    and the hook's notes (a changed host key, vouched for or not) in ``mount.warnings``."""
+    if route.hook is not None:
+        mount.device_name = route.hook.where
+    elif (address := published_address(client.ssh.tcp)[0]) is not None:
+        mount.device_name = format_address(*address)
+
+    def reachable() -> str | None:
+        problem = reach_problem(client.call)
+        return f"the exporter cannot reach the device's sshd at {problem}" if problem else None
+
+    mount.reachable = reachable
+    if route.hook is not None:
+        hook = route.hook
+        hook.report_to(mount.warnings.append)
+        mount.key_refused = lambda: hook.refused
+
+
+def open_key_hook(client: DeviceClient, known: KnownHosts, vouched: VouchedKeys) -> KeyHook:
+    """The ``KeyHook`` for ``known``: it asks the exporter to read the device's key again, names the device
+    by the address the exporter publishes."""
+    address, _ = published_address(client.ssh.tcp)
+    where = format_address(*address) if address is not None else "the device"
+    return KeyHook(known, vouched, lambda: fetch_vouched(client.call, client.logger, refresh=True), where)

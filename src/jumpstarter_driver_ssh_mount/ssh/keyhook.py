@@ -119,7 +119,7 @@ class KeyHook:
     def _note(self, note: str) -> None:
         if note in self.notes:
             return
-        logger.warning("%s", note)
+        logger.log(logging.INFO if self.refused == note else logging.WARNING, "%s", note)
         self.notes.append(note)
         if self._report is not None:
             self._report(note)

@@ -1,0 +1,95 @@
+"""A device that reboots under a mount: wait until it answers again; tell one boot from the next.
+
+sshfs reconnects on the first request after the device dropped the session, so a mount
+survives a reboot by itself; these are the two questions a test asks around one.
+
+- ``wait_until_back``: ask the device, through the mount, for a name that does not exist,
+  until it answers (``ENOENT`` is an answer; ``EIO`` while it is down is not), each look
+  bounded by what is left of the timeout. ssh checks the host key on every reconnect, so an
+  answer means the device came back with a key vouched for.
+- ``read_boot_id``: the device kernel's boot id (one small read through the mount), which
+  changes on every boot.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from jumpstarter_driver_ssh_mount.common.defaults import BOOT_ID_READ_TIMEOUT, COME_BACK_POLL
+from jumpstarter_driver_ssh_mount.common.errors import ConnectError, HostKeyError
+from jumpstarter_driver_ssh_mount.devicefiles.collection import run_bounded
+
+#: An answer from the device about a name that does not exist.
+ANSWERS = (errno.ENOENT, errno.ENOTDIR)
+
+
+class DeviceUnreachableError(ConnectError):
+    """The device did not answer again within the time given (``wait_until_back``)."""
+
+
+def look_once(mountpoint: Path) -> str | None:
+    """None when the device answers a lookup through the mount, else why not (``Input/output error``...)."""
+    try:
+        os.lstat(mountpoint / f".jmp-mount-back-{secrets.token_hex(6)}")  # a new name: never cached
+    except OSError as exc:
+        return None if exc.errno in ANSWERS else (exc.strerror or str(exc))
+    return None
+
+
+def wait_until_back(
+    mountpoint: Path,
+    timeout: float,
+    where: str,
+    *,
+    reachable: Callable[[], str | None] | None = None,
+    refused: Callable[[], str | None] | None = None,
+) -> float:
+    """Return (the seconds waited) once the device answers through the mount at ``mountpoint``.
+
+    ``reachable`` (the exporter's view: None when the device's sshd answers, else why not) is
+    asked first each round, so a look through the mount is tried only when it can succeed.
+    ``refused`` says why the device's host key was refused, if it was.
+
+    :raises HostKeyError: the device came back with a key nobody vouches for (both fingerprints).
+    :raises DeviceUnreachableError: no answer within ``timeout``, naming ``where`` and the wait.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer"
+    while True:
+        left = deadline - time.monotonic()
+        problem = reachable() if reachable is not None else None
+        if problem is None and left > 0:
+            outcome: list[str | None] = []
+            failed = run_bounded(lambda _stop: outcome.append(look_once(mountpoint)), left)
+            problem = failed or (outcome[0] if outcome else "no answer")
+            if problem is None:
+                return time.monotonic() - started
+        last = problem or last
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            break
+        threading.Event().wait(min(COME_BACK_POLL, max(deadline - time.monotonic(), 0)))
+    refusal = refused() if refused is not None else None
+    if refusal:
+        raise HostKeyError(f"{refusal} (after waiting {waited:.1f} s for {where} to come back)")
+    raise DeviceUnreachableError(
+        f"the device at {where} did not answer again within {timeout:g} s (waited {waited:.1f} s; last: {last})"
+    )
+
+
+def read_boot_id(path: Path, timeout: float = BOOT_ID_READ_TIMEOUT) -> str | None:
+    """The boot id in ``path`` (a local path inside a mount), None if it cannot be read within ``timeout``."""
+    found: list[str] = []
+
+    def read(_stop: threading.Event) -> None:
+        with open(path, "rb") as source:
+            found.append(source.read(64).decode("ascii", errors="replace").strip())
+
+    return found[0] if run_bounded(read, timeout) is None and found and found[0] else None
