@@ -17,6 +17,7 @@ from pytest_jumpstarter_mount.config.transportchoice import INSECURE_WARNING
 from pytest_jumpstarter_mount.manager import MountManager, manager_key
 from pytest_jumpstarter_mount.pertest.artifacts import FailureArtifacts
 from pytest_jumpstarter_mount.pertest.devicelog import DeviceLogContext, DeviceLogs
+from pytest_jumpstarter_mount.pertest.reboots import BootWatch
 from pytest_jumpstarter_mount.reporting.notices import InsecureMountWarning
 
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
@@ -28,6 +29,7 @@ AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
 RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
 MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
 DEVICE_LOG_PLUGIN = "jumpstarter_mount_device_logs"
+BOOT_WATCH_PLUGIN = "jumpstarter_mount_boot_watch"
 
 
 def configure(config: pytest.Config) -> None:
@@ -42,6 +44,7 @@ def configure(config: pytest.Config) -> None:
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
     config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
     config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
+    config.pluginmanager.register(BootWatch(manager.used_mounts), BOOT_WATCH_PLUGIN)
     device_logs = DeviceLogs(
         DeviceLogContext.from_settings(
             manager.settings,

@@ -1,0 +1,184 @@
+"""Reboots and reflashes under a live mount, on every transport, against the real sshd.
+
+A "power off" kills the loopback device's sshd and every session it forked (SIGKILL, by PID: the
+client gets no goodbye); "power on" starts sshd again on the same port, with the same host key (a
+reboot) or a new one (a reflash). The exporter (in-process Jumpstarter) reads the key from the
+device, or has it configured (``host_key``: then a new key is nobody's).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from jumpstarter.common.utils import serve
+
+from helpers import LoopbackDevice, Suite, make_driver
+from jumpstarter_driver_ssh_mount import HostKeyError
+from jumpstarter_driver_ssh_mount.devicefiles.reboots import DeviceUnreachableError
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey
+from pytest_jumpstarter_mount.pertest.reboots import PROPERTY
+from pytest_jumpstarter_mount.testing.power import power_off, power_on
+
+TRANSPORTS = ("direct", "forward", "relay")
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[LoopbackDevice]:
+    """A device of this test alone (the test powers it off and on)."""
+    device = LoopbackDevice(tmp_path / "device").setup().start()
+    yield device
+    device.stop()
+
+
+def offered(device: LoopbackDevice) -> HostKey:
+    """The host key the device offers now."""
+    return HostKey.parse((device.base / "host_key.pub").read_text())
+
+
+def accepted_logins(device: LoopbackDevice) -> int:
+    return device.log_tail(10**7).count("Accepted publickey")
+
+
+def relay_config(transport: str) -> dict[str, str]:
+    return {"relay_listen": "127.0.0.1"} if transport == "relay" else {}
+
+
+@pytest.mark.parametrize("reflash", [False, True], ids=["reboot", "reflash"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_mount_keeps_serving_after_the_device_comes_back(
+    own: LoopbackDevice, mountpoint: Path, transport: str, reflash: bool
+) -> None:
+    with serve(make_driver(own, **relay_config(transport))) as client:
+        with client.mounted(mountpoint, remote_path=own.remote("/"), transport=transport) as m:
+            assert m.transport == transport
+            release = m / "etc/os-release"
+            assert "Loopback" in release.read_text()
+            power_off(own)
+            with pytest.raises(OSError):  # EIO, within the keep-alive bound: never a hang
+                release.read_text()
+            power_on(own, new_host_key=reflash)
+            m.wait_until_back(timeout=60)
+            assert "Loopback" in release.read_text()  # the same Mount, the same path
+            (m / "data/after.txt").write_text("written after the reboot")
+            assert (own.root / "data/after.txt").read_text() == "written after the reboot"
+            assert client.run("echo back", timeout=30).stdout == "back\n"  # device_run's way works too
+            changed = [w for w in m.warnings if w.startswith("host key changed")]
+            if reflash:
+                port = own.port
+                assert changed == [
+                    f"host key changed on 127.0.0.1:{port}: now {offered(own).fingerprint}, vouched by the exporter"
+                ]
+            else:
+                assert changed == []
+            (m / "data/after.txt").unlink()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_key_nobody_vouches_for_is_still_refused(own: LoopbackDevice, mountpoint: Path, transport: str) -> None:
+    old = offered(own)
+    driver = make_driver(own, host_key=old.line, **relay_config(transport))  # configured: never re-read
+    with serve(driver) as client:
+        with client.mounted(mountpoint, remote_path=own.remote("/"), transport=transport) as m:
+            power_off(own)
+            power_on(own, new_host_key=True)
+            logins = accepted_logins(own)
+            with pytest.raises(HostKeyError) as refused:
+                m.wait_until_back(timeout=5)
+            new = offered(own)
+            message = str(refused.value)
+            assert new.fingerprint in message and old.fingerprint in message
+            assert "the configured host_key" in message and "no login was attempted" in message
+            with pytest.raises(OSError):
+                (m / "etc/os-release").read_text()
+            assert accepted_logins(own) == logins  # ssh refused before it authenticated
+            assert [w for w in m.warnings if w.startswith("host key mismatch")] == [message.split(" (after")[0]]
+
+
+def test_wait_until_back_names_the_address_and_the_wait(own: LoopbackDevice, mountpoint: Path) -> None:
+    with serve(make_driver(own)) as client, client.mounted(mountpoint, remote_path=own.remote("/")) as m:
+        power_off(own)
+        with pytest.raises(DeviceUnreachableError) as down:
+            m.wait_until_back(timeout=1)
+        assert str(down.value).startswith(f"the device at 127.0.0.1:{own.port} did not answer again within 1 s (waited")
+        assert "cannot reach the device's sshd" in str(down.value)
+        power_on(own)
+        m.wait_until_back(timeout=60)
+
+
+def test_preserved_files_are_put_back_on_the_device_that_came_back(own: LoopbackDevice, mountpoint: Path) -> None:
+    with serve(make_driver(own)) as client, client.mounted(mountpoint, remote_path=own.remote("/")) as m:
+        device_path = own.remote("/etc/os-release")
+        original = (own.root / "etc/os-release").read_text()
+        m.preserve(device_path)
+        m.local_path(device_path).write_text("changed by the test\n")
+        power_off(own)
+        power_on(own, new_host_key=True)
+        m.wait_until_back(timeout=60)
+        m.restore_preserved()
+        assert (own.root / "etc/os-release").read_text() == original
+
+
+def test_boot_id_reads_through_the_mount(own: LoopbackDevice, mountpoint: Path) -> None:
+    """The loopback device's kernel is this host's, whose boot id does not change: the path is pointed at a
+    file of the device tree, which the test rewrites as a reboot would (said so: a simulation)."""
+    with serve(make_driver(own)) as client, client.mounted(mountpoint, remote_path=own.remote("/")) as m:
+        assert m.boot_id() is None  # a non-chrooted device's / is a host directory, without /proc
+        (own.root / "data/boot_id").write_text("first-boot\n")
+        m.boot_id_path = own.remote("/data/boot_id")
+        assert m.boot_id() == "first-boot"
+        m.boot_id_path = "/elsewhere/boot_id"
+        assert m.boot_id() is None  # outside the mount: no reading
+        os.unlink(own.root / "data/boot_id")
+
+
+BOOT_CONFTEST = """
+import os
+
+def pytest_jmp_mount_ready(mount, request):
+    mount.boot_id_path = os.environ["BOOT_ID_DEVICE_PATH"]
+"""
+
+
+def test_a_test_during_which_the_device_rebooted_says_so(
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated: the loopback device's kernel is this host's, so its boot id never changes. The plugin
+    reads the boot id from a file of the device tree instead, which the first test rewrites as a reboot would."""
+    boot = suite.device.root / "data" / f"boot_id-{os.getpid()}-{tmp_path.name}"
+    boot.write_text("11111111-aaaa\n")
+    suite.pytester.makeconftest(BOOT_CONFTEST)
+    suite.pytester.makepyfile(
+        test_power=f"""
+        from pathlib import Path
+
+        def test_reboots(remote_fs):
+            Path({str(boot)!r}).write_text("22222222-bbbb\\n")  # the device came back with a new boot id
+
+        def test_stays(remote_fs):
+            pass
+        """
+    )
+    junit = tmp_path / "junit.xml"
+    monkeypatch.setenv("BOOT_ID_DEVICE_PATH", suite.device.remote(str(boot.relative_to(suite.device.root))))
+    try:
+        result = suite.pytester.runpytest_subprocess(*suite.args("-rA", f"--junitxml={junit}"), timeout=120)
+    finally:
+        boot.unlink()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*jumpstarter mount*",
+            "device rebooted during this test (*: boot id 11111111-aaaa, now 22222222-bbbb)",
+            "jumpstarter mount: the device rebooted during 1 test: test_power.py::test_reboots",
+        ]
+    )
+    assert result.stdout.str().count("device rebooted during this test") == 1
+    cases = {case.get("name"): case for case in ElementTree.parse(junit).iter("testcase")}
+    rebooted = [p.get("value") for p in cases["test_reboots"].iter("property") if p.get("name") == PROPERTY]
+    assert len(rebooted) == 1 and rebooted[0].startswith("device rebooted during this test")
+    assert not list(cases["test_stays"].iter("property"))
+    suite.assert_clean()
