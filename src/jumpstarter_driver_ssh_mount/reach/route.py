@@ -105,8 +105,10 @@ def open_route(
     ours = host_key_options(options, known, insecure=trust.insecure)
     hook = None
     if known is not None and vouched is not None and "KnownHostsCommand=none" in ours:  # the exporter's keys
-        hook = resources.enter_context(open_key_hook(client, known, vouched))
-        ours = [hook.option if option_key(o) == "knownhostscommand" else o for o in ours]
+        hook = open_key_hook(client, known, vouched)
+        if hook is not None:
+            resources.enter_context(hook)
+            ours = [hook.option if option_key(o) == "knownhostscommand" else o for o in ours]
     return Route(host, port, [*ours, *options], hook)
 
 
@@ -129,9 +131,14 @@ def follow_reboots(client: DeviceClient, mount: DeviceFiles, route: Route) -> No
         mount.key_refused = lambda: hook.refused
 
 
-def open_key_hook(client: DeviceClient, known: KnownHosts, vouched: VouchedKeys) -> KeyHook:
+def open_key_hook(client: DeviceClient, known: KnownHosts, vouched: VouchedKeys) -> KeyHook | None:
     """The ``KeyHook`` for ``known``: it asks the exporter to read the device's key again, names the device
-    by the address the exporter publishes."""
+    by the address the exporter publishes. None (logged) when it cannot listen: a temp dir whose path is too
+    long for a Unix socket; then a new host key is followed at the next mount only."""
     address, _ = published_address(client.ssh.tcp)
     where = format_address(*address) if address is not None else "the device"
-    return KeyHook(known, vouched, lambda: fetch_vouched(client.call, client.logger, refresh=True), where)
+    try:
+        return KeyHook(known, vouched, lambda: fetch_vouched(client.call, client.logger, refresh=True), where)
+    except OSError as exc:
+        client.logger.info("a changed host key is followed at the next mount only: %s", exc)
+        return None

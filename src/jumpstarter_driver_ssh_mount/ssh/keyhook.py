@@ -68,8 +68,13 @@ class KeyHook:
         )
         os.chmod(self.script, 0o700)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.socket_path)  # in a 0700 folder of this user
-        self._listener.listen(8)
+        try:
+            self._listener.bind(self.socket_path)  # in a 0700 folder of this user
+            self._listener.listen(8)
+        except OSError:
+            self._listener.close()
+            os.unlink(self.script)
+            raise
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="jmp-mount-key-hook", daemon=True)
         self._thread.start()
