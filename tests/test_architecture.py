@@ -134,3 +134,15 @@ def test_mounts_and_device_commands_share_the_route_layer() -> None:
         assert "open_route(" in text and "TcpPortforwardAdapter" not in text, consumer
     device_command = _modules()["jumpstarter_driver_ssh_mount.reach.device_command"].read_text()
     assert "client._" not in device_command
+    plan = "jumpstarter_driver_ssh_mount.reach.routes"  # auto's order of ways: one plan for every consumer
+    for consumer in ("jumpstarter_driver_ssh_mount.client", "jumpstarter_driver_ssh_mount.reach.device_command"):
+        assert plan in graph[consumer] and "RoutePlan(" in _modules()[consumer].read_text(), consumer
+
+
+def test_the_route_layer_knows_no_consumer() -> None:
+    """``reach/`` hands ways to attempts; it imports neither the mount, the sshfs process nor device files."""
+    graph = import_graph()
+    for module, imports in graph.items():
+        if module.startswith("jumpstarter_driver_ssh_mount.reach."):
+            bad = [i for i in imports if i == "jumpstarter_driver_ssh_mount.mount" or ".devicefiles" in i]
+            assert not bad, (module, bad)

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
-from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
 from jumpstarter_driver_ssh_mount.reach.transport import format_address, parse_tcp_address
 from jumpstarter_driver_ssh_mount.reach.trust import fetch_vouched, unreachable_error
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import HostKeyTrust, host_key_options
@@ -110,25 +109,6 @@ def open_route(
             resources.enter_context(hook)
             ours = [hook.option if option_key(o) == "knownhostscommand" else o for o in ours]
     return Route(host, port, [*ours, *options], hook)
-
-
-def follow_reboots(client: DeviceClient, mount: DeviceFiles, route: Route) -> None:
-    """Let ``mount`` tell a device coming back from a reboot: its name, the exporter's reachability check,
-    and the hook's notes (a changed host key, vouched for or not) in ``mount.warnings``."""
-    if route.hook is not None:
-        mount.device_name = route.hook.where
-    elif (address := published_address(client.ssh.tcp)[0]) is not None:
-        mount.device_name = format_address(*address)
-
-    def reachable() -> str | None:
-        problem = reach_problem(client.call)
-        return f"the exporter cannot reach the device's sshd at {problem}" if problem else None
-
-    mount.reachable = reachable
-    if route.hook is not None:
-        hook = route.hook
-        hook.report_to(mount.warnings.append)
-        mount.key_refused = lambda: hook.refused
 
 
 def open_key_hook(client: DeviceClient, known: KnownHosts, vouched: VouchedKeys) -> KeyHook | None:
