@@ -3,7 +3,8 @@
     python relay_lab_client.py ACTION EXPORTER_ADDRESS REMOTE MOUNT_DIR [ARGS]
 
 ACTION is ``mount TRANSPORT`` (mount, read, write one file), ``second`` (a connection without
-the relay's token, then the client's, one without the token again, a second one with it) or ``hold`` (mount through the relay,
+the relay's token, then the client's, one without the token again, a second one with
+it) or ``hold`` (mount through the relay,
 read again after a line on stdin). The last line of output is the result as JSON.
 """
 

@@ -188,9 +188,9 @@ class SSHMountClient(CompositeClient):
         """Let ``mount`` follow a device through a reboot: its name, the exporter's check whether it answers,
         the key hook's notes (a changed host key, vouched for or not) in ``mount.warnings``."""
         if route.hook is not None:
-            mount.device_name = route.hook.where
-            mount.key_refused = lambda: hook.refused
             hook = route.hook
+            mount.device_name = hook.where
+            mount.key_refused = lambda: hook.refused
             hook.report_to(mount.warnings.append)
         elif (address := published_address(self.ssh.tcp)[0]) is not None:
             mount.device_name = format_address(*address)

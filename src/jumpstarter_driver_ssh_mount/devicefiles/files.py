@@ -20,9 +20,9 @@ from typing import Protocol
 
 from jumpstarter_driver_ssh_mount.common.defaults import (
     BOOT_ID_PATH,
-    DEFAULT_COME_BACK_TIMEOUT,
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
+    DEFAULT_COME_BACK_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     SNAPSHOT_MAX_BYTES,
     WAIT_MAX_BYTES,

@@ -42,6 +42,13 @@ def look_once(mountpoint: Path) -> str | None:
     return None
 
 
+def look_bounded(mountpoint: Path, timeout: float) -> str | None:
+    """``look_once``, given up (as not answering) after ``timeout`` seconds."""
+    outcome: list[str | None] = []
+    failed = run_bounded(lambda _stop: outcome.append(look_once(mountpoint)), timeout)
+    return failed or (outcome[0] if outcome else "no answer")
+
+
 def wait_until_back(
     mountpoint: Path,
     timeout: float,
@@ -66,9 +73,7 @@ def wait_until_back(
         left = deadline - time.monotonic()
         problem = reachable() if reachable is not None else None
         if problem is None and left > 0:
-            outcome: list[str | None] = []
-            failed = run_bounded(lambda _stop: outcome.append(look_once(mountpoint)), left)
-            problem = failed or (outcome[0] if outcome else "no answer")
+            problem = look_bounded(mountpoint, left)
             if problem is None:
                 return time.monotonic() - started
         last = problem or last

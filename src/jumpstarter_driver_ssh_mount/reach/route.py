@@ -55,7 +55,8 @@ def published_address(tcp: Any) -> tuple[tuple[str, int] | None, str]:
 def reach_problem(call: Callable[..., Any]) -> str | None:
     """The exporter's answer whether the device's sshd answers: None, or ``"host:port: <reason>"``."""
     try:
-        return call("check_reachable")  # type: ignore[no-any-return]
+        problem: str | None = call("check_reachable")
+        return problem
     except DriverMethodNotImplemented:  # an exporter running another SSHMount version
         return None
 

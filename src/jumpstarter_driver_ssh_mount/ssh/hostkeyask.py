@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         print("usage: hostkeyask.py SOCKET KEYTYPE BASE64", file=sys.stderr)
         return 0
     try:
-        answer = ask(*argv)
+        answer = ask(argv[0], argv[1], argv[2])
     except (OSError, UnicodeError) as exc:
         print(f"jmp-mount host key check: cannot ask the client: {exc}", file=sys.stderr)
         return 0

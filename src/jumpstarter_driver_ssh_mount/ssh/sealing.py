@@ -113,10 +113,10 @@ def option_slot(option: str) -> str:
 def for_sshfs(options: Sequence[str]) -> list[str]:
     """``options`` as sshfs takes them: our seals sshfs sets itself dropped, what it does not know in ``ssh_command``.
 
-    A caller's own ``ssh_command`` is left alone (the moved options are then dropped: they would
-    precede the caller's). An option with a blank or comma stays an ``-o`` one (sshfs refuses it); a tab
-is kept inside its word by sshfs (which splits ``ssh_command`` at blanks only), and ssh splits a command
-option (``KnownHostsCommand``) into words at it.
+        A caller's own ``ssh_command`` is left alone (the moved options are then dropped: they would
+        precede the caller's). An option with a blank or comma stays an ``-o`` one (sshfs refuses it); a tab
+    is kept inside its word by sshfs (which splits ``ssh_command`` at blanks only), and ssh splits a command
+    option (``KnownHostsCommand``) into words at it.
     """
     kept: list[str] = []
     moved: list[str] = []
