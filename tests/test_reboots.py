@@ -9,6 +9,7 @@ device, or has it configured (``host_key``: then a new key is nobody's).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ def test_boot_id_reads_through_the_mount(own: LoopbackDevice, mountpoint: Path) 
 
 BOOT_CONFTEST = """
 import os
+import threading
 
 def pytest_jmp_mount_ready(mount, request):
     mount.boot_id_path = os.environ["BOOT_ID_DEVICE_PATH"]
@@ -182,3 +184,79 @@ def test_a_test_during_which_the_device_rebooted_says_so(
     assert len(rebooted) == 1 and (rebooted[0] or "").startswith("device rebooted during this test")
     assert not list(cases["test_stays"].iter("property"))
     suite.assert_clean()
+
+
+POWER_TESTS = """
+import os, time
+from pathlib import Path
+
+REQUEST, DONE = Path(os.environ["POWER_REQUEST"]), Path(os.environ["POWER_DONE"])
+
+def power_cycle(how):
+    REQUEST.write_text(how)  # the outer test holds the device's power switch
+    while not DONE.exists():
+        time.sleep(0.05)
+    DONE.unlink()
+
+def test_before(remote_fs):
+    assert "Loopback" in (remote_fs / "etc/os-release").read_text()
+
+def test_reflash(remote_fs, device_run):
+    power_cycle("reflash")
+    remote_fs.wait_until_back(timeout=60)
+    assert device_run("echo back", check=True).stdout == "back\\n"
+    assert "Loopback" in (remote_fs / "etc/os-release").read_text()
+
+def test_after(remote_path):
+    assert "Loopback" in (remote_path / "etc/os-release").read_text()
+"""
+
+
+def test_a_session_mount_follows_a_reflash_through_the_plugin(
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = LoopbackDevice(tmp_path / "device").setup().start()
+    own.exporter_config(suite.pytester.path / "exporter.yaml")  # the exporter reads the key from the device
+    request, done = tmp_path / "power-request", tmp_path / "power-done"
+    monkeypatch.setenv("POWER_REQUEST", str(request))
+    monkeypatch.setenv("POWER_DONE", str(done))
+    suite.pytester.makepyfile(test_power=POWER_TESTS)
+    switch = PowerSwitch(own, request, done)
+    try:
+        result = suite.pytester.runpytest_subprocess(
+            *Suite(suite.pytester, own, suite.log, suite.mount_dir).args(), timeout=120
+        )
+    finally:
+        switch.stop()
+        own.stop()
+    result.assert_outcomes(passed=3)
+    assert switch.done == ["reflash"]
+    new = offered(own).fingerprint
+    changed = f"host key changed on 127.0.0.1:{own.port}: now {new}, vouched by the exporter"
+    assert result.stdout.str().count(changed) == 1
+    suite.assert_clean()
+
+
+class PowerSwitch:
+    """Power-cycles ``device`` when the suite under test asks (a file), and says when it is done."""
+
+    def __init__(self, device: LoopbackDevice, request: Path, done: Path) -> None:
+        self.device, self.request, self.finished = device, request, done
+        self.done: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            if self.request.exists():
+                how = self.request.read_text()
+                self.request.unlink()
+                power_off(self.device)
+                power_on(self.device, new_host_key=how == "reflash")
+                self.done.append(how)
+                self.finished.write_text("done")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
