@@ -212,15 +212,20 @@ def test_after(remote_path):
 """
 
 
-def test_a_session_mount_follows_a_reflash_through_the_plugin(
-    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    own = LoopbackDevice(tmp_path / "device").setup().start()
+def run_with_power(
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tests: str, files: dict[str, str] | None = None
+) -> tuple[pytest.RunResult, LoopbackDevice, list[str]]:
+    """Run ``tests`` (with ``power_cycle``) against a device of their own (with ``files`` added), its power
+    switch held here; the result, the device (stopped) and the power cycles done."""
+    own = LoopbackDevice(tmp_path / "device").setup()
+    for name, text in (files or {}).items():
+        (own.root / name).write_text(text)
+    own.start()
     own.exporter_config(suite.pytester.path / "exporter.yaml")  # the exporter reads the key from the device
     request, done = tmp_path / "power-request", tmp_path / "power-done"
     monkeypatch.setenv("POWER_REQUEST", str(request))
     monkeypatch.setenv("POWER_DONE", str(done))
-    suite.pytester.makepyfile(test_power=POWER_TESTS)
+    suite.pytester.makepyfile(test_power=tests)
     switch = PowerSwitch(own, request, done)
     try:
         result = suite.pytester.runpytest_subprocess(
@@ -229,11 +234,67 @@ def test_a_session_mount_follows_a_reflash_through_the_plugin(
     finally:
         switch.stop()
         own.stop()
+    return result, own, switch.done
+
+
+def test_a_session_mount_follows_a_reflash_through_the_plugin(
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, own, cycles = run_with_power(suite, tmp_path, monkeypatch, POWER_TESTS)
     result.assert_outcomes(passed=3)
-    assert switch.done == ["reflash"]
+    assert cycles == ["reflash"]
     new = offered(own).fingerprint
     changed = f"host key changed on 127.0.0.1:{own.port}: now {new}, vouched by the exporter"
     assert result.stdout.str().count(changed) == 1
+    suite.assert_clean()
+
+
+DOWN_TESTS = (
+    POWER_TESTS.split("def test_before")[0]
+    + """
+def test_reads_while_the_device_is_off(remote_fs):
+    power_cycle("off")
+    (remote_fs / "etc/os-release").read_text()
+"""
+)
+
+
+def test_a_failure_while_the_device_is_off_says_unreachable(
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, own, _ = run_with_power(suite, tmp_path, monkeypatch, DOWN_TESTS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*OSError: [[]Errno 5[]] Input/output error*",
+            f"device:        unreachable: the exporter cannot reach the device's sshd at 127.0.0.1:{own.port}: *",
+        ]
+    )
+    suite.assert_clean()
+
+
+RESTORE_TESTS = (
+    POWER_TESTS.split("def test_before")[0]
+    + """
+import pytest
+
+@pytest.mark.jmp_mount(restore=[os.environ["CONF"]])
+def test_changes_then_reflash(remote_path):
+    remote_path.joinpath("etc/app.conf").write_text("test settings\\n")
+    power_cycle("reflash")  # no waiting: the restore at teardown is the first access after it
+"""
+)
+
+
+def test_preserved_files_are_restored_through_a_reflash_by_the_plugin(
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONF", str(tmp_path / "device" / "fs" / "etc" / "app.conf"))  # the device's path
+    files = {"etc/app.conf": "factory settings\n"}
+    result, own, cycles = run_with_power(suite, tmp_path, monkeypatch, RESTORE_TESTS, files)
+    result.assert_outcomes(passed=1)
+    assert cycles == ["reflash"]
+    assert (own.root / "etc/app.conf").read_text() == "factory settings\n"
     suite.assert_clean()
 
 
@@ -253,7 +314,8 @@ class PowerSwitch:
                 how = self.request.read_text()
                 self.request.unlink()
                 power_off(self.device)
-                power_on(self.device, new_host_key=how == "reflash")
+                if how != "off":
+                    power_on(self.device, new_host_key=how == "reflash")
                 self.done.append(how)
                 self.finished.write_text("done")
 
