@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TypeVar
 
+from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_COMMAND_TIMEOUT
 from jumpstarter_driver_ssh_mount.common.errors import ConnectError, HostKeyError
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
 from jumpstarter_driver_ssh_mount.reach.route import DeviceClient, open_route
@@ -30,9 +31,6 @@ from jumpstarter_driver_ssh_mount.ssh.remote_shell import RemoteShell, ShellGone
 from jumpstarter_driver_ssh_mount.ssh.sealing import sealed_config
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.diagnose import diagnose
-
-#: Seconds a device command may run unless the caller says otherwise.
-DEFAULT_COMMAND_TIMEOUT = 60.0
 
 R = TypeVar("R", bound=Reached)
 
