@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import jumpstarter_driver_ssh_mount.devicefiles.reboots as reboots
 from jumpstarter_driver_ssh_mount.common.defaults import (
     BOOT_ID_PATH,
     COLLECT_MAX_BYTES,
@@ -28,7 +29,6 @@ from jumpstarter_driver_ssh_mount.common.defaults import (
     WAIT_MAX_BYTES,
 )
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
-from jumpstarter_driver_ssh_mount.devicefiles import reboots
 from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect, run_bounded, split_glob
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import OutsideMountError, covers, device_path
 from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot

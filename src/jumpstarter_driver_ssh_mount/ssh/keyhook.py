@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import hostkeyask
-from .hostkeys import HostKey, KnownHosts, VouchedKeys, describe
+import jumpstarter_driver_ssh_mount.ssh.hostkeyask as hostkeyask
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey, KnownHosts, VouchedKeys, describe
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
