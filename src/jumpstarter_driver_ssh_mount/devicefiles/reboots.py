@@ -61,9 +61,10 @@ def wait_until_back(
 
     ``reachable`` (the exporter's view: None when the device's sshd answers, else why not) is
     asked first each round, so a look through the mount is tried only when it can succeed.
-    ``refused`` says why the device's host key was refused, if it was.
+    ``refused`` says why the key the device offered last was refused, if it was.
 
-    :raises HostKeyError: the device came back with a key nobody vouches for (both fingerprints).
+    :raises HostKeyError: the device came back with a key nobody vouches for (both fingerprints): at once,
+        since the exporter was asked again when ssh met that key.
     :raises DeviceUnreachableError: no answer within ``timeout``, naming ``where`` and the wait.
     """
     started = time.monotonic()
@@ -76,14 +77,15 @@ def wait_until_back(
             problem = look_bounded(mountpoint, left)
             if problem is None:
                 return time.monotonic() - started
+            refusal = refused() if refused is not None else None
+            if refusal:  # the device answers, with a key nobody vouches for: waiting longer changes nothing
+                waited = time.monotonic() - started
+                raise HostKeyError(f"{refusal} (after waiting {waited:.1f} s for {where} to come back)")
         last = problem or last
         waited = time.monotonic() - started
         if waited >= timeout:
             break
         threading.Event().wait(min(COME_BACK_POLL, max(deadline - time.monotonic(), 0)))
-    refusal = refused() if refused is not None else None
-    if refusal:
-        raise HostKeyError(f"{refusal} (after waiting {waited:.1f} s for {where} to come back)")
     raise DeviceUnreachableError(
         f"the device at {where} did not answer again within {timeout:g} s (waited {waited:.1f} s; last: {last})"
     )

@@ -55,7 +55,7 @@ class KeyHook:
         self.keys: tuple[HostKey, ...] = vouched.keys
         self.configured = vouched.configured
         self.notes: list[str] = []
-        self.refused: str | None = None  # the last refusal, with both fingerprints
+        self.refused: str | None = None  # why the latest key offered was refused (both fingerprints), if it was
         self._report: Callable[[str], None] | None = None
         self._refresh = refresh
         self._asked: dict[str, float] = {}
@@ -97,7 +97,9 @@ class KeyHook:
         with self._lock:
             lines = {key.line for key in self.keys}
             now = time.monotonic()
-            if offered.line not in lines and now - self._asked.get(offered.line, -ASK_AGAIN_AFTER) >= ASK_AGAIN_AFTER:
+            if offered.line in lines:
+                self.refused = None  # the latest key offered is vouched for
+            elif now - self._asked.get(offered.line, -ASK_AGAIN_AFTER) >= ASK_AGAIN_AFTER:
                 self._asked[offered.line] = now
                 self._ask_exporter(offered)
             return "".join(f"{self.alias} {key.line}\n" for key in self.keys)
