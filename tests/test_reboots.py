@@ -19,8 +19,7 @@ import pytest
 from jumpstarter.common.utils import serve
 
 from helpers import LoopbackDevice, Suite, make_driver
-from jumpstarter_driver_ssh_mount import HostKeyError
-from jumpstarter_driver_ssh_mount.devicefiles.reboots import DeviceUnreachableError
+from jumpstarter_driver_ssh_mount import DeviceUnreachableError, HostKeyError
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey
 from pytest_jumpstarter_mount.pertest.reboots import PROPERTY
 from pytest_jumpstarter_mount.testing.power import power_off, power_on

@@ -52,6 +52,7 @@ __all__ = [
     "ConnectError",
     "DeviceCommandError",
     "DeviceCommandTimeout",
+    "DeviceUnreachableError",
     "FuseUnavailableError",
     "HostKeyError",
     "InvalidOptionError",
@@ -117,6 +118,7 @@ if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.common.errors import (
         AuthenticationError,
         ConnectError,
+        DeviceUnreachableError,
         FuseUnavailableError,
         HostKeyError,
         InvalidOptionError,

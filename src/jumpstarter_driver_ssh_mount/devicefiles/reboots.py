@@ -22,15 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.common.defaults import BOOT_ID_READ_TIMEOUT, COME_BACK_POLL
-from jumpstarter_driver_ssh_mount.common.errors import ConnectError, HostKeyError
+from jumpstarter_driver_ssh_mount.common.errors import DeviceUnreachableError, HostKeyError
 from jumpstarter_driver_ssh_mount.devicefiles.collection import run_bounded
 
 #: An answer from the device about a name that does not exist.
 ANSWERS = (errno.ENOENT, errno.ENOTDIR)
-
-
-class DeviceUnreachableError(ConnectError):
-    """The device did not answer again within the time given (``wait_until_back``)."""
 
 
 def look_once(mountpoint: Path) -> str | None:
