@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jumpstarter.client.core import DriverError, DriverMethodNotImplemented
-from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 
+from jumpstarter_driver_ssh_mount.reach.forward import checked_forward
 from jumpstarter_driver_ssh_mount.reach.transport import format_address, parse_tcp_address
 from jumpstarter_driver_ssh_mount.reach.trust import fetch_vouched, unreachable_error
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import HostKeyTrust, host_key_options
@@ -98,7 +98,7 @@ def open_route(
     """
     if address is None:
         check_reachable(client.call)
-        host, port = resources.enter_context(TcpPortforwardAdapter(client=client.ssh.tcp))
+        host, port = resources.enter_context(checked_forward(client=client, tcp=client.ssh.tcp))
     else:
         host, port = address
     known = resources.enter_context(KnownHosts(vouched.keys)) if vouched is not None else None
