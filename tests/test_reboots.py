@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 import pytest
 from jumpstarter.common.utils import serve
 
-from helpers import LoopbackDevice, Suite, make_driver
+from helpers import LoopbackDevice, Suite, chrooted_device, make_driver
 from jumpstarter_driver_ssh_mount import DeviceUnreachableError, HostKeyError
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey
 from pytest_jumpstarter_mount.pertest.reboots import PROPERTY
@@ -133,6 +133,16 @@ def test_boot_id_reads_through_the_mount(own: LoopbackDevice, mountpoint: Path) 
         m.boot_id_path = "/elsewhere/boot_id"
         assert m.boot_id() is None  # outside the mount: no reading
         os.unlink(own.root / "data/boot_id")
+
+
+def test_boot_id_of_a_device_with_its_own_proc(tmp_path_factory: pytest.TempPathFactory, mountpoint: Path) -> None:
+    """The default path, on the chrooted loopback device (its /proc is this host's kernel's: the same boot id)."""
+    with (
+        chrooted_device(tmp_path_factory, "reading /proc's boot id") as dev,
+        serve(make_driver(dev)) as client,
+        client.mounted(mountpoint, remote_path="/") as m,
+    ):
+        assert m.boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 BOOT_CONFTEST = """
