@@ -55,9 +55,9 @@ def wait_until_back(
 ) -> float:
     """Return (the seconds waited) once the device answers through the mount at ``mountpoint``.
 
-    ``reachable`` (the exporter's view: None when the device's sshd answers, else why not) is
-    asked first each round, so a look through the mount is tried only when it can succeed.
-    ``refused`` says why the key the device offered last was refused, if it was.
+    Each look is bounded by what is left of ``timeout``. After one that fails, ``refused`` says why
+    the key the device offered last was refused, if it was, and ``reachable`` (the exporter's view:
+    None when the device's sshd answers, else why not) explains the failure in the error.
 
     :raises HostKeyError: the device came back with a key nobody vouches for (both fingerprints): at once,
         since the exporter was asked again when ssh met that key.
@@ -66,22 +66,16 @@ def wait_until_back(
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer"
-    while True:
-        left = deadline - time.monotonic()
-        problem = reachable() if reachable is not None else None
-        if problem is None and left > 0:
-            problem = look_bounded(mountpoint, left)
-            if problem is None:
-                return time.monotonic() - started
-            refusal = refused() if refused is not None else None
-            if refusal:  # the device answers, with a key nobody vouches for: waiting longer changes nothing
-                waited = time.monotonic() - started
-                raise HostKeyError(f"{refusal} (after waiting {waited:.1f} s for {where} to come back)")
-        last = problem or last
-        waited = time.monotonic() - started
-        if waited >= timeout:
-            break
+    while (left := deadline - time.monotonic()) > 0:
+        problem = look_bounded(mountpoint, left)
+        if problem is None:
+            return time.monotonic() - started
+        refusal = refused() if refused is not None else None
+        if refusal:  # the device answers, with a key nobody vouches for: waiting longer changes nothing
+            raise HostKeyError(f"{refusal} (after waiting {time.monotonic() - started:.1f} s for {where} to come back)")
+        last = (reachable() if reachable is not None else None) or problem
         threading.Event().wait(min(COME_BACK_POLL, max(deadline - time.monotonic(), 0)))
+    waited = time.monotonic() - started
     raise DeviceUnreachableError(
         f"the device at {where} did not answer again within {timeout:g} s (waited {waited:.1f} s; last: {last})"
     )

@@ -77,7 +77,7 @@ class Relay:
 
     @property
     def alive(self) -> bool:
-        """True until the listener is closed and the connection (if any) has ended."""
+        """True until the relay ends: its window passed without a client, or ``close`` was called."""
         return self._thread.is_alive()
 
     def close(self) -> None:
