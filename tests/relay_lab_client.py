@@ -3,7 +3,8 @@
     python relay_lab_client.py ACTION EXPORTER_ADDRESS REMOTE MOUNT_DIR [ARGS]
 
 ACTION is ``mount TRANSPORT`` (mount, read, write one file), ``second`` (a connection without
-the relay's token, then the client's, then a second one) or ``hold`` (mount through the relay,
+the relay's token, then the client's, one without the token again, a second one with
+it) or ``hold`` (mount through the relay,
 read again after a line on stdin). The last line of output is the result as JSON.
 """
 
@@ -57,17 +58,34 @@ def second(client):
     with socket.create_connection(where, 5) as thief:  # knows the port, not the token
         thief.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + bytes(32))
         stolen = received(thief)
+    token = bytes.fromhex(offer["token"])
     first = socket.create_connection(where, 5)
-    first.sendall(bytes.fromhex(offer["token"]))
+    first.sendall(token)
     banner = first.recv(64).decode()
+    with socket.create_connection(where, 5) as thief:
+        thief.sendall(bytes(32))
+        stolen_later = received(thief)
+    second = socket.create_connection(where, 5)
+    second.sendall(token)
+    second.settimeout(5)
+    again = second.recv(64).decode()
+    first_after = received(first)
+    client.call("close_relay", offer["id"])
+    after_close = received(second)
     try:
         socket.create_connection(where, 5).close()
-        again = "connected"
+        closed = "connected"
     except ConnectionRefusedError:
-        again = "refused"
-    client.call("close_relay", offer["id"])
-    first.settimeout(5)
-    return {"stolen": stolen, "banner": banner, "second": again, "after_close": first.recv(64).decode()}
+        closed = "refused"
+    return {
+        "stolen": stolen,
+        "banner": banner,
+        "stolen_later": stolen_later,
+        "again": again,
+        "first_after": first_after,
+        "after_close": after_close,
+        "closed": closed,
+    }
 
 
 def hold(client):

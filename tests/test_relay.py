@@ -72,14 +72,20 @@ def test_relay_config_errors_name_the_field(device: LoopbackDevice, config: dict
         make_driver(device, **config)
 
 
-def test_relay_takes_one_connection_then_refuses(device: LoopbackDevice) -> None:
+def test_relay_serves_its_token_again_until_closed(device: LoopbackDevice) -> None:
     relays = Relays("127.0.0.1", None)
     relay = relays.open((device.host, device.port))
     with dial(relay.port, relay.token) as first:
         assert banner(first).startswith(b"SSH-2.0-")  # the device's sshd, through the relay
-        assert refused("127.0.0.1", relay.port)
-        assert relay.alive
-    wait_until(lambda: len(relays) == 0, 5, "the relay to end when its client closes")
+        with dial(relay.port, b"x" * len(relay.token)) as thief:
+            assert banner(thief) == b""  # dropped: another token
+        with dial(relay.port, relay.token) as again:  # sshfs reconnecting after a device reboot
+            assert banner(again).startswith(b"SSH-2.0-")
+            assert banner(first) == b""  # the new connection replaced the old one
+        assert relay.alive and len(relays) == 1  # the client's connection ending does not end the relay
+    assert relays.close(relay.id)
+    wait_until(lambda: len(relays) == 0, 5, "the relay to end when its mount ends")
+    assert refused("127.0.0.1", relay.port)
 
 
 def test_relay_window_missed_closes_the_listener(device: LoopbackDevice) -> None:
@@ -318,12 +324,15 @@ def test_lab_forced_relay_without_a_relay_is_a_clear_error(relay_lab: Lab) -> No
     assert result["message"].startswith("transport 'relay': the exporter offers no relay (relay_listen is not set)")
 
 
-def test_lab_second_connection_is_refused(relay_lab: Lab) -> None:
+def test_lab_only_the_token_connects_and_close_ends_it(relay_lab: Lab) -> None:
     result = relay_lab.run(RELAY_EXPORTER, "second")
     assert result["stolen"] == ""  # from the test host's network, without the token: not a byte of the device
     assert result["banner"].startswith("SSH-2.0-")  # the device's sshd, reached only from the exporter's side
-    assert result["second"] == "refused"
-    assert result["after_close"] == ""  # close_relay ended the first connection
+    assert result["stolen_later"] == ""  # nor while the client's connection is relayed
+    assert result["again"].startswith("SSH-2.0-")  # the client again (a reconnect), with the token
+    assert result["first_after"] == ""  # it replaced the first connection
+    assert result["after_close"] == ""  # close_relay ended it
+    assert result["closed"] == "refused"  # and the listener
     wait_until(lambda: relay_sockets(relay_lab.dev_ns) == [], 5, "no relay socket left")
 
 

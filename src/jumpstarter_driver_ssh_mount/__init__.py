@@ -62,6 +62,7 @@ __all__ = [
     "DeviceCommandTimeout",
     "DeviceFiles",
     "DevicePath",
+    "DeviceUnreachableError",
     "FuseUnavailableError",
     "HostKeyError",
     "InvalidOptionError",
@@ -133,6 +134,7 @@ if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.common.errors import (
         AuthenticationError,
         ConnectError,
+        DeviceUnreachableError,
         FuseUnavailableError,
         HostKeyError,
         InvalidOptionError,

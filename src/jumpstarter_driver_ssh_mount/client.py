@@ -18,10 +18,11 @@ from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
 from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
 from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
-from jumpstarter_driver_ssh_mount.reach.route import open_route
+from jumpstarter_driver_ssh_mount.reach.route import Route, open_route, published_address, reach_problem
 from jumpstarter_driver_ssh_mount.reach.routes import RoutePlan, Way
 from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
+    format_address,
     parse_tcp_address,
     relay_options,
     relay_socket,
@@ -184,7 +185,7 @@ class SSHMountClient(CompositeClient):
             target = SshfsTarget(host=route.host, port=route.port, user=self.username, remote_path=plan.remote_path)
             try:
                 if plan.backend == "sftp":
-                    mount = self._sftp(target, plan, route.options, how, relay, resources)
+                    mount = self._sftp(target, plan, without_hook(route), how, relay, resources)
                 else:
                     options = route.options
                     if relay is not None:
@@ -208,6 +209,7 @@ class SSHMountClient(CompositeClient):
                     raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
                 raise
         mount.transport_note = "; ".join(filter(None, [way.note, plan.trust.outcome]))
+        self._follow_reboots(mount, route)
         if plan.trust.why == OLD_EXPORTER:
             mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
         return mount
@@ -234,6 +236,23 @@ class SSHMountClient(CompositeClient):
             transport=how,
             sock=sock,
         )
+
+    def _follow_reboots(self, mount: DeviceFiles, route: Route) -> None:
+        """Let ``mount`` follow a device through a reboot: its name, the exporter's check whether it answers,
+        the key hook's notes (a changed host key, vouched for or not) in ``mount.warnings``."""
+        if route.hook is not None:
+            hook = route.hook
+            mount.device_name = hook.where
+            mount.key_refused = lambda: hook.refused
+            hook.report_to(mount.warnings.append)
+        elif (address := published_address(self.ssh.tcp)[0]) is not None:
+            mount.device_name = format_address(*address)
+
+        def reachable() -> str | None:
+            problem = reach_problem(self.call)
+            return f"the exporter cannot reach the device's sshd at {problem}" if problem else None
+
+        mount.reachable = reachable
 
     def _mismatch(self, refused: Refused) -> HostKeyError:
         """The error naming the vouched keys and those offered (read again, best effort)."""
@@ -296,3 +315,11 @@ class SSHMountClient(CompositeClient):
         """
         path = unmount_path(mountpoint, lazy=lazy)
         click.echo(f"Unmounted {path}")
+
+
+def without_hook(route: Route) -> list[str]:
+    """The route's ssh options for the in-process SFTP client: our own ``KnownHostsCommand`` hook (an ssh
+    feature) goes back to ``none``; the SFTP session checks the same vouched keys itself."""
+    if route.hook is None:
+        return route.options
+    return ["KnownHostsCommand=none" if option == route.hook.option else option for option in route.options]

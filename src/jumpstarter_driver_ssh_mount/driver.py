@@ -45,9 +45,9 @@ class SSHMount(Driver):
     asked and keeps them while it runs.
 
     ``relay_listen`` (opt-in): an address of the exporter host that the test host reaches.
-    Each mount may then ask for a one-shot relay there (a random port of ``relay_ports``,
-    "A-B", or any free one): the one TCP connection that sends the relay's secret token,
-    passed on to the device's sshd with plain sockets.
+    Each mount may then ask for a relay of its own there (a random port of ``relay_ports``,
+    "A-B", or any free one): the TCP connection that sends the relay's secret token, passed
+    on to the device's sshd with plain sockets, again when the client reconnects (a reboot).
     """
 
     host_key: str | None = None
@@ -134,11 +134,12 @@ class SSHMount(Driver):
 
     @export
     async def open_relay(self) -> dict[str, Any]:
-        """Open a one-shot relay to the device's sshd, as ``RelayOffer.to_dict()``.
+        """Open a relay to the device's sshd for one mount, as ``RelayOffer.to_dict()``.
 
-        The listener serves the first connection that sends ``RelayOffer.token`` (hex; the
-        secret that only this authenticated caller learns) within ``RelayOffer.window`` seconds,
-        then closes. Without ``relay_listen``, ``offered`` is False; when no listener can be
+        The listener serves the connection that sends ``RelayOffer.token`` (hex; the secret that
+        only this authenticated caller learns): the first within ``RelayOffer.window`` seconds
+        (else it closes), then each later one in place of the one before (sshfs reconnecting),
+        until ``close_relay``. Without ``relay_listen``, ``offered`` is False; when no listener can be
         opened now (ports in use, ``MAX_RELAYS`` open...), ``problem`` says why: values, not exceptions.
         """
         if self._relays is None:

@@ -26,6 +26,7 @@ AVAILABILITY_PLUGIN = "jumpstarter_mount_availability"
 RUNS_PLUGIN = "jumpstarter_mount_artifact_runs"
 MARKER_USAGE_PLUGIN = "jumpstarter_mount_marker_usage"
 DEVICE_LOG_PLUGIN = "jumpstarter_mount_device_logs"
+BOOT_WATCH_PLUGIN = "jumpstarter_mount_boot_watch"
 
 
 def configure(config: pytest.Config) -> None:
@@ -51,12 +52,14 @@ def configure_device_parts(config: pytest.Config, manager: MountManager) -> None
     journal, device logs; and the sweep of what killed runs left."""
     from pytest_jumpstarter_mount.pertest.artifacts import FailureArtifacts
     from pytest_jumpstarter_mount.pertest.devicelog import DeviceLogContext, DeviceLogs
+    from pytest_jumpstarter_mount.pertest.reboots import BootWatch
 
     artifacts = FailureArtifacts(manager)
     config.pluginmanager.register(artifacts, ARTIFACTS_PLUGIN)
     config.pluginmanager.register(artifacts.runs, RUNS_PLUGIN)
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
+    config.pluginmanager.register(BootWatch(manager.used_mounts), BOOT_WATCH_PLUGIN)
     device_logs = DeviceLogs(
         DeviceLogContext.from_settings(
             manager.settings,

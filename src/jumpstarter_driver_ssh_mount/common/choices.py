@@ -12,7 +12,7 @@ TRANSPORT_MEANINGS: dict[str, str] = {
     "when it offers one, else the port forward",
     "direct": "the device's address only",
     "forward": "the Jumpstarter port forward only",
-    "relay": "a one-shot TCP relay on the exporter host",
+    "relay": "a TCP relay on the exporter host, one per mount",
 }
 TRANSPORTS: tuple[str, ...] = tuple(TRANSPORT_MEANINGS)
 TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward", "relay": "exporter relay"}

@@ -20,3 +20,7 @@ SFTP_CONNECT_TIMEOUT = 10.0  # seconds the SFTP backend's connection and login m
 SFTP_KEEPALIVE_INTERVAL = 5.0  # seconds between the SFTP backend's keep-alives (ssh's ServerAliveInterval)
 SFTP_KEEPALIVE_COUNT = 3  # unanswered keep-alives that end an SFTP session (ssh's ServerAliveCountMax)
 SFTP_BLOCK_SIZE = 64 * 1024  # bytes per SFTP read or write request
+DEFAULT_COME_BACK_TIMEOUT = 120.0  # seconds ``wait_until_back`` waits for a rebooting device unless told otherwise
+COME_BACK_POLL = 0.5  # seconds between two looks for a device that is coming back
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"  # the device kernel's id of this boot
+BOOT_ID_READ_TIMEOUT = 2.0  # seconds the boot id read at a test's end may take (a device that is down)

@@ -51,6 +51,10 @@ class ConnectError(MountError):
     """The device's SSH server could not be reached."""
 
 
+class DeviceUnreachableError(ConnectError):
+    """The device did not answer again within the time given (``Mount.wait_until_back``)."""
+
+
 class AuthenticationError(MountError):
     """The device's SSH server refused the identity."""
 

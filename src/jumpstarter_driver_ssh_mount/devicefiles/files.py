@@ -14,13 +14,16 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import jumpstarter_driver_ssh_mount.devicefiles.reboots as reboots
 from jumpstarter_driver_ssh_mount.common.defaults import (
+    BOOT_ID_PATH,
     COLLECT_MAX_BYTES,
     COLLECT_TIMEOUT,
+    DEFAULT_COME_BACK_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     SNAPSHOT_MAX_BYTES,
     WAIT_MAX_BYTES,
@@ -87,6 +90,14 @@ class DeviceFiles(ABC):
         self._preserved: list[Snapshot] = []
         self._preserved_lock = threading.Lock()
         self.journal: PreserveJournal | None = None
+        #: The device's name in messages (its address as the exporter publishes it), set by the client.
+        self.device_name: str = "the device"
+        #: The device path of the kernel's boot id (``BOOT_ID_PATH``; another path for devices that keep it elsewhere).
+        self.boot_id_path: str = BOOT_ID_PATH
+        #: Set by the client: None when the exporter reaches the device's sshd, else why not.
+        self.reachable: Callable[[], str | None] | None = None
+        #: Set by the client: why the device's host key was last refused (both fingerprints), else None.
+        self.key_refused: Callable[[], str | None] | None = None
 
     @property
     @abstractmethod
@@ -138,6 +149,27 @@ class DeviceFiles(ABC):
         """``path`` as an absolute device path, by the rule above (``OutsideMountError`` if not covered)."""
         relative_to_mount(self.remote_path, path, usage)
         return device_path(self.remote_path, path)
+
+    def wait_until_back(self, timeout: float = DEFAULT_COME_BACK_TIMEOUT) -> float:
+        """Wait until the device answers through these files again (after a reboot); the seconds waited.
+
+        The host key is checked as on every connection: a device back with a key the exporter
+        does not vouch for does not count. ``device_run`` works again once this returns.
+
+        :raises HostKeyError: the device came back with a key nobody vouches for (both fingerprints).
+        :raises DeviceUnreachableError: (a ``ConnectError``) no answer within ``timeout``, naming the
+            device's address and how long it waited.
+        """
+        return reboots.wait_until_back(
+            self.fs, self.remote_path, timeout, self.device_name, reachable=self.reachable, refused=self.key_refused
+        )
+
+    def boot_id(self) -> str | None:
+        """The device kernel's boot id (``boot_id_path``), read through this mount; None when this mount
+        does not show it or the device does not answer within ``BOOT_ID_READ_TIMEOUT``."""
+        if not self.covers(self.boot_id_path):
+            return None
+        return reboots.read_boot_id(self.fs, self.device_path(self.boot_id_path))
 
     def covers(self, device_path: str | os.PathLike[str]) -> bool:
         """True when ``device_path`` is inside this mount (the methods would not raise ``OutsideMountError``)."""

@@ -1,16 +1,18 @@
-"""The exporter's relay: one TCP connection from the client that asked for it, passed on to the
-device's sshd.
+"""The exporter's relay: the TCP connection of the client that asked for it, passed on to the
+device's sshd, again after the client reconnects (a device reboot).
 
 A relay listens on an address of the exporter host for ``window`` seconds. Each connection
 must first send the relay's token (``TOKEN_BYTES`` random bytes, given to the client over
 Jumpstarter's authenticated channel; see ``relaygate``); one that sends anything else, or
 nothing, is closed without the device ever being contacted, and the relay keeps waiting.
-The first connection with the token is the relay's: the listener closes (later connections
-are refused by the kernel) and the bytes are copied between it and a new connection to the
-device's sshd, in two threads with blocking sockets (``recv_into``/``sendall``, the GIL
-released in every call), so gRPC never carries the data and the exporter's event loop is not
-involved. Waiting uses ``selectors`` (epoll), which has no limit on descriptor numbers.
-It ends when either side closes, or when ``close`` is called (the mount ended, the driver closed).
+Each connection with the token is relayed: the bytes are copied between it and a new
+connection to the device's sshd, in two threads with blocking sockets (``recv_into``/``sendall``,
+the GIL released in every call), so gRPC never carries the data and the exporter's event loop is
+not involved. A later connection with the token (sshfs's ``reconnect`` after the device dropped
+the session) replaces the one before. Waiting uses ``selectors`` (epoll), which has no limit on
+descriptor numbers. The first connection must come within ``window`` seconds, else the listener
+closes; after it, the relay lasts until ``close`` (the mount ended, the driver closed or reset
+at the lease's end).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Relay:
         self._lock = threading.Lock()
         self._closing = False
         self._sockets: list[socket.socket] = []
+        self._pumps: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._run, name=f"jmp-mount-relay-{self.port}", daemon=True)
 
     def start(self) -> Relay:
@@ -74,7 +77,7 @@ class Relay:
 
     @property
     def alive(self) -> bool:
-        """True until the listener is closed and the connection (if any) has ended."""
+        """True until the relay ends: its window passed without a client, or ``close`` was called."""
         return self._thread.is_alive()
 
     def close(self) -> None:
@@ -91,20 +94,26 @@ class Relay:
     # -- in the relay's thread ---------------------------------------------------------
     def _run(self) -> None:
         try:
-            conn = self._await_client()
-            if conn is not None:
-                self._relay(conn)
+            self._serve()
         except Exception:  # a relay must never take the exporter down
             logger.exception("relay on port %d failed", self.port)
         finally:
             with self._lock:
                 self._closing = True  # close() no longer writes to the wake pipe
+                for sock in self._sockets:
+                    _shutdown(sock)
                 os.close(self._wake_r)
                 os.close(self._wake_w)
+            for pump in self._pumps:
+                pump.join(JOIN_TIMEOUT)
             self._ended(self)
 
-    def _await_client(self) -> socket.socket | None:
-        """The first connection that sends the token; None when the window passed or close() was called."""
+    def _serve(self) -> None:
+        """Relay each connection that sends the token, until ``close``; the window bounds only the first.
+
+        A new connection with the token replaces the one relayed so far: it is the client's ssh
+        reconnecting after the device dropped the session (a reboot), so the old one is dead.
+        """
         listener, self._listener = self._listener, None
         assert listener is not None
         with selectors.DefaultSelector() as selector, contextlib.ExitStack() as cleanup:
@@ -113,26 +122,28 @@ class Relay:
             listener.setblocking(False)
             selector.register(listener, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            listening = True
+            listening, served = True, 0
             while listening or gate.pending:
-                wait = min(self._deadline if listening else float("inf"), gate.deadline()) - time.monotonic()
-                for key, _ in selector.select(max(wait, 0)):
+                until = self._deadline if listening and not served else float("inf")
+                wait = min(until, gate.deadline()) - time.monotonic()
+                for key, _ in selector.select(None if wait == float("inf") else max(wait, 0)):
                     if key.fd == self._wake_r:
-                        return None
+                        return
                     if key.fileobj is listener:
                         gate.accept(listener)
                     elif winner := gate.receive(key.fileobj):  # type: ignore[arg-type]
-                        logger.info("relay port %d: the client connected from %s", self.port, gate.take(winner))
+                        served += 1
+                        what = "connected" if served == 1 else f"connected again ({served})"
+                        logger.info("relay port %d: the client %s from %s", self.port, what, gate.take(winner))
                         self._log_dropped(gate)
-                        return winner
+                        self._start_relaying(winner)
                 gate.expire()
-                if listening and time.monotonic() >= self._deadline:
+                if listening and not served and time.monotonic() >= self._deadline:
                     selector.unregister(listener)
                     listener.close()
                     listening = False
             logger.info("relay port %d: no client within the window, closed", self.port)
             self._log_dropped(gate)
-            return None
 
     def _log_dropped(self, gate: TokenGate) -> None:
         if gate.dropped:
@@ -142,6 +153,17 @@ class Relay:
                 gate.dropped,
                 *gate.first_drop,
             )
+
+    def _start_relaying(self, conn: socket.socket) -> None:
+        """End the connection relayed so far (if any) and relay ``conn`` in its own thread."""
+        with self._lock:
+            for sock in self._sockets:
+                _shutdown(sock)
+            self._sockets.clear()
+        self._pumps = [p for p in self._pumps if p.is_alive()]
+        pump = threading.Thread(target=self._relay, args=(conn,), name=f"jmp-mount-relay-{self.port}-c", daemon=True)
+        self._pumps.append(pump)
+        pump.start()
 
     def _relay(self, conn: socket.socket) -> None:
         with conn:
@@ -157,7 +179,7 @@ class Relay:
                 down.start()
                 self._pump(conn, device)
                 down.join()
-        logger.info("relay port %d: ended", self.port)
+        logger.info("relay port %d: connection ended (the relay waits for the client to connect again)", self.port)
 
     def _register(self, *sockets: socket.socket) -> bool:
         """Make ``sockets`` blocking, unbuffered and known to ``close``; False if closing already."""

@@ -1,5 +1,5 @@
 """The plan of ways to the device, in the order ``auto`` tries them: the device's address, the exporter's
-one-shot relay, the port forward. ``RoutePlan.run`` hands each way to the caller's attempt (a mount, a
+relay, the port forward. ``RoutePlan.run`` hands each way to the caller's attempt (a mount, a
 device command, a shell) until one works; it knows nothing of what the attempt does with it."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class RoutePlan:
         return self._via_relay(attempt, why=reason)
 
     def _via_relay(self, attempt: Attempt[R], *, forced: bool = False, why: str = "") -> R:
-        """Through a one-shot relay on the exporter host; the port forward (warned) if that fails.
+        """Through a relay of the exporter host, for this attempt alone; the port forward (warned) if that fails.
 
         Without a relay offered, ``auto`` (``why``: why not direct) takes the forward and
         ``relay`` (``forced``) is an error. A relay offered but unusable is a warning in the

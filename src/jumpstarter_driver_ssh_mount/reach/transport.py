@@ -101,7 +101,7 @@ class RelayOffer:
 
 
 def request_relay(call: Callable[..., Any]) -> RelayOffer:
-    """Ask the exporter (``call`` = the driver client's ``call``) to open a one-shot relay."""
+    """Ask the exporter (``call`` = the driver client's ``call``) to open a relay for one mount."""
     try:
         return RelayOffer.from_dict(call("open_relay"))
     except DriverMethodNotImplemented:

@@ -94,8 +94,8 @@ class Refused(Exception):
 def read_offered(refused: Refused, tcp: Any, logger: logging.Logger) -> tuple[HostKey, ...]:
     """The keys offered where ``refused`` happened: at its direct address, else through a new forward over ``tcp``.
 
-    A relay accepts one connection only, so its device is read through the forward, which reaches
-    the same device from the same side.
+    A relay carries its mount's one connection (another with its token would replace it), so its
+    device is read through the forward, which reaches the same device from the same side.
     """
     try:
         if refused.address is not None and refused.transport == "direct":

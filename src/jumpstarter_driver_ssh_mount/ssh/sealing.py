@@ -113,8 +113,10 @@ def option_slot(option: str) -> str:
 def for_sshfs(options: Sequence[str]) -> list[str]:
     """``options`` as sshfs takes them: our seals sshfs sets itself dropped, what it does not know in ``ssh_command``.
 
-    A caller's own ``ssh_command`` is left alone (the moved options are then dropped: they would
-    precede the caller's). An option with a blank or comma stays an ``-o`` one (sshfs refuses it).
+        A caller's own ``ssh_command`` is left alone (the moved options are then dropped: they would
+        precede the caller's). An option with a blank or comma stays an ``-o`` one (sshfs refuses it); a tab
+    is kept inside its word by sshfs (which splits ``ssh_command`` at blanks only), and ssh splits a command
+    option (``KnownHostsCommand``) into words at it.
     """
     kept: list[str] = []
     moved: list[str] = []
@@ -122,7 +124,7 @@ def for_sshfs(options: Sequence[str]) -> list[str]:
         key = option_key(option)
         if key in SSHFS_SEALS_ITSELF and option in SEALED_SSH_OPTIONS:
             continue
-        (moved if key in SSHFS_UNKNOWN and not any(c in option for c in ", \t") else kept).append(option)
+        (moved if key in SSHFS_UNKNOWN and not any(c in option for c in ", ") else kept).append(option)
     if moved and not any(option_key(o) == "ssh_command" for o in kept):
         kept.append("ssh_command=ssh " + " ".join(f"-o {o}" for o in moved))
     return kept

@@ -143,6 +143,22 @@ def describe_lease(lease: LeaseInfo) -> str:
     return f"lease:         {lease.name} (client {lease.alias})\nexporter:      {lease.exporter}"
 
 
+def device_lines(mount: DeviceFiles) -> list[str]:
+    """Whether the device answers now (the exporter's check) and why its host key was refused, if it was:
+    what an ``EIO`` from the mount does not say."""
+    lines = []
+    try:
+        problem = mount.reachable() if mount.reachable is not None else None
+    except Exception as exc:  # the report is best effort
+        problem = f"(could not ask the exporter: {exc})"
+    if problem:
+        lines.append(f"device:        unreachable: {problem}")
+    refused = mount.key_refused() if mount.key_refused is not None else None
+    if refused:
+        lines.append(f"host key:      {refused}")
+    return lines
+
+
 def describe(mount: DeviceFiles) -> str:
     """The report section text for one mount (no key material: the identity is only a /proc path)."""
     from jumpstarter_driver_ssh_mount.common.choices import transport_label
@@ -155,6 +171,7 @@ def describe(mount: DeviceFiles) -> str:
         f"transport:     {mount.transport}" + (f" ({mount.transport_note})" if mount.transport_note else ""),
         f"still mounted: {'yes' if mount.is_mounted() else 'no'}",
     ]
+    lines += device_lines(mount)
     if mount.backend == "sshfs":
         tail = mount.stderr_tail(10)  # type: ignore[attr-defined]
         lines.append("sshfs stderr:  " + ("\n               ".join(tail) if tail else "(empty)"))
