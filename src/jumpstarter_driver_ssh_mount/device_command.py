@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from .reach import DeviceClient, open_route, published_address
 from .sshfs import ConnectError, HostKeyError, SshfsTarget
@@ -55,10 +56,10 @@ def run_on_device(
     :raises InvalidOptionError: ssh refuses one of ``options`` (named).
     """
     deadline = time.monotonic() + timeout
-    address, keys, options, transport = _route(client, transport, insecure, options)
+    address, keys, options, transport = route_for(client, transport, insecure, options)
     if address is not None:  # nothing else took time yet
         result = _run(client, command, address, keys, options, timeout, final=transport == "direct")
-        if transport == "direct" or not _failed_before_login(result, address):
+        if transport == "direct" or not failed_before_login(result, address):
             return result.check() if check else result
         client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
     result = _run(client, command, None, keys, options, max(deadline - time.monotonic(), 0.1), final=True)
@@ -80,19 +81,19 @@ def open_shell(
     ``script`` is sent first and the shell is handed out when ``ready`` (a marker it prints)
     came back within ``timeout`` seconds; :raises ShellGone: it did not (ssh's stderr in it).
     """
-    address, keys, options, transport = _route(client, transport, insecure, options)
+    address, keys, options, transport = route_for(client, transport, insecure, options)
     if address is not None:
         try:
             return _open_shell(client, address, keys, options, script, ready, timeout)
         except ShellGone as exc:
             failed = CommandResult("exec sh", exc.returncode or 0, "", exc.stderr)
-            if transport == "direct" or not _failed_before_login(failed, address):
+            if transport == "direct" or not failed_before_login(failed, address):
                 raise
             client.logger.info("transport auto: using the port forward (%s)", exc.stderr)
     return _open_shell(client, None, keys, options, script, ready, timeout)
 
 
-def _route(
+def route_for(
     client: DeviceClient, transport: str | None, insecure: bool, options: Sequence[str]
 ) -> tuple[tuple[str, int] | None, Keys, list[str], str]:
     """Where a command goes (the device's address, or None: a port forward), whose keys it checks, ssh options."""
@@ -162,6 +163,43 @@ def _run(
     return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
 
 
+@dataclass(frozen=True)
+class Login:
+    """How ssh logs in to the device over one opened route: target, identity file, sealed config, options."""
+
+    target: SshfsTarget
+    identity_path: str | None
+    config_path: str
+    options: list[str]
+
+    def argv(self, command: str | None, extra: Sequence[str] = ()) -> list[str]:
+        """The ssh argv for ``command`` (None: ``-N``), with ``extra`` options after the route's."""
+        return ssh_argv(
+            self.target,
+            command,
+            identity_path=self.identity_path,
+            options=[*self.options, *extra],
+            config_path=self.config_path,
+        )
+
+
+def open_login(
+    client: DeviceClient,
+    address: tuple[str, int] | None,
+    keys: Keys,
+    options: list[str],
+    resources: ExitStack,
+) -> Login:
+    """Open the route (``address`` or, None, a port forward) and the files ssh reads; all on ``resources``."""
+    trust, vouched = keys
+    route = open_route(client, address, trust, vouched, options, resources)
+    key = client.identity
+    identity = resources.enter_context(IdentityFile(key)) if key else None
+    target = SshfsTarget(host=route.host, port=route.port, user=client.username)
+    config = resources.enter_context(sealed_config(route.host, route.port, client.username))
+    return Login(target, identity.path if identity else None, config.path, route.options)
+
+
 def _ssh_argv(
     client: DeviceClient,
     command: str,
@@ -171,20 +209,11 @@ def _ssh_argv(
     resources: ExitStack,
 ) -> tuple[list[str], SshfsTarget]:
     """The ssh argv for ``command`` and its target; the forward, known-hosts and identity go on ``resources``."""
-    trust, vouched = keys
-    route = open_route(client, address, trust, vouched, options, resources)
-    host, port, options = route.host, route.port, route.options
-    key = client.identity
-    identity = resources.enter_context(IdentityFile(key)) if key else None
-    target = SshfsTarget(host=host, port=port, user=client.username)
-    config = resources.enter_context(sealed_config(host, port, client.username))
-    argv = ssh_argv(
-        target, command, identity_path=identity.path if identity else None, options=options, config_path=config.path
-    )
-    return argv, target
+    login = open_login(client, address, keys, options, resources)
+    return login.argv(command), login.target
 
 
-def _failed_before_login(result: CommandResult, address: tuple[str, int]) -> bool:
+def failed_before_login(result: CommandResult, address: tuple[str, int]) -> bool:
     """True when ssh itself failed to reach or trust ``address`` (the command did not run)."""
     if result.returncode != SSH_FAILED:
         return False

@@ -37,6 +37,7 @@ from .transportchoice import describe_transport
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
+    from jumpstarter_driver_ssh_mount.device_connection import DeviceConnection
     from jumpstarter_driver_ssh_mount.sshfs import Mount
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
@@ -60,6 +61,7 @@ class MountManager:
         self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
+        self._connection: DeviceConnection | None = None  # device_run's shared ssh connection
         self._signals = SignalsAsInterrupt()
         self._atexit_registered = False
         workerinput = getattr(config, "workerinput", None) or {}
@@ -123,7 +125,10 @@ class MountManager:
             with open_device(self.settings, self.farm) as device:
                 one_copy_of_client_logs(device.client)
                 self._announce(device.description)
-                yield device.client
+                try:
+                    yield device.client
+                finally:
+                    self.close_connection()  # before the client (a port forward may carry it)
         except DeviceSourceError as exc:
             problem = self.availability.device_failed(str(exc))
         if problem:
@@ -141,6 +146,28 @@ class MountManager:
             self.guard.device_ready(self.mount_client)  # what killed runs left changed goes back first
             return self.mount_client
         pytest.fail(problem, pytrace=False)
+
+    def device_connection(self, client: SSHMountClient) -> DeviceConnection:
+        """The device's one shared ssh connection for commands (opened on the first), closed with the device."""
+        from jumpstarter_driver_ssh_mount.device_connection import DeviceConnection
+
+        with self._lock:
+            if self._connection is None or self._connection.client is not client:
+                s = self.settings
+                self._connection = DeviceConnection(
+                    client, transport=s.transport, insecure=s.insecure, options=s.options
+                )
+            return self._connection
+
+    def close_connection(self) -> None:
+        """End the shared command connection, if any; never raises."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception as exc:
+                logger.warning("closing the device connection failed: %s", exc)
 
     def _announce(self, description: str) -> None:
         """Say which device was reached when the header could not (which lease, on which exporter; which worker)."""
@@ -260,6 +287,7 @@ class MountManager:
 
     def unmount_all(self) -> None:
         """Unmount every live mount (an interrupted run, or the atexit backstop); never raises."""
+        self.close_connection()
         with self._lock:
             left, self.live = list(self.live), []
         for mount in reversed(left):

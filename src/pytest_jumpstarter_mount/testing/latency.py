@@ -12,7 +12,7 @@ Placing it::
     with LoopbackDevice(dir) as device, LatencyProxy(("127.0.0.1", device.port), rtt=0.040) as far:
         device.exporter_config(path, host=far.host, port=far.port)  # the device is 40 ms away
 
-    with StandaloneExporter(config) as exporter, LatencyProxy(exporter.target, rtt=0.040) as far:
+    with StandaloneExporter(config) as exporter, LatencyProxy((exporter.host, exporter.port), rtt=0.040) as far:
         Settings(tls_grpc=far.address, ...)                         # the exporter is 40 ms away
 
 It runs on its own thread and event loop, in this process: nothing of it outlives the process,
