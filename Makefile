@@ -24,7 +24,7 @@ lint: $(STAMP)  ## ruff (rules and formatting) and mypy
 	$(BIN)/mypy
 
 docs: $(STAMP)  ## rewrite the options tables in README.md and docs/ from the options the plugin registers
-	$(BIN)/python -m pytest_jumpstarter_mount.optionsdoc
+	$(BIN)/python -m pytest_jumpstarter_mount.config.optionsdoc
 
 system:
 	@scripts/install-system-deps.sh

@@ -33,7 +33,7 @@ from import_cost import TARGET_MS, plugin_import_ms
 from kernel_files import KernelFileFigures, Tools
 from transport_figures import Helpers, TransportFigures
 
-from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, build_argv
+from jumpstarter_driver_ssh_mount import SshfsTarget, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at, read_mounts
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter
 
@@ -139,8 +139,8 @@ class Bench:
     @contextmanager
     def client(self) -> Iterator[object]:
         """The device through a standalone exporter process, as on a lab host."""
-        from pytest_jumpstarter_mount.settings import Settings
-        from pytest_jumpstarter_mount.sources import open_device
+        from pytest_jumpstarter_mount.config.settings import Settings
+        from pytest_jumpstarter_mount.sources.rootclient import open_device
 
         config = self.device.exporter_config(self.work / "exporter.yaml")
         with StandaloneExporter(config) as exporter:

@@ -117,8 +117,8 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     with contextlib.ExitStack() as stack:
         client = None
         if any(TRANSPORT[v] for v in variants):
-            from pytest_jumpstarter_mount.settings import Settings
-            from pytest_jumpstarter_mount.sources import open_device
+            from pytest_jumpstarter_mount.config.settings import Settings
+            from pytest_jumpstarter_mount.sources.rootclient import open_device
 
             settings = Settings(tls_grpc=f"{DEVICE_ADDR}:{EXPORTER_PORT}", tls_grpc_insecure=True)
             client = stack.enter_context(open_device(settings)).client.children["mount"]
@@ -185,7 +185,7 @@ class _Stopping:
 
 
 def _children(pid: int) -> list[int]:
-    from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
+    from jumpstarter_driver_ssh_mount.common.procfs import child_pids
 
     return child_pids(pid)
 

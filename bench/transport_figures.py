@@ -21,7 +21,7 @@ from typing import Any
 from jumpstarter.driver import export
 from jumpstarter_driver_network.driver import TcpNetwork
 
-from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT
+from jumpstarter_driver_ssh_mount.reach.transport import PROBE_TIMEOUT
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jumpstarter_driver_ssh_mount.common.procfs import processes
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import read_mounts, sshfs_mounts_under
-from jumpstarter_driver_ssh_mount.sshfs.procfs import processes
 from pytest_jumpstarter_mount.testing import LoopbackDevice
 
 HERE = Path(__file__).resolve().parent.parent

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
-from jumpstarter_driver_ssh_mount.sshfs.liveness import judge_record
+from jumpstarter_driver_ssh_mount import SshfsTarget
+from jumpstarter_driver_ssh_mount.common.liveness import judge_record
+from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
+from jumpstarter_driver_ssh_mount.common.procfs import child_pids, processes
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import sshfs_mounts_under
-from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS, OWNER_FILE
-from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids, processes
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, can_chroot, keygen
 
 __all__ = [

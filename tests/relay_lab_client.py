@@ -15,8 +15,8 @@ import sys
 import time
 import warnings
 
-from pytest_jumpstarter_mount.settings import Settings
-from pytest_jumpstarter_mount.sources import open_device
+from pytest_jumpstarter_mount.config.settings import Settings
+from pytest_jumpstarter_mount.sources.rootclient import open_device
 
 action, address, remote, mount_dir, *rest = sys.argv[1:]
 

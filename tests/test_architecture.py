@@ -93,18 +93,16 @@ def test_no_import_cycles_in_src() -> None:
 #: Everything else (the manager, restore, artifacts, device logs, Jumpstarter) loads at configure or first use.
 PLUGIN_START = {
     "pytest_jumpstarter_mount",
+    "pytest_jumpstarter_mount.config",
+    "pytest_jumpstarter_mount.config.options",
     "pytest_jumpstarter_mount.hooks",
-    "pytest_jumpstarter_mount.notices",
-    "pytest_jumpstarter_mount.options",
     "pytest_jumpstarter_mount.plugin",
+    "pytest_jumpstarter_mount.reporting",
+    "pytest_jumpstarter_mount.reporting.notices",
     "jumpstarter_driver_ssh_mount",
-    "jumpstarter_driver_ssh_mount.sshfs",
-    "jumpstarter_driver_ssh_mount.sshfs.command",
-    "jumpstarter_driver_ssh_mount.sshfs.defaults",
-    "jumpstarter_driver_ssh_mount.sshfs.errors",
-    "jumpstarter_driver_ssh_mount.sshfs.identity",
-    "jumpstarter_driver_ssh_mount.sshfs.optionkeys",
-    "jumpstarter_driver_ssh_mount.sshfs.sealing",
+    "jumpstarter_driver_ssh_mount.common",
+    "jumpstarter_driver_ssh_mount.common.choices",
+    "jumpstarter_driver_ssh_mount.common.defaults",
 }
 
 SHOW_IMPORTS = """
@@ -129,10 +127,10 @@ def test_mounts_and_device_commands_share_the_route_layer() -> None:
     """Mounts and device commands open their way to the device with ``reach.open_route``; neither builds a
     port forward itself, nor reaches into the client's private methods."""
     graph = import_graph()
-    route_layer = "jumpstarter_driver_ssh_mount.reach"
-    for consumer in ("jumpstarter_driver_ssh_mount.client", "jumpstarter_driver_ssh_mount.device_command"):
+    route_layer = "jumpstarter_driver_ssh_mount.reach.route"
+    for consumer in ("jumpstarter_driver_ssh_mount.client", "jumpstarter_driver_ssh_mount.reach.device_command"):
         assert route_layer in graph[consumer], consumer
         text = _modules()[consumer].read_text()
         assert "open_route(" in text and "TcpPortforwardAdapter" not in text, consumer
-    device_command = _modules()["jumpstarter_driver_ssh_mount.device_command"].read_text()
+    device_command = _modules()["jumpstarter_driver_ssh_mount.reach.device_command"].read_text()
     assert "client._" not in device_command

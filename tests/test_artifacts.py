@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from helpers import LoopbackDevice, Suite, artifacts_run, keygen
-from jumpstarter_driver_ssh_mount.sshfs import collection
-from jumpstarter_driver_ssh_mount.sshfs.collection import Collection, collect
-from jumpstarter_driver_ssh_mount.sshfs.matching import Matcher
+from jumpstarter_driver_ssh_mount.devicefiles import collection
+from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect
+from jumpstarter_driver_ssh_mount.devicefiles.matching import Matcher
 
 ACCEPTED = "Accepted publickey"
 

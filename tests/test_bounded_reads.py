@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from helpers import LoopbackDevice, descendants, target, wait_until
-from jumpstarter_driver_ssh_mount.sshfs import RestoreError, SshfsTarget, start_mount
-from jumpstarter_driver_ssh_mount.sshfs.collection import COLLECT_THREAD, run_bounded
+from jumpstarter_driver_ssh_mount import RestoreError, SshfsTarget, start_mount
+from jumpstarter_driver_ssh_mount.devicefiles.collection import COLLECT_THREAD, run_bounded
 
 MIB = 1 << 20
 
@@ -254,7 +254,7 @@ def test_which_mounts_bypass_the_page_cache(remote: str, direct_io: bool) -> Non
 
 
 def test_shown_escapes_what_could_forge_a_report_line() -> None:
-    from jumpstarter_driver_ssh_mount.sshfs.devicepaths import shown
+    from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import shown
 
     assert shown("/var/log/app.log") == "/var/log/app.log"
     assert shown("/var/log/ünïcode ok.log") == "/var/log/ünïcode ok.log"
@@ -265,7 +265,12 @@ def test_shown_escapes_what_could_forge_a_report_line() -> None:
 
 
 def test_bounded_reads_of_local_files(tmp_path: Path) -> None:
-    from jumpstarter_driver_ssh_mount.sshfs.boundedread import NotRegularFile, copy_at_most, read_at_most, read_tail
+    from jumpstarter_driver_ssh_mount.devicefiles.boundedread import (
+        NotRegularFile,
+        copy_at_most,
+        read_at_most,
+        read_tail,
+    )
 
     src = tmp_path / "src"
     src.write_bytes(b"0123456789" * 10_000)
@@ -288,8 +293,8 @@ def test_bounded_reads_of_local_files(tmp_path: Path) -> None:
 
 
 def test_restore_journal_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_jumpstarter_mount import journal
-    from pytest_jumpstarter_mount.journal import Entry, JournalFile, JournalTooLarge
+    from pytest_jumpstarter_mount.runstate import journal
+    from pytest_jumpstarter_mount.runstate.journal import Entry, JournalFile, JournalTooLarge
 
     monkeypatch.setattr(journal, "JOURNAL_MAX_BYTES", 1000)
     small = JournalFile(tmp_path / "journal-a.json", "device", "a", [Entry("/etc/x", b"x" * 100, 0o644)])
@@ -305,7 +310,7 @@ def test_restore_journal_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_a_file_matched_twice_is_copied_once(tmp_path: Path) -> None:
-    from jumpstarter_driver_ssh_mount.sshfs.collection import Collection, collect
+    from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect
 
     tree = tmp_path / "dev"
     (tree / "log").mkdir(parents=True)
@@ -328,7 +333,8 @@ def test_a_preserve_the_journal_cannot_hold_is_refused_before_the_change(suite, 
     conf = device.root / "etc" / name
     conf.write_text("x" * 4000)
     suite.pytester.makeconftest(
-        COUNTING_CONFTEST + "\nimport pytest_jumpstarter_mount.journal as journal\njournal.JOURNAL_MAX_BYTES = 2000\n"
+        COUNTING_CONFTEST
+        + "\nimport pytest_jumpstarter_mount.runstate.journal as journal\njournal.JOURNAL_MAX_BYTES = 2000\n"
     )
     suite.pytester.makepyfile(
         test_big=f"""

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, Suite, artifacts_run, target
-from jumpstarter_driver_ssh_mount.sshfs import RestoreError, WaitTimeoutError, start_mount
-from jumpstarter_driver_ssh_mount.sshfs.devicefiles import split_glob
+from jumpstarter_driver_ssh_mount import RestoreError, WaitTimeoutError, start_mount
+from jumpstarter_driver_ssh_mount.devicefiles.files import split_glob
 
 
 @pytest.fixture

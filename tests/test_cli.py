@@ -27,7 +27,7 @@ from helpers import (
     target,
     wait_until,
 )
-from jumpstarter_driver_ssh_mount.sshfs import CACHE_MODES, TRANSPORTS, build_argv
+from jumpstarter_driver_ssh_mount import CACHE_MODES, TRANSPORTS, build_argv
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, closed_port, leftovers, live_processes_mentioning, make_driver, wait_until
-from jumpstarter_driver_ssh_mount.sshfs import ConnectError, MountError, MountLostError, MountpointError
+from jumpstarter_driver_ssh_mount import ConnectError, MountError, MountLostError, MountpointError
 
 
 def test_mount_via_port_forward(client, device: LoopbackDevice, mountpoint: Path) -> None:

@@ -146,7 +146,7 @@ def test_artifacts_per_run_with_retention(suite: Suite) -> None:
 
 def test_prune_never_removes_a_folder_with_a_mount(suite: Suite, client) -> None:
     """A run folder with a mountpoint in it is left alone (and the mounted device files stay)."""
-    from pytest_jumpstarter_mount.artifactruns import prune
+    from pytest_jumpstarter_mount.runstate.artifactruns import prune
 
     base = suite.pytester.path / "jmp-artifacts"
     old, new = base / "20000101-000000-aaaaaa", base / "20000101-000001-bbbbbb"

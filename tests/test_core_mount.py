@@ -23,7 +23,7 @@ from helpers import (
     target,
     wait_until,
 )
-from jumpstarter_driver_ssh_mount.sshfs import (
+from jumpstarter_driver_ssh_mount import (
     AuthenticationError,
     ConnectError,
     HostKeyError,
@@ -216,7 +216,7 @@ def mount_in_child(device: LoopbackDevice, mountpoint: Path) -> tuple[subprocess
     script = textwrap.dedent(
         f"""
         import time
-        from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget, start_mount
+        from jumpstarter_driver_ssh_mount import SshfsTarget, start_mount
         t = SshfsTarget({device.host!r}, {device.port}, {device.user!r}, {device.remote()!r})
         m = start_mount(t, {str(mountpoint)!r}, identity=open({str(device.client_key)!r}).read())
         print(m.pid, flush=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, Suite, target
-from jumpstarter_driver_ssh_mount.sshfs import OutsideMountError, WaitTimeoutError, start_mount
-from jumpstarter_driver_ssh_mount.sshfs.devicepaths import device_path, local_path, relative_to_mount
-from jumpstarter_driver_ssh_mount.sshfs.errors import covering_directory
+from jumpstarter_driver_ssh_mount import OutsideMountError, WaitTimeoutError, start_mount
+from jumpstarter_driver_ssh_mount.common.errors import covering_directory
+from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import device_path, local_path, relative_to_mount
 
 
 def test_the_rule_without_a_device() -> None:

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from helpers import LoopbackDevice, Suite, descendants, identity_fds
-from jumpstarter_driver_ssh_mount.sshfs import DeviceCommandError, DeviceCommandTimeout
-from jumpstarter_driver_ssh_mount.sshfs.procfs import processes
+from jumpstarter_driver_ssh_mount import DeviceCommandError, DeviceCommandTimeout
+from jumpstarter_driver_ssh_mount.common.procfs import processes
 
 
 def our_ssh_processes() -> list[int]:
@@ -61,7 +61,7 @@ def test_device_run_fixture(suite: Suite) -> None:
     suite.pytester.makepyfile(
         test_run="""
         import pytest
-        from jumpstarter_driver_ssh_mount.sshfs import DeviceCommandError, DeviceCommandTimeout
+        from jumpstarter_driver_ssh_mount import DeviceCommandError, DeviceCommandTimeout
 
         def test_run(device_run):
             result = device_run("echo hi; echo err >&2")

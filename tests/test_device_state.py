@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs.devicechanges import Sources
-from jumpstarter_driver_ssh_mount.sshfs.devicewatch import DeviceWatch
-from jumpstarter_driver_ssh_mount.sshfs.remote_shell import RemoteShell
+from jumpstarter_driver_ssh_mount.devicefiles.devicechanges import Sources
+from jumpstarter_driver_ssh_mount.devicefiles.devicewatch import DeviceWatch
+from jumpstarter_driver_ssh_mount.ssh.remote_shell import RemoteShell
 
 BUSYBOX_APPLETS = ("sh", "find", "stat", "head", "tail", "ls", "date", "cat", "echo", "sleep", "yes")
 
@@ -131,8 +131,8 @@ def test_a_hanging_command_costs_one_timeout_then_the_shell_is_opened_again(watc
 
 
 def test_a_garbled_or_hostile_reply_leaves_notes_not_errors() -> None:
-    from jumpstarter_driver_ssh_mount.sshfs.devicechanges import WatchedTest
-    from jumpstarter_driver_ssh_mount.sshfs.devicestate import LogRequest, Reading, parse_reading
+    from jumpstarter_driver_ssh_mount.devicefiles.devicechanges import WatchedTest
+    from jumpstarter_driver_ssh_mount.devicefiles.devicestate import LogRequest, Reading, parse_reading
 
     nonce = "00ff"
     garbage = (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, Suite, target
-from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError, Mount, start_mount
+from jumpstarter_driver_ssh_mount import InvalidOptionError, Mount, start_mount
 from pytest_jumpstarter_mount.testing import can_chroot
 
 FRESHNESS_LIMIT = 1.0  # seconds a default mount may show a device change late

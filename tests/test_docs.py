@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jumpstarter_driver_ssh_mount.sshfs import CACHE_MODES, TRANSPORTS
-from pytest_jumpstarter_mount.options import OPTIONS
-from pytest_jumpstarter_mount.optionsdoc import DOC_FILES, REGENERATE, regenerate
+from jumpstarter_driver_ssh_mount import CACHE_MODES, TRANSPORTS
+from pytest_jumpstarter_mount.config.options import OPTIONS
+from pytest_jumpstarter_mount.config.optionsdoc import DOC_FILES, REGENERATE, regenerate
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -75,8 +75,8 @@ def test_plugin_does_not_load_the_docs_renderer(pytester: pytest.Pytester) -> No
         import sys
 
         def test_no_renderer():
-            assert "pytest_jumpstarter_mount.options" in sys.modules
-            assert "pytest_jumpstarter_mount.optionsdoc" not in sys.modules
+            assert "pytest_jumpstarter_mount.config.options" in sys.modules
+            assert "pytest_jumpstarter_mount.config.optionsdoc" not in sys.modules
         """
     )
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, leftovers, target
-from jumpstarter_driver_ssh_mount.sshfs import start_mount
+from jumpstarter_driver_ssh_mount import start_mount
 
 
 def run_in_private_mount_namespace(shell_setup: str, device: LoopbackDevice, mountpoint: Path) -> str:
@@ -22,7 +22,7 @@ def run_in_private_mount_namespace(shell_setup: str, device: LoopbackDevice, mou
         pytest.skip("needs root and unshare(1) to make a private mount namespace")
     script = textwrap.dedent(
         f"""
-        from jumpstarter_driver_ssh_mount.sshfs import MountError, SshfsTarget, start_mount
+        from jumpstarter_driver_ssh_mount import MountError, SshfsTarget, start_mount
         t = SshfsTarget({device.host!r}, {device.port}, {device.user!r}, {device.remote()!r})
         try:
             start_mount(t, {str(mountpoint)!r}, identity=open({str(device.client_key)!r}).read(), timeout=10)

@@ -32,7 +32,7 @@ from helpers import (
     target,
     wait_until,
 )
-from jumpstarter_driver_ssh_mount.sshfs import start_mount
+from jumpstarter_driver_ssh_mount import start_mount
 
 FAST_KEEPALIVE = ["ServerAliveInterval=1", "ServerAliveCountMax=2", "ConnectTimeout=2"]
 FAST_KEEPALIVE_ARGS = tuple(f"--jmp-mount-option={o}" for o in FAST_KEEPALIVE)

@@ -24,15 +24,15 @@ from jumpstarter.driver import export
 from jumpstarter_driver_network.driver import TcpNetwork
 
 from helpers import LoopbackDevice, closed_port, keygen, leftovers
+from jumpstarter_driver_ssh_mount import HostKeyError
 from jumpstarter_driver_ssh_mount.driver import SSHMount
-from jumpstarter_driver_ssh_mount.sshfs import HostKeyError
-from jumpstarter_driver_ssh_mount.sshfs.hostkeys import (
+from jumpstarter_driver_ssh_mount.reach.transport import resolve_transport
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import (
     HostKey,
     KnownHosts,
     parse_host_keys,
     parse_keyscan,
 )
-from jumpstarter_driver_ssh_mount.transport import resolve_transport
 
 LOGIN = "Accepted publickey"
 

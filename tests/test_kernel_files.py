@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, target
-from jumpstarter_driver_ssh_mount.sshfs import Mount, SshfsTarget, start_mount
+from jumpstarter_driver_ssh_mount import Mount, SshfsTarget, start_mount
 
 
 def device_mount(device: LoopbackDevice, mountpoint: Path, remote: str, cache: str = "fresh") -> Mount:

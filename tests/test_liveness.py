@@ -28,13 +28,13 @@ from helpers import (
     sshfs_mounts,
     wait_until,
 )
-from jumpstarter_driver_ssh_mount.sshfs.liveness import Liveness, ProcessIdentity, boot_time, judge
-from jumpstarter_driver_ssh_mount.sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS
-from jumpstarter_driver_ssh_mount.sshfs.procfs import start_time
-from pytest_jumpstarter_mount.journal import Entry, JournalFile, journal_path, other_runs
-from pytest_jumpstarter_mount.leases import LeaseInfo, record, record_path
-from pytest_jumpstarter_mount.runstore import OWNER_FILE as RUN_OWNER_FILE
-from pytest_jumpstarter_mount.runstore import OWNER_TAG
+from jumpstarter_driver_ssh_mount.common.liveness import Liveness, ProcessIdentity, boot_time, judge
+from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS
+from jumpstarter_driver_ssh_mount.common.procfs import start_time
+from pytest_jumpstarter_mount.runstate.journal import Entry, JournalFile, journal_path, other_runs
+from pytest_jumpstarter_mount.runstate.runstore import OWNER_FILE as RUN_OWNER_FILE
+from pytest_jumpstarter_mount.runstate.runstore import OWNER_TAG
+from pytest_jumpstarter_mount.sources.leases import LeaseInfo, record, record_path
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
 needs_unshare = pytest.mark.skipif(
@@ -43,7 +43,7 @@ needs_unshare = pytest.mark.skipif(
 
 PRINT_IDENTITY = (
     "import json, sys, time\n"
-    "from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity\n"
+    "from jumpstarter_driver_ssh_mount.common.liveness import ProcessIdentity\n"
     "print(json.dumps(ProcessIdentity.current().to_record()), flush=True)\n"
     "sys.stdin.read()\n"  # until the test closes our stdin
 )

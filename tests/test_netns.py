@@ -22,7 +22,7 @@ from helpers import (
     sshfs_mounts,
     summary_outcomes,
 )
-from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT
+from jumpstarter_driver_ssh_mount.reach.transport import PROBE_TIMEOUT
 
 DEVICE_ADDR = LAB_DEVICE_ADDR  # the device and exporter's namespace; the test host's is LAB_CLIENT_ADDR
 EXPORTER_PORT = 7777
@@ -162,7 +162,7 @@ def test_auto_uses_the_forward_when_only_the_exporter_reaches_the_device(
             tmp_path,
             "test_hidden.py",
             "import statistics, time\n\n"
-            "from jumpstarter_driver_ssh_mount.transport import PROBE_TIMEOUT\n\n"
+            "from jumpstarter_driver_ssh_mount.reach.transport import PROBE_TIMEOUT\n\n"
             "def test_auto_takes_the_forward(remote_fs):\n"
             "    assert remote_fs.transport == 'forward'\n"
             "    assert remote_fs.transport_note == (\n"

@@ -499,7 +499,7 @@ def test_nested_driver_path(device: LoopbackDevice) -> None:
     from jumpstarter_driver_composite.driver import Composite
 
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
-    from pytest_jumpstarter_mount.sources import DeviceSourceError, find_mount_driver
+    from pytest_jumpstarter_mount.sources.rootclient import DeviceSourceError, find_mount_driver
 
     with serve(Composite(children={"board": Composite(children={"mount": make_driver(device)})})) as root:
         assert isinstance(find_mount_driver(root, "board.mount"), SSHMountClient)

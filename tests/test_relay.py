@@ -30,8 +30,8 @@ from helpers import (
     sshfs_mounts,
     wait_until,
 )
-from jumpstarter_driver_ssh_mount.relay import Relays
-from jumpstarter_driver_ssh_mount.sshfs import ConnectError
+from jumpstarter_driver_ssh_mount import ConnectError
+from jumpstarter_driver_ssh_mount.reach.relay import Relays
 
 
 def banner(sock: socket.socket) -> bytes:

@@ -21,10 +21,10 @@ from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.common.utils import serve
 
 from helpers import LoopbackDevice, keygen, make_driver, wait_until
-from jumpstarter_driver_ssh_mount.relay import MAX_RELAYS, Relays
-from jumpstarter_driver_ssh_mount.relaydial import TOKEN_BYTES
-from jumpstarter_driver_ssh_mount.relaygate import MAX_PENDING, TOKEN_TIMEOUT
-from jumpstarter_driver_ssh_mount.sshfs import HostKeyError, InvalidOptionError
+from jumpstarter_driver_ssh_mount import HostKeyError, InvalidOptionError
+from jumpstarter_driver_ssh_mount.reach.relay import MAX_RELAYS, Relays
+from jumpstarter_driver_ssh_mount.reach.relaydial import TOKEN_BYTES
+from jumpstarter_driver_ssh_mount.reach.relaygate import MAX_PENDING, TOKEN_TIMEOUT
 
 THIEF_ADDR = "127.0.0.2"  # another host, as far as the relay on 127.0.0.1 can tell
 #: What thieves send first: nothing, what an ssh client sends, a wrong token, half a token.

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, Suite, descendants, identity_fds, make_driver, wait_until
-from jumpstarter_driver_ssh_mount.device_connection import DeviceConnection
-from jumpstarter_driver_ssh_mount.sshfs.master import MASTER_FOLDERS
-from jumpstarter_driver_ssh_mount.sshfs.procfs import processes
+from jumpstarter_driver_ssh_mount.common.procfs import processes
+from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
+from jumpstarter_driver_ssh_mount.ssh.master import MASTER_FOLDERS
 from pytest_jumpstarter_mount.testing.latency import LatencyProxy
 
 RTT = 0.040
@@ -155,7 +155,7 @@ def test_a_lost_master_is_opened_again(far_device, client_for) -> None:
 
 def test_a_timeout_ends_the_command_not_the_connection(far_device, client_for) -> None:
     device, far = far_device
-    from jumpstarter_driver_ssh_mount.sshfs import DeviceCommandTimeout
+    from jumpstarter_driver_ssh_mount import DeviceCommandTimeout
 
     with DeviceConnection(client_for(device, far)) as connection:
         assert connection.run("true").ok

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.sshfs.liveness import ProcessIdentity
-from pytest_jumpstarter_mount.runstore import (
+from jumpstarter_driver_ssh_mount.common.liveness import ProcessIdentity
+from pytest_jumpstarter_mount.runstate.runstore import (
     OWNER_FILE,
     OWNER_TAG,
     read_owner,
@@ -24,7 +24,7 @@ from pytest_jumpstarter_mount.runstore import (
 KILLED_BEFORE_RENAME = """
 import os, sys
 from pathlib import Path
-from pytest_jumpstarter_mount import runstore
+from pytest_jumpstarter_mount.runstate import runstore
 
 def killed(src, dst):
     os._exit(9)  # the process dies with the new record written and fsynced, not yet renamed

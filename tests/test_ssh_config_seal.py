@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, keygen, leftovers, make_driver, wait_until
-from jumpstarter_driver_ssh_mount.sshfs import AuthenticationError, sealing
-from jumpstarter_driver_ssh_mount.sshfs.procfs import live_group_members, processes
-from jumpstarter_driver_ssh_mount.sshfs.sealing import SEALED_SSH_OPTIONS, allowed_config
+from jumpstarter_driver_ssh_mount import AuthenticationError, sealing
+from jumpstarter_driver_ssh_mount.common.procfs import live_group_members, processes
+from jumpstarter_driver_ssh_mount.ssh.sealing import SEALED_SSH_OPTIONS, allowed_config
 
 DEVICE_ADDR = "127.0.0.23"  # this test's own: the config block below matches it alone
 
@@ -305,7 +305,7 @@ def test_without_ssh_the_allowlist_is_empty(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_a_config_ssh_refuses_is_an_error_naming_the_line(tmp_path: Path) -> None:
     """As a plain ssh would refuse it; the bad line is included only for DEVICE_ADDR (other ssh here unaffected)."""
-    from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError
+    from jumpstarter_driver_ssh_mount import InvalidOptionError
 
     bad = tmp_path / "bad.conf"
     bad.write_text("NoSuchSetting yes\n")

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, Suite, keygen, leftovers, make_driver, target
-from jumpstarter_driver_ssh_mount.sshfs import AuthenticationError, HostKeyError, InvalidOptionError, start_mount
-from jumpstarter_driver_ssh_mount.sshfs.command import merge_options
-from jumpstarter_driver_ssh_mount.sshfs.hostkeypolicy import HostKeyTrust, host_key_options
-from jumpstarter_driver_ssh_mount.sshfs.optioncheck import check_ssh_options
-from jumpstarter_driver_ssh_mount.sshfs.sealing import for_sshfs, sealed_environment
+from jumpstarter_driver_ssh_mount import AuthenticationError, HostKeyError, InvalidOptionError, start_mount
+from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import HostKeyTrust, host_key_options
+from jumpstarter_driver_ssh_mount.ssh.optioncheck import check_ssh_options
+from jumpstarter_driver_ssh_mount.ssh.sealing import for_sshfs, sealed_environment
+from jumpstarter_driver_ssh_mount.ssh.sshoptions import merge_options
 
 LOGIN = "Accepted publickey"
 ALIAS = "my-board"
@@ -294,7 +294,7 @@ def test_relaxed_checking_of_your_own_never_writes(dev: LoopbackDevice, c, mount
 
 def test_ssh_reason_first_in_diagnosis() -> None:
     """What sshfs printed around ssh's line (its symlink warning, its lost connection) does not hide ssh's reason."""
-    from jumpstarter_driver_ssh_mount.sshfs import SshfsTarget
+    from jumpstarter_driver_ssh_mount import SshfsTarget
     from jumpstarter_driver_ssh_mount.sshfs.diagnose import diagnose
 
     where = SshfsTarget("10.0.0.5", 22, "root", "/var/log")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from jumpstarter_driver_ssh_mount import InvalidOptionError, SshfsTarget, build_argv, merge_options
 from jumpstarter_driver_ssh_mount.client import parse_tcp_address
 from jumpstarter_driver_ssh_mount.interactive import subshell_command, tagged_prompt
-from jumpstarter_driver_ssh_mount.sshfs import InvalidOptionError, SshfsTarget, build_argv, merge_options
+from jumpstarter_driver_ssh_mount.ssh.sealing import SEALED_SSH_OPTIONS
 from jumpstarter_driver_ssh_mount.sshfs.command import cache_options, default_options, without_option
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import parse_mountinfo
-from jumpstarter_driver_ssh_mount.sshfs.sealing import SEALED_SSH_OPTIONS
 from jumpstarter_driver_ssh_mount.sshfs.symlinks import has_contain_symlinks, is_noise, symlink_options
 from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_command
 

@@ -10,17 +10,17 @@ import click
 from jumpstarter.client import DriverClient
 from jumpstarter.client.decorators import driver_click_command
 
-from .sshfs import (
+from jumpstarter_driver_ssh_mount.common.choices import (
     CACHE_MEANINGS,
     CACHE_MODES,
     DEFAULT_CACHE,
     TRANSPORT_MEANINGS,
     TRANSPORTS,
-    InvalidOptionError,
-    MountError,
     describe_choices,
 )
-from .transportrule import TransportConflict, decide_transport
+from jumpstarter_driver_ssh_mount.common.errors import MountError
+from jumpstarter_driver_ssh_mount.reach.transportrule import TransportConflict, decide_transport
+from jumpstarter_driver_ssh_mount.sshfs.command import InvalidOptionError
 
 
 class MountingClient(Protocol):

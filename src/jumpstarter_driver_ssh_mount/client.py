@@ -13,27 +13,35 @@ from typing import Any
 import click
 from jumpstarter_driver_composite.client import CompositeClient
 
-from .device_command import run_on_device
-from .reach import open_route
-from .relaydial import PROXY_ENVIRONMENT
-from .routes import MountPlan, TransportRoutes
-from .sshfs import (
-    DEFAULT_CACHE,
-    DEFAULT_MOUNT_TIMEOUT,
-    HostKeyError,
-    Mount,
-    SshfsTarget,
-    start_mount,
-    validate_cache,
-    validate_options,
+from jumpstarter_driver_ssh_mount.common.choices import DEFAULT_CACHE, transport_label
+from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_MOUNT_TIMEOUT
+from jumpstarter_driver_ssh_mount.common.errors import HostKeyError
+from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
+from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
+from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
+from jumpstarter_driver_ssh_mount.reach.route import open_route
+from jumpstarter_driver_ssh_mount.reach.routes import MountPlan, TransportRoutes
+from jumpstarter_driver_ssh_mount.reach.transport import (
+    RelayOffer,
+    parse_tcp_address,
+    relay_options,
+    release_relay,
+    resolve_transport,
 )
-from .sshfs.command import transport_label
-from .sshfs.commandresult import CommandResult
-from .sshfs.hostkeypolicy import OLD_EXPORTER, YOURS
-from .sshfs.hostkeys import VouchedKeys
-from .sshfs.unmount import unmount_path
-from .transport import RelayOffer, parse_tcp_address, relay_options, release_relay, resolve_transport
-from .trust import Refused, establish_trust, fetch_vouched, mismatch_error, read_offered
+from jumpstarter_driver_ssh_mount.reach.trust import (
+    Refused,
+    establish_trust,
+    fetch_vouched,
+    mismatch_error,
+    read_offered,
+)
+from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
+from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import OLD_EXPORTER, YOURS
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import VouchedKeys
+from jumpstarter_driver_ssh_mount.ssh.sshoptions import validate_options
+from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
+from jumpstarter_driver_ssh_mount.sshfs.command import validate_cache
+from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_path
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -48,7 +56,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
     """
 
     def cli(self) -> click.Command:
-        from .cli import mount_command
+        from jumpstarter_driver_ssh_mount.cli import mount_command
 
         return mount_command(self, self)
 
@@ -191,9 +199,9 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         ``MountLostError`` when sshfs dies while it waits. First, the known-hosts folders
         that killed processes left are removed (``ownedfolders.OwnedFolders.sweep``).
         """
-        from .interactive import hold_foreground, run_subshell
-        from .signals import signals_interrupt
-        from .sshfs.ownedfolders import KNOWN_HOSTS_FOLDERS
+        from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS
+        from jumpstarter_driver_ssh_mount.interactive import hold_foreground, run_subshell
+        from jumpstarter_driver_ssh_mount.signals import signals_interrupt
 
         swept = KNOWN_HOSTS_FOLDERS.sweep()
         if swept.unseen:
@@ -230,7 +238,7 @@ class SSHMountClient(TransportRoutes, CompositeClient):
             return mount.wait
 
         def wait() -> int:
-            from .eventloop import wait_readable_unless_cancelled
+            from jumpstarter_driver_ssh_mount.eventloop import wait_readable_unless_cancelled
 
             if not self.portal.call(wait_readable_unless_cancelled, fd):
                 raise CancelledError("the event loop was cancelled")

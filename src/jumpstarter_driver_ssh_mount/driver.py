@@ -16,11 +16,19 @@ import anyio
 from jumpstarter.common.exceptions import ConfigurationError
 from jumpstarter.driver import Driver, export
 
-from .relay import Relays
-from .relayaddress import parse_port_range, parse_relay_listen
-from .sshfs.hostkeys import CONFIGURED, SCAN_TIMEOUT, SCANNED, HostKey, VouchedKeys, parse_host_keys, scan_command
-from .sshfs.hostkeys import parse_keyscan as parse_keyscan_output
-from .transport import RelayOffer
+from jumpstarter_driver_ssh_mount.reach.relay import Relays
+from jumpstarter_driver_ssh_mount.reach.relayaddress import parse_port_range, parse_relay_listen
+from jumpstarter_driver_ssh_mount.reach.transport import RelayOffer
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import (
+    CONFIGURED,
+    SCAN_TIMEOUT,
+    SCANNED,
+    HostKey,
+    VouchedKeys,
+    parse_host_keys,
+    scan_command,
+)
+from jumpstarter_driver_ssh_mount.ssh.hostkeys import parse_keyscan as parse_keyscan_output
 
 REACHABLE_TIMEOUT = 3.0  # seconds for the exporter's TCP check of the device's sshd (a dropped SYN waits this long)
 

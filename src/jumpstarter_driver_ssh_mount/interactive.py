@@ -15,9 +15,10 @@ from concurrent.futures import CancelledError
 
 import click
 
-from .signals import signals_interrupt
-from .sshfs import Mount, MountLostError
-from .sshfs.mountinfo import is_mountpoint
+from jumpstarter_driver_ssh_mount.common.errors import MountLostError
+from jumpstarter_driver_ssh_mount.mount import Mount
+from jumpstarter_driver_ssh_mount.signals import signals_interrupt
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import is_mountpoint
 
 PROMPT_TAG = "(mount)"
 JUMPSTARTER_PROMPT_MARK = "➤"

@@ -6,6 +6,6 @@ Fixtures ``jmp_client``, ``jmp_mount_client``, ``remote_fs``, ``remote_path``; o
 Jumpstarter nor gRPC.
 """
 
-from .notices import InsecureMountWarning, JumpstarterMountWarning
+from pytest_jumpstarter_mount.reporting.notices import InsecureMountWarning, JumpstarterMountWarning
 
 __all__ = ["InsecureMountWarning", "JumpstarterMountWarning"]

@@ -10,14 +10,14 @@ import logging
 
 import pytest
 
-from .artifacts import FailureArtifacts
-from .devicelog import DeviceLogContext, DeviceLogs
-from .manager import MountManager, manager_key
-from .marker import MARKER_HELP
-from .markerusage import MarkerUsage
-from .notices import InsecureMountWarning
-from .settings import load_settings
-from .transportchoice import INSECURE_WARNING
+from pytest_jumpstarter_mount.config.marker import MARKER_HELP
+from pytest_jumpstarter_mount.config.markerusage import MarkerUsage
+from pytest_jumpstarter_mount.config.settings import load_settings
+from pytest_jumpstarter_mount.config.transportchoice import INSECURE_WARNING
+from pytest_jumpstarter_mount.manager import MountManager, manager_key
+from pytest_jumpstarter_mount.pertest.artifacts import FailureArtifacts
+from pytest_jumpstarter_mount.pertest.devicelog import DeviceLogContext, DeviceLogs
+from pytest_jumpstarter_mount.reporting.notices import InsecureMountWarning
 
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from jumpstarter_driver_ssh_mount.sshfs import Mount
+    from jumpstarter_driver_ssh_mount import Mount
 
 
 @pytest.hookspec()

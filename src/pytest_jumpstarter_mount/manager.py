@@ -21,24 +21,29 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
-
-from .failfast import DeviceAvailability, session_wide
-from .farm import DeviceFarm
-from .leases import forget_released
-from .marker import NO_MARKER, MarkerSpec, marker_spec
-from .mountdir import MountDirError, close_run_dir, default_base, remove_if_empty, run_dir
-from .notices import warn_mount
-from .output import announce, one_copy_of_client_logs, say_mount
-from .restoreguard import RestoreGuard
-from .restoring import RestoreFailed, preserve, restore
-from .settings import NO_DEVICE, SOURCES_HELP, Settings
-from .stale import sweep_left
-from .transportchoice import describe_transport
+from pytest_jumpstarter_mount.config.marker import NO_MARKER, MarkerSpec, marker_spec
+from pytest_jumpstarter_mount.config.settings import NO_DEVICE, SOURCES_HELP, Settings
+from pytest_jumpstarter_mount.config.transportchoice import describe_transport
+from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
+from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, preserve, restore
+from pytest_jumpstarter_mount.reporting.notices import warn_mount
+from pytest_jumpstarter_mount.reporting.output import announce, one_copy_of_client_logs, say_mount
+from pytest_jumpstarter_mount.runstate.mountdir import (
+    MountDirError,
+    close_run_dir,
+    default_base,
+    remove_if_empty,
+    run_dir,
+)
+from pytest_jumpstarter_mount.runstate.stale import sweep_left
+from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability, session_wide
+from pytest_jumpstarter_mount.sources.farm import DeviceFarm
+from pytest_jumpstarter_mount.sources.leases import forget_released
 
 if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount import Mount
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
-    from jumpstarter_driver_ssh_mount.device_connection import DeviceConnection
-    from jumpstarter_driver_ssh_mount.sshfs import Mount
+    from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
 
@@ -118,7 +123,7 @@ class MountManager:
     @contextmanager
     def device(self) -> Iterator[Any]:
         """The device's root client while the context lasts; a source that fails fails the test."""
-        from .sources import DeviceSourceError, open_device
+        from pytest_jumpstarter_mount.sources.rootclient import DeviceSourceError, open_device
 
         problem = None
         try:
@@ -136,7 +141,7 @@ class MountManager:
 
     def mount_driver(self, root: Any) -> SSHMountClient:
         """The ``SSHMountClient`` at ``--jmp-mount-driver`` under ``root``, kept for later mounts."""
-        from .sources import DeviceSourceError, find_mount_driver
+        from pytest_jumpstarter_mount.sources.rootclient import DeviceSourceError, find_mount_driver
 
         try:
             self.mount_client = find_mount_driver(root, self.settings.driver)
@@ -149,7 +154,7 @@ class MountManager:
 
     def device_connection(self, client: SSHMountClient) -> DeviceConnection:
         """The device's one shared ssh connection for commands (opened on the first), closed with the device."""
-        from jumpstarter_driver_ssh_mount.device_connection import DeviceConnection
+        from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 
         with self._lock:
             if self._connection is None or self._connection.client is not client:
@@ -216,7 +221,7 @@ class MountManager:
                 warn_mount(mount, seen)
 
     def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
-        from jumpstarter_driver_ssh_mount.sshfs import MountError
+        from jumpstarter_driver_ssh_mount import MountError
 
         self.availability.check_mount()
         self._arm()

@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hooks
-from .options import add_options
+from pytest_jumpstarter_mount import hooks
+from pytest_jumpstarter_mount.config.options import add_options
 
 if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount import Mount
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
-    from jumpstarter_driver_ssh_mount.sshfs import Mount
-    from jumpstarter_driver_ssh_mount.sshfs.commandresult import CommandResult
-
-    from .manager import MountManager
-    from .options import Scope
+    from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
+    from pytest_jumpstarter_mount.config.options import Scope
+    from pytest_jumpstarter_mount.manager import MountManager
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,13 +34,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from .composition import configure
+    from pytest_jumpstarter_mount.composition import configure
 
     configure(config)
 
 
 def _manager(config: pytest.Config) -> MountManager:
-    from .manager import manager_key
+    from pytest_jumpstarter_mount.manager import manager_key
 
     return config.stash[manager_key]
 
@@ -116,7 +115,7 @@ def remote_path(request: pytest.FixtureRequest) -> Iterator[Path]:
     A test marked ``@pytest.mark.jmp_mount(remote="/etc", options=[...], direct=False)``
     gets its own mount of that path for its duration instead.
     """
-    from .marker import marker_spec
+    from pytest_jumpstarter_mount.config.marker import marker_spec
 
     manager, spec = _manager(request.config), marker_spec(request.node)
     if not spec.own_mount:

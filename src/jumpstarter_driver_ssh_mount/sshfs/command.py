@@ -1,51 +1,19 @@
-"""Building the sshfs command line: target, default options, user options.
-
-User options replace defaults with the same key (compared case-insensitively, as ssh
-does), so ``StrictHostKeyChecking=yes`` really turns host key checking on: ssh keeps
-the *first* value it sees for a key, so appending after a default would be ignored.
-"""
+"""Building the sshfs command line: target, ssh defaults, reliability, cache and kernel-file options."""
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from .errors import InvalidOptionError, RemotePathError
-from .optionkeys import option_key, option_parts
-from .sealing import SEALED_SSH_OPTIONS, option_slot
-
-#: How the device is reached, and what each way means: every help text and doc table reads
-#: this one place. A mount's own transport is never "auto".
-TRANSPORT_MEANINGS: dict[str, str] = {
-    "auto": "the device's address when it answers with the vouched host key, else the exporter's relay "
-    "when it offers one, else the port forward",
-    "direct": "the device's address only",
-    "forward": "the Jumpstarter port forward only",
-    "relay": "a one-shot TCP relay on the exporter host",
-}
-TRANSPORTS: tuple[str, ...] = tuple(TRANSPORT_MEANINGS)
-TRANSPORT_LABELS = {"direct": "direct", "forward": "port forward", "relay": "exporter relay"}
-
-
-def describe_choices(meanings: dict[str, str]) -> str:
-    """``"a: what a means; b: what b means"``, for help texts that list every choice."""
-    return "; ".join(f"{name}: {meaning}" for name, meaning in meanings.items())
-
-
-def transport_label(transport: str) -> str:
-    """How messages name a transport: "direct", "port forward", "exporter relay"."""
-    return TRANSPORT_LABELS.get(transport, transport)
-
-
-#: Options every ssh (a mount's, a device command's) gets unless the caller passes the same key:
-#: the seal against the user's ssh config (``sealing``); ``BatchMode=yes`` makes ssh fail instead
-#: of prompting for a password nobody can type. Host key options come from ``hostkeypolicy``.
-DEFAULT_SSH_OPTIONS: tuple[str, ...] = (
-    *SEALED_SSH_OPTIONS,
-    "LogLevel=ERROR",
-    "BatchMode=yes",
+from jumpstarter_driver_ssh_mount.common.choices import (
+    CACHE_MODES,
+    DEFAULT_CACHE,
 )
+from jumpstarter_driver_ssh_mount.common.errors import InvalidOptionError, RemotePathError
+from jumpstarter_driver_ssh_mount.ssh.optionkeys import option_key
+from jumpstarter_driver_ssh_mount.ssh.sshoptions import DEFAULT_SSH_OPTIONS
+from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
+
 #: Riding out unreliable devices: ``reconnect`` re-establishes a dropped session on the next
 #: request (the request in flight when it dropped fails with EIO); keep-alives notice a frozen
 #: or vanished device after ServerAliveInterval x ServerAliveCountMax = 15 s, so file access
@@ -56,15 +24,6 @@ RELIABILITY_OPTIONS: tuple[str, ...] = (
     "ServerAliveCountMax=3",
     "ConnectTimeout=10",
 )
-FRESH_BOUND = 0.5  # seconds a "fresh" mount may show a device change late
-FAST_BOUND = 20.0  # seconds a "fast" mount may show a new/deleted/resized file late (sshfs dcache_timeout)
-#: How much sshfs and the kernel may cache, and what each mode means for a test.
-CACHE_MEANINGS: dict[str, str] = {
-    "fresh": f"device changes show within {FRESH_BOUND:g} s",
-    "fast": f"sshfs's own caching, new/deleted/resized files up to {FAST_BOUND:g} s late",
-}
-CACHE_MODES: tuple[str, ...] = tuple(CACHE_MEANINGS)
-DEFAULT_CACHE = "fresh"
 #: ``dir_cache=no``: no listing/attribute cache in sshfs (its 20 s ``dcache_timeout`` is what
 #: hides new, deleted and resized files). The kernel's own entry/attribute caches (1 s by
 #: default) are halved; 0 would double the requests per file access.
@@ -84,57 +43,11 @@ KERNEL_FILES_OPTIONS: tuple[str, ...] = ("direct_io",)
 # ENOTCONN. A dead mount stays visible (and failing) until unmount(), or the next run's sweep.
 
 
-@dataclass(frozen=True)
-class SshfsTarget:
-    """Where sshfs connects: ``user@host:remote_path`` on ``port``."""
-
-    host: str
-    port: int
-    user: str = ""
-    remote_path: str = "/"
-
-    @property
-    def spec(self) -> str:
-        """The ``[user@]host:path`` argument, with an IPv6 host in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{self.user}@" if self.user else ""
-        return f"{user}{host}:{self.remote_path}"
-
-
-def validate_option(option: str) -> str:
-    """Refuse options that are empty or could be read as a separate command-line flag."""
-    if not isinstance(option, str) or not option.strip():
-        raise InvalidOptionError(f"empty sshfs option {option!r}; pass options like 'reconnect' or 'Key=value'")
-    if option.lstrip().startswith("-"):
-        raise InvalidOptionError(
-            f"sshfs option {option!r} starts with '-'; pass the option itself (e.g. 'reconnect'), "
-            "each one is already given to sshfs as '-o OPTION'"
-        )
-    if "\n" in option or "\0" in option:
-        raise InvalidOptionError(f"sshfs option {option!r} contains a newline or NUL byte; remove it")
-    return option
-
-
-def validate_options(options: Iterable[str]) -> tuple[str, ...]:
-    """Every option checked with ``validate_option``."""
-    return tuple(validate_option(o) for o in options)
-
-
 def validate_remote_path(path: str) -> str:
     """Refuse a device path that is not absolute (sshfs would resolve it against the login's home)."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise RemotePathError(f"remote path {path!r} is not absolute; give a path starting with '/'")
     return path
-
-
-def merge_options(defaults: Iterable[str], user: Iterable[str]) -> list[str]:
-    """Defaults first, minus any whose key a user option sets, then the user options.
-
-    Keys compare as ssh fills them: ``ProxyJump`` and ``ProxyCommand`` are one (``sealing.option_slot``).
-    """
-    user = list(validate_options(user))
-    user_slots = {option_slot(part) for part in option_parts(user)}
-    return [d for d in defaults if option_slot(d) not in user_slots] + user
 
 
 def validate_cache(mode: str) -> str:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
-from .command import SshfsTarget, transport_label
-from .errors import (
+from jumpstarter_driver_ssh_mount.common.choices import transport_label
+from jumpstarter_driver_ssh_mount.common.errors import (
     AuthenticationError,
     ConnectError,
     FuseUnavailableError,
@@ -21,7 +21,8 @@ from .errors import (
     RemotePathError,
     install_hint,
 )
-from .symlinks import is_noise
+from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
+from jumpstarter_driver_ssh_mount.sshfs.symlinks import is_noise
 
 ALLOW_OTHER_REFUSED = "allow_other only allowed if"
 

@@ -10,9 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from .defaults import PRIVATE_DIR_PREFIX
-from .errors import MountpointError
-from .mountinfo import is_mountpoint
+from jumpstarter_driver_ssh_mount.common.defaults import PRIVATE_DIR_PREFIX
+from jumpstarter_driver_ssh_mount.common.errors import MountpointError
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import is_mountpoint
 
 
 class Mountpoint:

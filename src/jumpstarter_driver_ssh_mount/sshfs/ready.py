@@ -14,13 +14,16 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .command import SshfsTarget, build_argv, option_key, option_parts, transport_label, without_option
-from .diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
-from .errors import MountError, MountTimeoutError
-from .mountinfo import MountTableWatcher, mounts_at
-from .process import EXIT_GRACE, HELPER_GRACE, ChildProcess
-from .sealing import sealed_environment
-from .unmount import run_unmount
+from jumpstarter_driver_ssh_mount.common.childprocess import EXIT_GRACE, HELPER_GRACE, ChildProcess
+from jumpstarter_driver_ssh_mount.common.choices import transport_label
+from jumpstarter_driver_ssh_mount.common.errors import MountError, MountTimeoutError
+from jumpstarter_driver_ssh_mount.ssh.optionkeys import option_key, option_parts
+from jumpstarter_driver_ssh_mount.ssh.sealing import sealed_environment
+from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
+from jumpstarter_driver_ssh_mount.sshfs.command import build_argv, without_option
+from jumpstarter_driver_ssh_mount.sshfs.diagnose import ALLOW_OTHER_REFUSED, diagnose, last_line
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import MountTableWatcher, mounts_at
+from jumpstarter_driver_ssh_mount.sshfs.unmount import run_unmount
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 

@@ -7,9 +7,9 @@ import shutil
 import subprocess
 import sys
 
-from .errors import UnmountError
-from .mountinfo import is_mountpoint
-from .procfs import processes
+from jumpstarter_driver_ssh_mount.common.errors import UnmountError
+from jumpstarter_driver_ssh_mount.common.procfs import processes
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import is_mountpoint
 
 UNMOUNT_TIMEOUT = 30.0  # seconds; a normal FUSE unmount takes milliseconds
 

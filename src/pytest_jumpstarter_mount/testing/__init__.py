@@ -8,9 +8,16 @@
 Nothing here is loaded by the ``jumpstarter_mount`` plugin itself.
 """
 
-from .device import DEVICE_FILES, LoopbackDevice, can_chroot, free_port, keygen, wait_for_port
-from .exporter import StandaloneExporter
-from .plugin import jmp_loopback_device
+from pytest_jumpstarter_mount.testing.device import (
+    DEVICE_FILES,
+    LoopbackDevice,
+    can_chroot,
+    free_port,
+    keygen,
+    wait_for_port,
+)
+from pytest_jumpstarter_mount.testing.exporter import StandaloneExporter
+from pytest_jumpstarter_mount.testing.plugin import jmp_loopback_device
 
 __all__ = [
     "DEVICE_FILES",

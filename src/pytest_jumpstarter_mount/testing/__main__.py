@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from .chroot import BOUND_FROM_HOST, DEVICE_DIRS
-from .device import LoopbackDevice, can_chroot
+from pytest_jumpstarter_mount.testing.chroot import BOUND_FROM_HOST, DEVICE_DIRS
+from pytest_jumpstarter_mount.testing.device import LoopbackDevice, can_chroot
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PREFIX = "loopback device:"

@@ -28,10 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.sshfs.process import die_with_parent_prefix, spawn_from_lasting_thread
-from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
-
-from .chroot import CHROOT_AT, namespace_command
+from jumpstarter_driver_ssh_mount.common.childprocess import die_with_parent_prefix, spawn_from_lasting_thread
+from jumpstarter_driver_ssh_mount.common.procfs import child_pids
+from pytest_jumpstarter_mount.testing.chroot import CHROOT_AT, namespace_command
 
 SSHD = "/usr/sbin/sshd"
 

@@ -13,9 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jumpstarter_driver_ssh_mount.sshfs.procfs import child_pids
-
-from .device import free_port, terminate, wait_for_port
+from jumpstarter_driver_ssh_mount.common.procfs import child_pids
+from pytest_jumpstarter_mount.testing.device import free_port, terminate, wait_for_port
 
 
 class StandaloneExporter:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .device import LoopbackDevice
+from pytest_jumpstarter_mount.testing.device import LoopbackDevice
 
 
 @pytest.fixture(scope="session")

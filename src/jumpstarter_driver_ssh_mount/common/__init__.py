@@ -1,0 +1,1 @@
+"""What every layer uses: defaults, errors, process liveness, owned temp folders."""

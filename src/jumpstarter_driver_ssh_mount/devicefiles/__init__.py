@@ -1,0 +1,1 @@
+"""Device files, whatever the backend: collect, snapshot and restore, wait for, device readings."""

@@ -1,0 +1,217 @@
+"""Chores on device files through a mount: snapshot and restore, wait for, collect.
+
+``DeviceFiles`` gives ``Mount`` these methods; the work itself lives in ``snapshot``,
+``waiting`` and ``collection``. Everything works on local paths inside the mountpoint and
+never follows a symlink out of it. Sizes and times are bounded, so a huge log or a frozen
+device cannot stall a test run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from jumpstarter_driver_ssh_mount.common.defaults import (
+    COLLECT_MAX_BYTES,
+    COLLECT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    SNAPSHOT_MAX_BYTES,
+    WAIT_MAX_BYTES,
+)
+from jumpstarter_driver_ssh_mount.common.errors import RestoreError
+from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect, run_bounded, split_glob
+from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import OutsideMountError, covers, device_path
+from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
+from jumpstarter_driver_ssh_mount.devicefiles.waiting import wait_for
+
+__all__ = [
+    "COLLECT_MAX_BYTES",
+    "COLLECT_TIMEOUT",
+    "DEFAULT_WAIT_TIMEOUT",
+    "SNAPSHOT_MAX_BYTES",
+    "WAIT_MAX_BYTES",
+    "Collection",
+    "DeviceFiles",
+    "PreserveJournal",
+    "Snapshot",
+    "collect",
+    "split_glob",
+    "wait_for",
+]
+
+logger = logging.getLogger("jumpstarter_driver_ssh_mount")
+
+
+class PreserveJournal(Protocol):
+    """Told of every snapshot ``preserve`` takes and whether it was put back (to outlive the process)."""
+
+    def preserved(self, snapshot: Snapshot) -> None:
+        """``snapshot`` was taken, before the files change; raise to refuse it."""
+
+    def restored(self, snapshot: Snapshot, error: RestoreError | None) -> None:
+        """``snapshot`` was put back (``error`` None) or could not be (``error`` says which files, why)."""
+
+
+class DeviceFiles(ABC):
+    """Device-file methods for a mounted filesystem (``snapshot``, ``preserve``, ``wait_for``, ``collect``).
+
+    A subclass says where the filesystem is (``mountpoint``, ``remote_path``, ``local_path``)
+    and whether it is still mounted (``is_mounted``). Every method takes device paths by one
+    rule: absolute is a device path, relative is relative to ``remote_path``; a path the mount
+    does not cover raises ``OutsideMountError`` (a ValueError) naming the mount that would.
+    ``journal``, when set, is told of every preserve and restore.
+    """
+
+    def __init__(self) -> None:
+        self._preserved: list[Snapshot] = []
+        self._preserved_lock = threading.Lock()
+        self.journal: PreserveJournal | None = None
+
+    @property
+    @abstractmethod
+    def mountpoint(self) -> Path:
+        """The local directory the device's files are visible in."""
+
+    @property
+    @abstractmethod
+    def remote_path(self) -> str:
+        """The device directory that is mounted."""
+
+    @abstractmethod
+    def local_path(self, device_path: str | os.PathLike[str] = "") -> Path:
+        """Where ``device_path`` is visible locally."""
+
+    @abstractmethod
+    def is_mounted(self) -> bool:
+        """True while the device's files can be reached."""
+
+    def covers(self, device_path: str | os.PathLike[str]) -> bool:
+        """True when ``device_path`` is inside this mount (``local_path`` would not raise)."""
+        return covers(self.remote_path, device_path)
+
+    def snapshot(self, *device_paths: str, max_bytes: int = SNAPSHOT_MAX_BYTES) -> Snapshot:
+        """Save these device files (content, mode, or their absence); ``.restore()`` puts them back."""
+        return Snapshot.take(self.local_path, device_paths, max_bytes=max_bytes)
+
+    def preserve(self, *device_paths: str) -> None:
+        """Snapshot these device files now; ``restore_preserved()`` puts them back.
+
+        The pytest plugin restores after each test, pass or fail; otherwise they are
+        restored just before ``unmount``.
+        """
+        try:
+            snap = self.snapshot(*device_paths)
+        except OutsideMountError as exc:  # suggest the marker's restore=[...] for it
+            raise OutsideMountError(exc.device_path, exc.remote_path, f', restore=["{exc.device_path}"]') from None
+        if self.journal is not None:
+            self.journal.preserved(snap)
+        with self._preserved_lock:
+            self._preserved.append(snap)
+
+    def restore_preserved(self) -> None:
+        """Put back every preserved file (latest first). Raises RestoreError naming failures."""
+        with self._preserved_lock:
+            snaps, self._preserved = self._preserved, []
+        problems = []
+        for snap in reversed(snaps):
+            error = None
+            try:
+                snap.restore()
+            except RestoreError as exc:
+                error = exc
+                problems.append(str(exc))
+            if self.journal is not None:
+                self.journal.restored(snap, error)
+        if problems:
+            raise RestoreError("; ".join(problems))
+
+    def _restore_before_unmount(self) -> None:
+        """Put back what is still preserved while the files can be reached; warn on failure."""
+        if self._preserved and self.is_mounted():
+            try:
+                self.restore_preserved()
+            except RestoreError as exc:
+                logger.warning("before unmounting %s: %s", self.mountpoint, exc)
+
+    def wait_for(
+        self,
+        device_path: str,
+        *,
+        exists: bool = True,
+        contains: str | re.Pattern[str] | None = None,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        interval: float = 0.1,
+        max_bytes: int = WAIT_MAX_BYTES,
+    ) -> str | None:
+        """Wait until a device file exists (or not) and, if given, contains a string or regex.
+
+        Returns the file's text when ``contains`` is given: its last ``max_bytes`` bytes at
+        most, which is what is searched. Raises WaitTimeoutError showing the last content seen.
+        """
+        return wait_for(
+            self.local_path(device_path),
+            device_path,
+            exists=exists,
+            contains=contains,
+            timeout=timeout,
+            interval=interval,
+            max_bytes=max_bytes,
+        )
+
+    def collect(
+        self,
+        device_globs: Sequence[str],
+        dest: str | os.PathLike[str],
+        *,
+        max_bytes: int = COLLECT_MAX_BYTES,
+        timeout: float = COLLECT_TIMEOUT,
+    ) -> Collection:
+        """Copy device files matching globs into ``dest``, keeping their device paths.
+
+        An absolute glob is a device glob; a relative one is relative to ``remote_path``.
+
+        Bounded by ``max_bytes`` in all (bytes actually read, whatever sizes the device reports)
+        and ``timeout`` (reading stops then, between chunks); copies keep the device files'
+        permission bits, in 0700 directories; never follows symlinks; what is
+        skipped is listed in the result's ``notes``, why it was cut short in ``cut_short``.
+        Each glob is handled on its own: an error is a note and the next glob is still
+        collected. Never raises.
+        """
+        device_globs = [device_path(self.remote_path, g) for g in device_globs]
+        work_result = Collection()
+        deadline = time.monotonic() + timeout
+
+        def work(stop: threading.Event) -> None:
+            for device_glob in device_globs:
+                if stop.is_set():
+                    return
+                if not self.is_mounted():
+                    work_result.notes.append(f"{device_glob}: not collected, {self.mountpoint} is no longer mounted")
+                    continue
+                collect(
+                    self.mountpoint,
+                    self.local_path,
+                    device_glob,
+                    Path(dest),
+                    work_result,
+                    max_bytes=max_bytes,
+                    deadline=deadline,
+                    stop=stop,
+                )
+
+        problem = run_bounded(work, timeout + 1.0)
+        # a copy: an abandoned thread may still add to its own
+        result = Collection(
+            list(work_result.files), list(work_result.notes), work_result.bytes, list(work_result.cut_short)
+        )
+        if problem is not None:
+            result.notes.append(f"collection {problem}")
+            result.cut(f"it {problem}")
+        return result

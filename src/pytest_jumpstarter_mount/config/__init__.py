@@ -1,0 +1,1 @@
+"""Configuration: the option table, resolved settings, the jmp_mount marker, exporter config files."""

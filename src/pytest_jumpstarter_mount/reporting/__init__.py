@@ -1,0 +1,1 @@
+"""What the plugin shows: terminal output, warnings, failure artifacts, what the device did."""

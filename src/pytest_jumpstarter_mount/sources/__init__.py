@@ -1,0 +1,1 @@
+"""Where the device comes from: jmp shell, an exporter config, a standalone exporter, a controller lease."""
