@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import secrets
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from helpers import LoopbackDevice, Suite, artifacts_run, keygen
 from jumpstarter_driver_ssh_mount.devicefiles import collection
 from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect
+from jumpstarter_driver_ssh_mount.devicefiles.localfs import LocalDirFS
 from jumpstarter_driver_ssh_mount.devicefiles.matching import Matcher
 
 ACCEPTED = "Accepted publickey"
@@ -148,8 +150,9 @@ def tree(tmp_path: Path) -> Path:
 
 def collect_all(tree: Path, globs: list[str], dest: Path) -> Collection:
     result = Collection()
+    fs = LocalDirFS(tree, "/")  # the device's / seen at ``tree``, as a FUSE mount shows it
     for device_glob in globs:
-        collect(tree, lambda p: tree / p.lstrip("/"), device_glob, dest, result, deadline=time.monotonic() + 30)
+        collect(fs, "/", lambda p: p, device_glob, dest, result, deadline=time.monotonic() + 30)
     return result
 
 
@@ -157,10 +160,10 @@ def collect_all(tree: Path, globs: list[str], dest: Path) -> Collection:
 def test_a_file_that_fails_is_a_note(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
     real = collection.copy_at_most
 
-    def copy_at_most(path: Path, *args: Any) -> Any:  # where collect() reads a device file
-        if path.name == "1.log":
-            raise OSError(code, os.strerror(code), str(path))
-        return real(path, *args)
+    def copy_at_most(fs: Any, path: str, *args: Any) -> Any:  # where collect() reads a device file
+        if posixpath.basename(path) == "1.log":
+            raise OSError(code, os.strerror(code), path)
+        return real(fs, path, *args)
 
     monkeypatch.setattr(collection, "copy_at_most", copy_at_most)
     result = collect_all(tree, ["/a/*", "/b/*"], tmp_path / "out")
@@ -171,10 +174,10 @@ def test_a_file_that_fails_is_a_note(tree: Path, tmp_path: Path, monkeypatch: py
 def test_a_dead_mount_stops_its_glob_only(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = collection.copy_at_most
 
-    def copy_at_most(path: Path, *args: Any) -> Any:
-        if path.parent.name == "a":
-            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), str(path))
-        return real(path, *args)
+    def copy_at_most(fs: Any, path: str, *args: Any) -> Any:
+        if posixpath.dirname(path) == "/a":
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), path)
+        return real(fs, path, *args)
 
     monkeypatch.setattr(collection, "copy_at_most", copy_at_most)
     result = collect_all(tree, ["/a/*", "/b/*"], tmp_path / "out")
@@ -183,10 +186,12 @@ def test_a_dead_mount_stops_its_glob_only(tree: Path, tmp_path: Path, monkeypatc
 
 
 def test_an_unexpected_error_is_a_note(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: Matcher, base: Path, pattern: str) -> list[Path]:
-        if base.name == "a":
+    real = Matcher.match
+
+    def broken(self: Matcher, base: str, pattern: str) -> list[str]:
+        if base == "/a":
             raise RuntimeError("the device went away")
-        return sorted(base.glob(pattern))
+        return real(self, base, pattern)
 
     monkeypatch.setattr(Matcher, "match", broken)
     result = collect_all(tree, ["/a/*", "/b/*"], tmp_path / "out")
@@ -197,16 +202,16 @@ def test_an_unexpected_error_is_a_note(tree: Path, tmp_path: Path, monkeypatch: 
 def test_matcher_notes_unreadable_directories_and_skips_symlinks(tree: Path) -> None:
     (tree / "a" / "link").symlink_to(tree / "b")
     (tree / "a" / ".hidden.log").write_text("")
-    matcher = Matcher()
-    found = matcher.match(tree, "**/*.log")
-    assert [p.relative_to(tree).as_posix() for p in found] == [
-        "a/.hidden.log",
-        "a/0.log",
-        "a/1.log",
-        "a/2.log",
-        "b/0.log",
-        "b/1.log",
-        "b/2.log",
+    matcher = Matcher(LocalDirFS(tree, "/"), top="/")
+    found = matcher.match("/", "**/*.log")
+    assert found == [
+        "/a/.hidden.log",
+        "/a/0.log",
+        "/a/1.log",
+        "/a/2.log",
+        "/b/0.log",
+        "/b/1.log",
+        "/b/2.log",
     ]
-    assert matcher.match(tree, "*/link/*.log") == []  # a symlinked directory is not entered
+    assert matcher.match("/", "*/link/*.log") == []  # a symlinked directory is not entered
     assert matcher.errors == []

@@ -269,27 +269,36 @@ def test_bounded_reads_of_local_files(tmp_path: Path) -> None:
         NotRegularFile,
         copy_at_most,
         read_at_most,
+        read_each,
         read_tail,
     )
+    from jumpstarter_driver_ssh_mount.devicefiles.fs import OverLimit
+    from jumpstarter_driver_ssh_mount.devicefiles.localfs import LocalDirFS
 
+    fs = LocalDirFS(tmp_path, "/")
     src = tmp_path / "src"
     src.write_bytes(b"0123456789" * 10_000)
     src.chmod(0o640)
-    data, _ = read_at_most(src, 10)
+    data, _ = read_at_most(fs, "/src", 10)
     assert data == b"01234567890"  # the cap and one byte to notice
-    assert read_tail(src, 5) == b"56789"
-    assert copy_at_most(src, tmp_path / "small", 10) is None and not (tmp_path / "small").exists()
-    copied = copy_at_most(src, tmp_path / "whole", 100_000)
+    assert read_tail(fs, "/src", 5) == b"56789"
+    assert copy_at_most(fs, "/src", tmp_path / "small", 10) is None and not (tmp_path / "small").exists()
+    copied = copy_at_most(fs, "/src", tmp_path / "whole", 100_000)
     assert copied is not None and copied[0] == 100_000
     assert stat.S_IMODE((tmp_path / "whole").stat().st_mode) == 0o640
     with pytest.raises(NotRegularFile):
-        read_at_most(tmp_path, 10)
+        read_at_most(fs, "/", 10)
     (tmp_path / "link").symlink_to(src)
     with pytest.raises(OSError):  # ELOOP: never followed
-        read_at_most(tmp_path / "link", 10)
-    assert read_tail(tmp_path / "link", 5) == b"56789"  # wait_for waits on the path it was given, link or not
+        read_at_most(fs, "/link", 10)
+    assert read_tail(fs, "/link", 5) == b"56789"  # wait_for waits on the path it was given, link or not
     cap: Any = 2.0  # a cap given as a float, as a caller ignoring the type hints would
-    assert read_at_most(src, cap)[0] == b"012" and read_tail(src, cap) == b"89"
+    assert read_at_most(fs, "/src", cap)[0] == b"012" and read_tail(fs, "/src", cap) == b"89"
+    many = fs.read_many(["/src", "/whole", "/missing"], 150_000)  # the default: read_each, one by one
+    assert many["/src"] == b"0123456789" * 10_000
+    assert isinstance(many["/whole"], OverLimit)  # 50_000 bytes were left of the cap
+    assert isinstance(many["/missing"], FileNotFoundError)
+    assert read_each(fs, ["/whole"], 100_000) == {"/whole": b"0123456789" * 10_000}
 
 
 def test_restore_journal_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,12 +324,15 @@ def test_a_file_matched_twice_is_copied_once(tmp_path: Path) -> None:
     tree = tmp_path / "dev"
     (tree / "log").mkdir(parents=True)
     (tree / "log" / "messages").write_text("boot\n")
+    from jumpstarter_driver_ssh_mount.devicefiles.localfs import LocalDirFS
+
+    fs = LocalDirFS(tree, "/")
     result = Collection()
     for glob_ in ("/log/*", "/log/messages", "/log/*"):
-        collect(tree, lambda p: tree / p.lstrip("/"), glob_, tmp_path / "out", result, deadline=time.monotonic() + 30)
+        collect(fs, "/", lambda p: p, glob_, tmp_path / "out", result, deadline=time.monotonic() + 30)
     assert result.files == [tmp_path / "out/log/messages"] and result.bytes == 5 and result.notes == []
     again = Collection()  # a second collection into the same place replaces the copy
-    collect(tree, lambda p: tree / p.lstrip("/"), "/log/*", tmp_path / "out", again, deadline=time.monotonic() + 30)
+    collect(fs, "/", lambda p: p, "/log/*", tmp_path / "out", again, deadline=time.monotonic() + 30)
     assert again.files == [tmp_path / "out/log/messages"] and again.notes == []
 
 

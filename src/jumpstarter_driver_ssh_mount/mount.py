@@ -30,6 +30,7 @@ from jumpstarter_driver_ssh_mount.common.errors import (
 )
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import local_path
 from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
+from jumpstarter_driver_ssh_mount.devicefiles.localfs import LocalDirFS
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import host_key_options
 from jumpstarter_driver_ssh_mount.ssh.identity import IdentityFile
 from jumpstarter_driver_ssh_mount.ssh.optionkeys import option_key, option_parts
@@ -54,7 +55,7 @@ class Mount(DeviceFiles):
     """A mounted device filesystem. Unmount it with ``unmount()`` or by leaving ``with``.
 
     Device-file chores (``snapshot``, ``preserve``, ``restore_preserved``, ``wait_for``,
-    ``collect``) come from ``DeviceFiles``.
+    ``collect``) come from ``DeviceFiles``, on the mounted directory (``LocalDirFS``).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class Mount(DeviceFiles):
         self._resources = resources
         self._lock = threading.Lock()
         self._closed = False
+        self._fs = LocalDirFS(mountpoint.path, target.remote_path)
         self.transport = transport
         #: Why this transport was chosen, and whose keys verified the host key (set by the client; None here)
         self.transport_note: str | None = None
@@ -86,6 +88,26 @@ class Mount(DeviceFiles):
     def mountpoint(self) -> Path:
         """The local directory the device's ``remote_path`` is mounted on."""
         return self._mountpoint.path
+
+    @property
+    def root(self) -> Path:
+        """Where ``remote_path`` is seen: the mountpoint (what the ``remote_path`` fixture hands out)."""
+        return self._mountpoint.path
+
+    @property
+    def fs(self) -> LocalDirFS:
+        """The mounted directory as the device-file chores reach it."""
+        return self._fs
+
+    @property
+    def where(self) -> str:
+        """The mountpoint, for messages."""
+        return str(self._mountpoint.path)
+
+    @property
+    def backend(self) -> str:
+        """``"sshfs"``: the files are a FUSE mount."""
+        return "sshfs"
 
     @property
     def target(self) -> SshfsTarget:

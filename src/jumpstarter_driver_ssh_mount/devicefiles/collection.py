@@ -1,7 +1,7 @@
-"""Copying device files out through a mount, bounded in size and time: ``collect``.
+"""Copying device files out through a ``DeviceFS``, bounded in size and time: ``collect``.
 
-Never follows a symlink, never leaves the mountpoint, never loops through a directory link
-the device follows (``matching``), and notes what it skips. Each glob and each file is
+Never follows a symlink, never leaves the mounted directory, never loops through a directory
+link the device follows (``matching``), and notes what it skips. Each glob and each file is
 handled on its own: an error becomes a note, and the next one is tried.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from jumpstarter_driver_ssh_mount.common.defaults import COLLECT_MAX_BYTES
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import ReadStopped, copy_at_most
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import shown
+from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 from jumpstarter_driver_ssh_mount.devicefiles.matching import Matcher
 
 MAX_NOTES_PER_GLOB = 20  # more are counted, not listed
@@ -59,8 +59,9 @@ class Collection:
 
 
 def collect(
-    mountpoint: Path,
-    resolve: Callable[[str], Path],
+    fs: DeviceFS,
+    top: str,
+    resolve: Callable[[str], str],
     device_glob: str,
     dest: Path,
     result: Collection,
@@ -69,7 +70,9 @@ def collect(
     deadline: float,
     stop: threading.Event | None = None,
 ) -> None:
-    """Copy regular files matching ``device_glob`` (absolute) into ``dest``, keeping device paths.
+    """Copy regular files matching ``device_glob`` (absolute) on ``fs`` into ``dest``, keeping device paths.
+
+    ``top`` is the device directory ``fs`` serves; ``resolve`` checks that a device path is below it.
 
     Never follows symlinks; reads at most ``max_bytes`` in all (counting what is read, not the
     sizes the device reports) and stops at ``deadline`` or once ``stop`` is set, between two
@@ -80,15 +83,16 @@ def collect(
     reading = Reading(max_bytes, deadline, stop or threading.Event())
     first_note = len(result.notes)
     try:
-        _collect_glob(mountpoint, resolve, device_glob, dest, result, reading)
+        _collect_glob(fs, top, resolve, device_glob, dest, result, reading)
     except Exception as exc:
         result.notes.append(f"{shown(device_glob)}: stopped, {describe_error(exc)}")
     _shorten_notes(result, first_note, device_glob)
 
 
 def _collect_glob(
-    mountpoint: Path,
-    resolve: Callable[[str], Path],
+    fs: DeviceFS,
+    top: str,
+    resolve: Callable[[str], str],
     device_glob: str,
     dest: Path,
     result: Collection,
@@ -100,23 +104,20 @@ def _collect_glob(
     except ValueError as exc:
         result.notes.append(f"{shown(device_glob)}: {shown(str(exc))}")
         return
-    root = os.path.realpath(mountpoint)
-    matcher = Matcher(top=mountpoint)
+    matcher = Matcher(fs, top=top)
     matches = matcher.match(base, pattern) if pattern else ([base] if matcher.exists(base) else [])
-    for local, error in matcher.errors:
-        where = posix_join(static, os.path.relpath(local, base))
+    for where, error in matcher.errors:
         result.notes.append(f"{shown(device_glob)}: cannot read {shown(where)}: {describe_error(error)}")
     if not matches and not matcher.errors:
         result.notes.append(f"{shown(device_glob)}: no match")
-    for local in matches:
-        device_path = posix_join(static, os.path.relpath(local, base)) if pattern else static
+    for device_path in matches:
         if reading.stop.is_set():
             return
         if time.monotonic() > reading.deadline:
             result.notes.append(f"{shown(device_path)}: skipped, collection timed out")
             result.cut("it timed out")
             return
-        _copy_one(local, device_path, root, dest, result, reading)
+        _copy_one(fs, device_path, dest, result, reading)
 
 
 def _shorten_notes(result: Collection, first: int, device_glob: str) -> None:
@@ -134,32 +135,32 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _copy_one(local: Path, device_path: str, root: str, dest: Path, result: Collection, reading: Reading) -> None:
-    """Copy one matched file into ``dest`` if it is a regular file inside ``root`` that fits the cap.
+def _copy_one(fs: DeviceFS, device_path: str, dest: Path, result: Collection, reading: Reading) -> None:
+    """Copy one matched file into ``dest`` if it is a regular file inside the mounted directory that fits the cap.
 
     An error is a note; only a mount that went away raises (the rest of the glob would fail alike).
     """
     try:
-        _copy_checked(local, device_path, root, dest, result, reading)
+        _copy_checked(fs, device_path, dest, result, reading)
     except OSError as exc:
         if exc.errno in MOUNT_GONE:
             raise
         result.notes.append(f"{shown(device_path)}: skipped, {describe_error(exc)}")
 
 
-def _copy_checked(local: Path, device_path: str, root: str, dest: Path, result: Collection, reading: Reading) -> None:
-    info = local.lstat()
-    if stat.S_ISLNK(info.st_mode):
+def _copy_checked(fs: DeviceFS, device_path: str, dest: Path, result: Collection, reading: Reading) -> None:
+    info = fs.lstat(device_path)
+    if info.is_symlink:
         result.notes.append(f"{shown(device_path)}: skipped, a symlink (not followed)")
         return
-    if not stat.S_ISREG(info.st_mode):
+    if not info.is_regular:
         return
-    if not os.path.realpath(local).startswith(root + os.sep):
+    if not fs.contains(device_path):
         result.notes.append(f"{shown(device_path)}: skipped, outside the mount")
         return
     left, cap = reading.max_bytes - result.bytes, reading.max_bytes
-    if info.st_size > left:  # the device's claim is enough to skip it; never enough to read it whole
-        result.notes.append(f"{shown(device_path)}: skipped, {info.st_size} bytes would pass the {cap}-byte cap")
+    if info.size > left:  # the device's claim is enough to skip it; never enough to read it whole
+        result.notes.append(f"{shown(device_path)}: skipped, {info.size} bytes would pass the {cap}-byte cap")
         result.cut(f"the {cap}-byte cap")
         return
     target = dest / device_path.lstrip("/")
@@ -169,7 +170,7 @@ def _copy_checked(local: Path, device_path: str, root: str, dest: Path, result: 
     if os.path.lexists(target):  # left by an earlier collection into the same place: replaced
         target.unlink()
     try:
-        copied = copy_at_most(local, target, left, reading.should_stop)
+        copied = copy_at_most(fs, device_path, target, left, reading.should_stop)
     except ReadStopped:
         if time.monotonic() > reading.deadline:
             result.notes.append(f"{shown(device_path)}: skipped, collection timed out while reading it")
@@ -183,7 +184,7 @@ def _copy_checked(local: Path, device_path: str, root: str, dest: Path, result: 
     if copied is None:
         result.notes.append(
             f"{shown(device_path)}: skipped, it held more than the {left} bytes left of the {cap}-byte cap "
-            f"(its size said {info.st_size})"
+            f"(its size said {info.size})"
         )
         result.cut(f"the {cap}-byte cap")
         return

@@ -1,9 +1,9 @@
-"""Chores on device files through a mount: snapshot and restore, wait for, collect.
+"""Chores on device files, whatever backend carries them: snapshot and restore, wait for, collect.
 
-``DeviceFiles`` gives ``Mount`` these methods; the work itself lives in ``snapshot``,
-``waiting`` and ``collection``. Everything works on local paths inside the mountpoint and
-never follows a symlink out of it. Sizes and times are bounded, so a huge log or a frozen
-device cannot stall a test run.
+``DeviceFiles`` gives ``Mount`` (sshfs) and ``SftpFiles`` (SFTP) these methods; the work itself
+lives in ``snapshot``, ``waiting`` and ``collection``, on the backend's ``DeviceFS`` (``fs``):
+device paths in, never a local path. Nothing follows a symlink out of the mounted directory.
+Sizes and times are bounded, so a huge log or a frozen device cannot stall a test run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from jumpstarter_driver_ssh_mount.common.defaults import (
 )
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
 from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect, run_bounded, split_glob
-from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import OutsideMountError, covers, device_path
+from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import (
+    OutsideMountError,
+    covers,
+    device_path,
+    relative_to_mount,
+)
+from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
 from jumpstarter_driver_ssh_mount.devicefiles.waiting import wait_for
 
@@ -60,14 +66,21 @@ class PreserveJournal(Protocol):
 
 
 class DeviceFiles(ABC):
-    """Device-file methods for a mounted filesystem (``snapshot``, ``preserve``, ``wait_for``, ``collect``).
+    """Device-file methods for a device directory (``snapshot``, ``preserve``, ``wait_for``, ``collect``).
 
-    A subclass says where the filesystem is (``mountpoint``, ``remote_path``, ``local_path``)
-    and whether it is still mounted (``is_mounted``). Every method takes device paths by one
-    rule: absolute is a device path, relative is relative to ``remote_path``; a path the mount
-    does not cover raises ``OutsideMountError`` (a ValueError) naming the mount that would.
+    A subclass says which directory (``remote_path``), how its files are reached (``fs``, a
+    ``DeviceFS``), where that is for messages (``where``), whether they still can be
+    (``is_mounted``) and how to let go (``unmount``). Every method takes device paths by one
+    rule: absolute is a device path, relative is relative to ``remote_path``; a path outside it
+    raises ``OutsideMountError`` (a ValueError) naming the mount that would cover it.
     ``journal``, when set, is told of every preserve and restore.
     """
+
+    #: How the device is reached ("direct", "relay", "forward") and why, for messages.
+    transport: str
+    transport_note: str | None
+    #: What went otherwise than asked (also logged): a fallback taken, a busy mount detached lazily...
+    warnings: list[str]
 
     def __init__(self) -> None:
         self._preserved: list[Snapshot] = []
@@ -76,29 +89,48 @@ class DeviceFiles(ABC):
 
     @property
     @abstractmethod
-    def mountpoint(self) -> Path:
-        """The local directory the device's files are visible in."""
+    def fs(self) -> DeviceFS:
+        """The device's files, as the chores reach them."""
 
     @property
     @abstractmethod
     def remote_path(self) -> str:
-        """The device directory that is mounted."""
+        """The device directory these files are below."""
 
+    @property
     @abstractmethod
-    def local_path(self, device_path: str | os.PathLike[str] = "") -> Path:
-        """Where ``device_path`` is visible locally."""
+    def where(self) -> str:
+        """Where the files are seen, for messages: a mountpoint, or the SFTP session."""
+
+    @property
+    @abstractmethod
+    def backend(self) -> str:
+        """Which backend carries the files: "sshfs" or "sftp"."""
 
     @abstractmethod
     def is_mounted(self) -> bool:
         """True while the device's files can be reached."""
 
+    @abstractmethod
+    def unmount(self, lazy: bool = False) -> None:
+        """Put back what is preserved, then let go of the device's files and everything held for them."""
+
+    def device_path(self, path: str | os.PathLike[str], usage: str = "") -> str:
+        """``path`` as an absolute device path, by the rule above (``OutsideMountError`` if not covered)."""
+        relative_to_mount(self.remote_path, path, usage)
+        return device_path(self.remote_path, path)
+
     def covers(self, device_path: str | os.PathLike[str]) -> bool:
-        """True when ``device_path`` is inside this mount (``local_path`` would not raise)."""
+        """True when ``device_path`` is inside this mount (the methods would not raise ``OutsideMountError``)."""
         return covers(self.remote_path, device_path)
 
     def snapshot(self, *device_paths: str, max_bytes: int = SNAPSHOT_MAX_BYTES) -> Snapshot:
         """Save these device files (content, mode, or their absence); ``.restore()`` puts them back."""
-        return Snapshot.take(self.local_path, device_paths, max_bytes=max_bytes)
+        return Snapshot.take(self.fs, self.device_path, device_paths, max_bytes=max_bytes)
+
+    def snapshot_of(self, originals: Sequence[tuple[str, bytes | None, int | None]]) -> Snapshot:
+        """A snapshot of files saved earlier (device path, content or None, mode), to ``restore`` here."""
+        return Snapshot.of(self.fs, self.device_path, originals)
 
     def preserve(self, *device_paths: str) -> None:
         """Snapshot these device files now; ``restore_preserved()`` puts them back.
@@ -138,7 +170,7 @@ class DeviceFiles(ABC):
             try:
                 self.restore_preserved()
             except RestoreError as exc:
-                logger.warning("before unmounting %s: %s", self.mountpoint, exc)
+                logger.warning("before unmounting %s: %s", self.where, exc)
 
     def wait_for(
         self,
@@ -156,7 +188,8 @@ class DeviceFiles(ABC):
         most, which is what is searched. Raises WaitTimeoutError showing the last content seen.
         """
         return wait_for(
-            self.local_path(device_path),
+            self.fs,
+            self.device_path(device_path),
             device_path,
             exists=exists,
             contains=contains,
@@ -193,11 +226,12 @@ class DeviceFiles(ABC):
                 if stop.is_set():
                     return
                 if not self.is_mounted():
-                    work_result.notes.append(f"{device_glob}: not collected, {self.mountpoint} is no longer mounted")
+                    work_result.notes.append(f"{device_glob}: not collected, {self.where} is no longer mounted")
                     continue
                 collect(
-                    self.mountpoint,
-                    self.local_path,
+                    self.fs,
+                    self.remote_path,
+                    self.device_path,
                     device_glob,
                     Path(dest),
                     work_result,

@@ -1,10 +1,11 @@
-"""Matching a glob below a directory of a mount, noting each directory it cannot read.
+"""Matching a glob below a device directory, noting each directory it cannot read.
 
 ``pathlib.Path.glob`` silently skips a directory it may not list (a 0700 directory of
 another user on the device), so a collection would report "no match" where it was
-refused. ``match`` returns those errors instead. It never follows a symlink.
+refused. ``match`` returns those errors instead. It never follows a symlink. It works on
+device paths through a ``DeviceFS``, so it is the same on every backend.
 
-A mount of the device's ``/`` follows symlinks on the device, so a link to an ancestor
+A FUSE mount of the device's ``/`` follows symlinks on the device, so a link to an ancestor
 directory (``/proc/self/root``, ``/data/loop -> /``) looks like a real directory, and
 ``**`` would descend through it until the device answers ELOOP. ``**`` therefore does not
 enter a directory that looks exactly like one of its ancestors (same attributes, same
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import os
-import stat
-from pathlib import Path
+import posixpath
+
+from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 
 WILDCARDS = "*?["
 ABSENT = (errno.ENOENT, errno.ENOTDIR)  # nothing there: no match, not an error
@@ -31,15 +32,21 @@ def has_wildcard(part: str) -> bool:
     return any(c in part for c in WILDCARDS)
 
 
+def join(directory: str, name: str) -> str:
+    """``directory/name`` for device paths."""
+    return posixpath.join(directory, name)
+
+
 class Matcher:
-    """One glob's matching: the paths found and the errors met, as ``(local path, OSError)``."""
+    """One glob's matching on ``fs``: the device paths found and the errors met, as ``(device path, OSError)``."""
 
-    def __init__(self, *, top: Path | None = None) -> None:
-        self.errors: list[tuple[Path, OSError]] = []
-        self._top = top  # the mountpoint: the ancestors ``**`` compares against end there
+    def __init__(self, fs: DeviceFS, *, top: str | None = None) -> None:
+        self.fs = fs
+        self.errors: list[tuple[str, OSError]] = []
+        self._top = top  # the mounted directory: the ancestors ``**`` compares against end there
 
-    def match(self, base: Path, pattern: str) -> list[Path]:
-        """Paths below ``base`` matching ``pattern`` (``/``-separated; ``**`` is any depth), sorted.
+    def match(self, base: str, pattern: str) -> list[str]:
+        """Device paths below ``base`` matching ``pattern`` (``/``-separated; ``**`` is any depth), sorted.
 
         Like ``Path.glob``: ``*`` matches dot files, ``**`` matches ``base`` and every
         directory below it. Unlike it, directories are entered only if they are no symlink.
@@ -48,7 +55,7 @@ class Matcher:
         found = [base]
         for i, part in enumerate(parts):
             dirs_only = i < len(parts) - 1
-            step: list[Path] = []
+            step: list[str] = []
             for path in found:
                 if part == "**":
                     step += self._tree(path)
@@ -56,80 +63,78 @@ class Matcher:
                     step += [
                         child
                         for child, is_dir in self._children(path)
-                        if fnmatch.fnmatchcase(child.name, part) and (is_dir or not dirs_only)
+                        if fnmatch.fnmatchcase(posixpath.basename(child), part) and (is_dir or not dirs_only)
                     ]
-                elif self.exists(path / part, dir_only=dirs_only):
-                    step.append(path / part)
+                elif self.exists(join(path, part), dir_only=dirs_only):
+                    step.append(join(path, part))
             found = step
         return sorted(set(found))
 
-    def exists(self, path: Path, *, dir_only: bool = False) -> bool:
+    def exists(self, path: str, *, dir_only: bool = False) -> bool:
         """True if ``path`` is there (a symlink counts, unless ``dir_only`` asks for a real directory).
 
         An error other than absence is noted.
         """
         try:
-            info = os.lstat(path)
+            info = self.fs.lstat(path)
         except OSError as exc:
             if exc.errno not in ABSENT:
-                self.errors.append((path.parent, exc))
+                self.errors.append((posixpath.dirname(path), exc))
             return False
-        return stat.S_ISDIR(info.st_mode) or not dir_only
+        return info.is_dir or not dir_only
 
-    def _children(self, path: Path) -> list[tuple[Path, bool]]:
+    def _children(self, path: str) -> list[tuple[str, bool]]:
         """``path``'s entries and whether each is a directory (not a symlink to one)."""
         try:
-            with os.scandir(path) as entries:
-                return [(path / e.name, _is_real_dir(e)) for e in entries]
+            return [(join(path, name), is_dir) for name, is_dir in self.fs.scandir(path)]
         except OSError as exc:
             if exc.errno not in ABSENT:
                 self.errors.append((path, exc))
             return []
 
-    def _tree(self, path: Path) -> list[Path]:
+    def _tree(self, path: str) -> list[str]:
         """``path`` and every directory below it, without entering symlinks or an ancestor again."""
         above = tuple(sig for parent in _parents(path, self._top) if (sig := self._signature(parent)) is not None)
-        found: list[Path] = []
-        pending: list[tuple[Path, tuple[Signature, ...]]] = [(path, above)]
+        found: list[str] = []
+        pending: list[tuple[str, tuple[Signature, ...]]] = [(path, above)]
         while pending:
             current, ancestors = pending.pop()
             children = self._children(current)
-            signature = _signature_of(current, children)
+            signature = self._signature_of(current, children)
             if signature is None or signature in ancestors or len(ancestors) - len(above) > MAX_GLOB_DEPTH:
                 continue
             found.append(current)
             pending += [(child, (*ancestors, signature)) for child, is_dir in children if is_dir]
         return found
 
-    @staticmethod
-    def _signature(path: Path) -> Signature | None:
+    def _signature(self, path: str) -> Signature | None:
         """An ancestor's signature; an ancestor that cannot be read is not compared (nor noted)."""
         try:
-            with os.scandir(path) as entries:
-                return _signature_of(path, [(path / e.name, False) for e in entries])
+            return self._signature_of(path, [(join(path, name), False) for name, _ in self.fs.scandir(path)])
         except OSError:
             return None
 
+    def _signature_of(self, path: str, children: list[tuple[str, bool]]) -> Signature | None:
+        """What identifies a device directory: its attributes and its entries."""
+        try:
+            info = self.fs.stat(path)
+        except OSError:
+            return None
+        names = tuple(sorted(posixpath.basename(child) for child, _ in children))
+        return (info.mode, info.size, info.mtime_ns, info.nlink, info.uid, info.gid, names)
 
-def _signature_of(path: Path, children: list[tuple[Path, bool]]) -> Signature | None:
-    """What identifies a device directory through sshfs: its attributes and its entries."""
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    names = tuple(sorted(child.name for child, _ in children))
-    return (info.st_mode, info.st_size, info.st_mtime_ns, info.st_nlink, info.st_uid, info.st_gid, names)
 
-
-def _parents(path: Path, top: Path | None) -> list[Path]:
+def _parents(path: str, top: str | None) -> list[str]:
     """``path``'s parents up to and including ``top`` (none without ``top``)."""
-    if top is None or not path.is_relative_to(top):
+    if top is None:
         return []
-    return [p for p in path.parents if p.is_relative_to(top)]
-
-
-def _is_real_dir(entry: os.DirEntry[str]) -> bool:
-    try:
-        return entry.is_dir(follow_symlinks=False)  # the entry's type: no extra round trip to the device
-    except OSError:
-        return False
+    top = posixpath.normpath(top)
+    inside = top == "/" or path == top or path.startswith(top + "/")
+    if not inside:
+        return []
+    parents = []
+    current = path
+    while current != top and current != "/":
+        current = posixpath.dirname(current)
+        parents.append(current)
+    return parents

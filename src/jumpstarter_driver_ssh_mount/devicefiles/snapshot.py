@@ -1,16 +1,14 @@
-"""Saving device files through a mount and putting them back: ``Snapshot``."""
+"""Saving device files and putting them back: ``Snapshot``, through any ``DeviceFS``."""
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import NotRegularFile, read_at_most
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import shown
+from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 
 
 def _refused(device_path: str, why: str) -> RestoreError:
@@ -19,8 +17,8 @@ def _refused(device_path: str, why: str) -> RestoreError:
 
 @dataclass(frozen=True)
 class _Saved:
-    device_path: str
-    local: Path
+    device_path: str  # as given, for messages and the journal
+    full: str  # the absolute device path
     content: bytes | None  # None: the file did not exist
     mode: int | None
 
@@ -28,43 +26,51 @@ class _Saved:
 class Snapshot:
     """Content, mode and absence of some device files, to put back later with ``restore``."""
 
-    def __init__(self, files: list[_Saved]) -> None:
+    def __init__(self, fs: DeviceFS, files: list[_Saved]) -> None:
+        self._fs = fs
         self._files = files
 
     @classmethod
-    def take(cls, resolve: Callable[[str], Path], device_paths: Iterable[str], *, max_bytes: int) -> Snapshot:
-        """Save each file (``resolve`` maps a device path to its local path). Directories are refused.
+    def take(
+        cls, fs: DeviceFS, resolve: Callable[[str], str], device_paths: Iterable[str], *, max_bytes: int
+    ) -> Snapshot:
+        """Save each file (``resolve`` maps a path as given to an absolute device path). Directories are refused.
 
         At most ``max_bytes`` are read in all, counting what is read, not the sizes the device
         reports (``/proc`` files say 0; a file may grow while it is read): more is a RestoreError.
         """
         saved, total = [], 0
         for device_path in device_paths:
-            local = resolve(device_path)
+            full = resolve(device_path)
             try:
-                info = local.lstat()
+                info = fs.lstat(full)
             except FileNotFoundError:
-                saved.append(_Saved(device_path, local, None, None))
+                saved.append(_Saved(device_path, full, None, None))
                 continue
-            if not stat.S_ISREG(info.st_mode):
+            if not info.is_regular:
                 raise _refused(device_path, "not a regular file; preserve files one by one")
             too_big = _refused(device_path, f"the snapshot would exceed {max_bytes} bytes; preserve less")
-            if total + info.st_size > max_bytes:
+            if total + info.size > max_bytes:
                 raise too_big
             try:
-                content, opened = read_at_most(local, max_bytes - total)
+                content, opened = read_at_most(fs, full, max_bytes - total)
             except NotRegularFile:
                 raise _refused(device_path, "not a regular file; preserve files one by one") from None
             total += len(content)
             if total > max_bytes:
                 raise too_big
-            saved.append(_Saved(device_path, local, content, stat.S_IMODE(opened.st_mode)))
-        return cls(saved)
+            saved.append(_Saved(device_path, full, content, opened.permissions))
+        return cls(fs, saved)
 
     @classmethod
-    def of(cls, resolve: Callable[[str], Path], originals: Iterable[tuple[str, bytes | None, int | None]]) -> Snapshot:
-        """A snapshot of files saved earlier (as ``originals`` lists them), to ``restore`` through ``resolve``."""
-        return cls([_Saved(path, resolve(path), content, mode) for path, content, mode in originals])
+    def of(
+        cls,
+        fs: DeviceFS,
+        resolve: Callable[[str], str],
+        originals: Iterable[tuple[str, bytes | None, int | None]],
+    ) -> Snapshot:
+        """A snapshot of files saved earlier (as ``originals`` lists them), to ``restore`` through ``fs``."""
+        return cls(fs, [_Saved(path, resolve(path), content, mode) for path, content, mode in originals])
 
     @property
     def device_paths(self) -> list[str]:
@@ -81,15 +87,7 @@ class Snapshot:
         failed: list[tuple[str, str]] = []
         for f in reversed(self._files):
             try:
-                if f.content is None:
-                    if f.local.is_symlink() or f.local.exists():
-                        f.local.unlink()
-                    continue
-                if f.local.is_symlink():
-                    f.local.unlink()
-                f.local.write_bytes(f.content)
-                if f.mode is not None and stat.S_IMODE(f.local.stat().st_mode) != f.mode:
-                    os.chmod(f.local, f.mode)
+                self._put_back(f)
             except OSError as exc:
                 failed.append((f.device_path, str(exc.strerror or exc)))
         if failed:
@@ -97,3 +95,19 @@ class Snapshot:
             error = RestoreError(f"could not restore device file(s): {listed}")
             error.failed = tuple(failed)
             raise error
+
+    def _put_back(self, f: _Saved) -> None:
+        fs = self._fs
+        try:
+            now = fs.lstat(f.full)
+        except FileNotFoundError:
+            now = None
+        if f.content is None:
+            if now is not None:
+                fs.unlink(f.full)
+            return
+        if now is not None and now.is_symlink:
+            fs.unlink(f.full)
+        fs.write_bytes(f.full, f.content)
+        if f.mode is not None and fs.stat(f.full).permissions != f.mode:
+            fs.chmod(f.full, f.mode)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import time
-from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_WAIT_TIMEOUT, WAIT_MAX_BYTES
 from jumpstarter_driver_ssh_mount.common.errors import WaitTimeoutError
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_tail
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import shown
+from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 
 TAIL_CHARS = 400  # how much of the last content a wait_for timeout shows
 
 
 def wait_for(
-    local: Path,
+    fs: DeviceFS,
+    full: str,
     device_path: str,
     *,
     exists: bool = True,
@@ -26,12 +25,12 @@ def wait_for(
     interval: float = 0.1,
     max_bytes: int = WAIT_MAX_BYTES,
 ) -> str | None:
-    """Poll ``local`` until it exists (or not, ``exists=False``) and, if given, contains ``contains``.
+    """Poll the device file ``full`` until it exists (or not, ``exists=False``) and, if given, contains ``contains``.
 
-    Returns the file's text when ``contains`` is given (else None): its last ``max_bytes``
-    bytes at most (by the size the file reports; a ``/proc`` file, which reports 0, from its
-    start), read afresh every ``interval``. On timeout raises WaitTimeoutError showing the
-    tail of the last content seen.
+    ``device_path`` is the path as the caller gave it, for messages. Returns the file's text when
+    ``contains`` is given (else None): its last ``max_bytes`` bytes at most (by the size the file
+    reports; a ``/proc`` file, which reports 0, from its start), read afresh every ``interval``.
+    On timeout raises WaitTimeoutError showing the tail of the last content seen.
     """
     if contains is not None and not exists:
         raise ValueError("contains= needs exists=True")
@@ -39,10 +38,10 @@ def wait_for(
     deadline = time.monotonic() + timeout
     last: str | None = None
     while True:
-        present = is_present(local)
+        present = fs.present(full)
         if present and pattern is not None:
             try:
-                last = read_tail(local, max_bytes).decode(errors="replace")
+                last = read_tail(fs, full, max_bytes).decode(errors="replace")
             except OSError:
                 last = None
             if last is not None and pattern.search(last):
@@ -58,26 +57,3 @@ def wait_for(
         raise WaitTimeoutError(f"{shown(device_path)} did not {wanted} within {timeout:g}s; {seen}")
     state = "appear" if exists else "disappear"
     raise WaitTimeoutError(f"{shown(device_path)} did not {state} within {timeout:g}s")
-
-
-def is_present(local: Path) -> bool:
-    """True if ``local`` exists on the device now, even through sshfs's listing cache ("fast" mode).
-
-    A cached entry can outlive the device's file by 20 s; opening the file asks the device,
-    and a failed open drops sshfs's entry. Only regular files and directories are opened
-    (opening a device node or FIFO on the device could have effects there).
-    """
-    try:
-        mode = os.lstat(local).st_mode
-    except OSError:
-        return False  # as os.path.lexists
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return True
-    try:
-        fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    os.close(fd)
-    return True

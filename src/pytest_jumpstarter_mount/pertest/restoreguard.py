@@ -195,7 +195,6 @@ class RestoreGuard:
 
     def _restore_taken(self, client: SSHMountClient, device: DeviceIdentity, taken: list[JournalFile]) -> None:
         from jumpstarter_driver_ssh_mount.common.errors import RestoreError
-        from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
 
         paths = [p for journal in taken for p in journal.paths()]
         if not paths:
@@ -208,7 +207,7 @@ class RestoreGuard:
                 for journal in taken:
                     error = None
                     try:
-                        Snapshot.of(mount.local_path, [(e.path, e.content, e.mode) for e in journal.entries]).restore()
+                        mount.snapshot_of([(e.path, e.content, e.mode) for e in journal.entries]).restore()
                     except RestoreError as exc:
                         error = exc
                     _settle_taken(journal, error)

@@ -61,10 +61,10 @@ def _sync_directory(directory: Path) -> None:
 
 def read_text(path: Path, max_bytes: int = RECORD_MAX_BYTES) -> str | None:
     """The file's text, or None when it is missing, unreadable, not a regular file or larger than ``max_bytes``."""
-    from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_at_most  # never blocks on a FIFO, no symlinks
+    from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_local_at_most  # no FIFO wait, no symlinks
 
     try:
-        raw, _ = read_at_most(path, max_bytes)
+        raw, _ = read_local_at_most(path, max_bytes)
     except OSError:
         return None
     if len(raw) > max_bytes:
