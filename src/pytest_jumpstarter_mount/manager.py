@@ -39,11 +39,11 @@ from pytest_jumpstarter_mount.runstate.stale import sweep_left
 from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability, session_wide
 from pytest_jumpstarter_mount.sources.farm import DeviceFarm
 from pytest_jumpstarter_mount.sources.leases import forget_released
+from pytest_jumpstarter_mount.sources.sharedconnection import SharedConnection
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount import Mount
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
-    from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
 
@@ -66,7 +66,7 @@ class MountManager:
         self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
-        self._connection: DeviceConnection | None = None  # device_run's shared ssh connection
+        self.connection = SharedConnection(settings)  # device_run's and bulk file work's ssh connection
         self._signals = SignalsAsInterrupt()
         self._atexit_registered = False
         workerinput = getattr(config, "workerinput", None) or {}
@@ -133,7 +133,7 @@ class MountManager:
                 try:
                     yield device.client
                 finally:
-                    self.close_connection()  # before the client (a port forward may carry it)
+                    self.connection.close()  # before the client (a port forward may carry it)
         except DeviceSourceError as exc:
             problem = self.availability.device_failed(str(exc))
         if problem:
@@ -151,28 +151,6 @@ class MountManager:
             self.guard.device_ready(self.mount_client)  # what killed runs left changed goes back first
             return self.mount_client
         pytest.fail(problem, pytrace=False)
-
-    def device_connection(self, client: SSHMountClient) -> DeviceConnection:
-        """The device's one shared ssh connection for commands (opened on the first), closed with the device."""
-        from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
-
-        with self._lock:
-            if self._connection is None or self._connection.client is not client:
-                s = self.settings
-                self._connection = DeviceConnection(
-                    client, transport=s.transport, insecure=s.insecure, options=s.options
-                )
-            return self._connection
-
-    def close_connection(self) -> None:
-        """End the shared command connection, if any; never raises."""
-        with self._lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception as exc:
-                logger.warning("closing the device connection failed: %s", exc)
 
     def _announce(self, description: str) -> None:
         """Say which device was reached when the header could not (which lease, on which exporter; which worker)."""
@@ -242,6 +220,7 @@ class MountManager:
             if session_wide(exc):
                 self.availability.mount_failed(str(exc))
         else:
+            mount.read_in_bulk(self.connection.runner(client))  # many files: one script over the shared ssh
             with self._lock:
                 self.live.append(mount)
             say_mount(self.config, "mounted", mount, time.monotonic() - started)
@@ -292,7 +271,6 @@ class MountManager:
 
     def unmount_all(self) -> None:
         """Unmount every live mount (an interrupted run, or the atexit backstop); never raises."""
-        self.close_connection()
         with self._lock:
             left, self.live = list(self.live), []
         for mount in reversed(left):
@@ -300,6 +278,7 @@ class MountManager:
                 mount.unmount()
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
+        self.connection.close()  # after the mounts: unmounting puts preserved files back through it
         if self._run_dir is not None:
             forget_released(self._run_dir)
             close_run_dir(self._run_dir)

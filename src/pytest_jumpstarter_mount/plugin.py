@@ -103,7 +103,7 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
     manager = _manager(pytestconfig)
 
     def run(command: str, *, check: bool = False, timeout: float = 60.0) -> CommandResult:
-        return manager.device_connection(jmp_mount_client).run(command, check=check, timeout=timeout)
+        return manager.connection.get(jmp_mount_client).run(command, check=check, timeout=timeout)
 
     return run
 

@@ -33,6 +33,7 @@ from jumpstarter_driver_ssh_mount.reach.route import DeviceClient
 from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
 from jumpstarter_driver_ssh_mount.ssh.master import MasterFailed, SshMaster, without_control
 from jumpstarter_driver_ssh_mount.ssh.remote_command import run_command
+from jumpstarter_driver_ssh_mount.ssh.streamed import SCRIPT_COMMAND, ScriptResult, run_script
 
 #: Seconds the master may take to log in, at most (a command's own timeout may be shorter).
 MASTER_LOGIN_TIMEOUT = 30.0
@@ -80,6 +81,20 @@ class DeviceConnection:
         result = run_command(argv, command, timeout=max(deadline - time.monotonic(), 0.1))
         result = CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
         return result.check() if check else result
+
+    def run_script(self, script: bytes, *, timeout: float, max_bytes: int) -> ScriptResult | None:
+        """Run a shell ``script`` (on stdin) over the shared connection, its output read to ``max_bytes``.
+
+        None when there is no shared connection (it could not be opened): the caller works another way.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            login = self._ready(timeout)
+        if login is None:
+            return None
+        return run_script(
+            login.argv(SCRIPT_COMMAND), script, timeout=max(deadline - time.monotonic(), 0.1), max_bytes=max_bytes
+        )
 
     def _one_off(self, command: str, check: bool, timeout: float) -> CommandResult:
         return run_on_device(
