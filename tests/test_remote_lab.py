@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LoopbackDevice, Suite, descendants, identity_fds, make_driver, wait_until
+from helpers import LoopbackDevice, Suite, artifacts_run, descendants, identity_fds, make_driver, wait_until
 from jumpstarter_driver_ssh_mount.common.procfs import processes
 from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 from jumpstarter_driver_ssh_mount.ssh.master import MASTER_FOLDERS
@@ -219,3 +219,62 @@ def test_nothing_left_after_kill_9(own_device: Suite, tmp_path: Path) -> None:
     swept = MASTER_FOLDERS.sweep()  # what the next run does at start
     assert str(folder) in swept.removed
     assert not folder.exists()
+
+
+# -- bulk device-file work at a distance -------------------------------------------------------
+def far_suite(suite: Suite, far: LatencyProxy) -> None:
+    """Point ``suite``'s exporter config at its device through ``far``."""
+    suite.device.exporter_config(suite.pytester.path / "exporter.yaml", host=far.host, port=far.port)
+
+
+def test_all_300_files_are_collected_40_ms_away(own_device: Suite) -> None:
+    device = own_device.device
+    many = device.root / "data" / "many"
+    many.mkdir()
+    for i in range(300):
+        (many / f"f{i:03}.log").write_bytes(os.urandom(2048))
+    own_device.pytester.makepyfile(
+        test_far="""
+        def test_fails(remote_fs):
+            assert False, "so that the device files are collected"
+        """
+    )
+    with LatencyProxy((device.host, device.port), RTT) as far:
+        far_suite(own_device, far)
+        result = own_device.run(f"--jmp-mount-collect={device.remote('/data/many')}/*.log")
+    result.assert_outcomes(failed=1)
+    collected = artifacts_run(own_device.pytester.path) / "test_far.py_test_fails"
+    copies = sorted(collected.rglob("*.log"))
+    assert len(copies) == 300, result.stdout.str()[-3000:]
+    assert all(copy.read_bytes() == (many / copy.name).read_bytes() for copy in copies)
+    assert "timed out" not in result.stdout.str()
+    own_device.assert_clean()
+
+
+def test_read_many_and_restore_40_ms_away(own_device: Suite) -> None:
+    device = own_device.device
+    many = device.root / "data" / "many"
+    many.mkdir()
+    for i in range(50):
+        (many / f"f{i:02}.conf").write_text(f"setting {i}\n")
+    remote = device.remote("/data/many")
+    own_device.pytester.makepyfile(
+        test_far=f"""
+        import pytest
+
+        @pytest.mark.jmp_mount(restore=[f"{remote}/f{{i:02}}.conf" for i in range(50)])
+        def test_changes(remote_fs, device_run):
+            files = remote_fs.read_many("{remote}/*.conf")
+            assert len(files) == 50 and files["{remote}/f07.conf"] == b"setting 7\\n"
+            device_run("echo changed > {remote}/f07.conf; rm {remote}/f08.conf", check=True)
+        """
+    )
+    before = logins(device)
+    with LatencyProxy((device.host, device.port), RTT) as far:
+        far_suite(own_device, far)
+        result = own_device.run()
+    result.assert_outcomes(passed=1)
+    assert (many / "f07.conf").read_text() == "setting 7\n"
+    assert (many / "f08.conf").read_text() == "setting 8\n"
+    assert logins(device) - before <= 3  # the session's mount, the test's mount, the one shared connection
+    own_device.assert_clean()

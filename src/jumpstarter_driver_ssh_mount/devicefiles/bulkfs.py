@@ -117,6 +117,14 @@ class BulkFS(_Delegating):
         self.timeout = timeout
         self.where = base.where
 
+    def _run(self, script: bytes, timeout: float, max_bytes: int) -> bytes | None:
+        """The runner's answer; None (file by file, as without it) when it cannot run or fails."""
+        try:
+            return self.runner(script, timeout, max_bytes)
+        except Exception as exc:  # no connection, a refused host key...: the files' own backend says what is wrong
+            logger.info("bulk device-file work unavailable (%s): file by file", exc)
+            return None
+
     def records(self, paths: Sequence[str], max_bytes: int, timeout: float | None = None) -> dict[str, ReadRecord]:
         """What one script says of ``paths`` (each regular file read to ``max_bytes + 1``); {} if it cannot run."""
         paths = list(dict.fromkeys(paths))
@@ -125,7 +133,7 @@ class BulkFS(_Delegating):
         nonce = Nonce()
         limit = max(0, int(max_bytes)) + 1
         bound = 2 * limit + RECORD_OVERHEAD * len(paths) + 4096
-        output = self.runner(read_script(nonce, paths, limit), self.timeout if timeout is None else timeout, bound)
+        output = self._run(read_script(nonce, paths, limit), self.timeout if timeout is None else timeout, bound)
         if output is None:
             return {}
         found = parse_read(nonce, paths, output)
@@ -150,7 +158,7 @@ class BulkFS(_Delegating):
         if not files:
             return {}
         nonce = Nonce()
-        output = self.runner(restore_script(nonce, files), self.timeout, RECORD_OVERHEAD * len(files) + 4096)
+        output = self._run(restore_script(nonce, files), self.timeout, RECORD_OVERHEAD * len(files) + 4096)
         found = None if output is None else parse_restore(nonce, files, output)
         return found or {}
 
