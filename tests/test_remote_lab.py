@@ -248,6 +248,7 @@ def test_all_300_files_are_collected_40_ms_away(own_device: Suite) -> None:
     assert len(copies) == 300, result.stdout.str()[-3000:]
     assert all(copy.read_bytes() == (many / copy.name).read_bytes() for copy in copies)
     assert "timed out" not in result.stdout.str()
+    assert result.stdout.str().count("jumpstarter mount: device round trip ") == 1
     own_device.assert_clean()
 
 
@@ -278,3 +279,19 @@ def test_read_many_and_restore_40_ms_away(own_device: Suite) -> None:
     assert (many / "f08.conf").read_text() == "setting 8\n"
     assert logins(device) - before <= 3  # the session's mount, the test's mount, the one shared connection
     own_device.assert_clean()
+
+
+def test_a_near_device_gets_no_distance_line(suite: Suite) -> None:
+    suite.pytester.makepyfile(
+        test_near="""
+        def test_one(remote_fs):
+            assert remote_fs.is_mounted()
+
+        def test_two(remote_fs):
+            assert remote_fs.is_mounted()
+        """
+    )
+    result = suite.run("-v")
+    result.assert_outcomes(passed=2)
+    assert "device round trip" not in result.stdout.str()
+    suite.assert_clean()

@@ -26,6 +26,7 @@ from pytest_jumpstarter_mount.config.settings import NO_DEVICE, SOURCES_HELP, Se
 from pytest_jumpstarter_mount.config.transportchoice import describe_transport
 from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
 from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, preserve, restore
+from pytest_jumpstarter_mount.reporting.distance import tell_distance
 from pytest_jumpstarter_mount.reporting.notices import warn_mount
 from pytest_jumpstarter_mount.reporting.output import announce, one_copy_of_client_logs, say_mount
 from pytest_jumpstarter_mount.runstate.mountdir import (
@@ -221,6 +222,7 @@ class MountManager:
                 self.availability.mount_failed(str(exc))
         else:
             mount.read_in_bulk(self.connection.runner(client))  # many files: one script over the shared ssh
+            tell_distance(self.config, mount)
             with self._lock:
                 self.live.append(mount)
             say_mount(self.config, "mounted", mount, time.monotonic() - started)
