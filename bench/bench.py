@@ -4,6 +4,7 @@
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
     python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
     python bench/bench.py --device-log   # only figure 12: the per-test cost of device logs and watched files
+    python bench/bench.py --remote-lab   # only figure 13: a remote lab, 0, 10 and 40 ms away (--smoke: 0 ms)
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -27,10 +28,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 from devicelog_bench import device_log_rows
 from import_cost import TARGET_MS, plugin_import_ms
 from kernel_files import KernelFileFigures, Tools
+from remote_lab_bench import remote_lab_rows
 from transport_figures import Helpers, TransportFigures
 
 from jumpstarter_driver_ssh_mount import SshfsTarget, build_argv
@@ -367,6 +370,10 @@ class Bench:
         tools = Tools(plain_sshfs, ours, timed, read_file, write_file, read_small)
         KernelFileFigures(self, client, tools).run()
 
+    def remote_lab(self) -> None:
+        """Figure 13: 0, 10 and 40 ms away, the device or the exporter (bench/remote_lab_bench.py)."""
+        remote_lab_rows(self, SimpleNamespace(plain_sshfs=plain_sshfs, ours=ours, timed=timed, read_file=read_file))
+
     def run(self) -> None:
         print(f"loopback sshd on {self.device.host}:{self.device.port}; {os.cpu_count()} cores", flush=True)
         try:
@@ -381,6 +388,9 @@ class Bench:
             if self.args.device_log:
                 device_log_rows(self)
                 return
+            if self.args.remote_lab:
+                self.remote_lab()
+                return
             with self.client() as client:
                 ready = self.latency(client)
                 helpers = Helpers(plain_sshfs, timed, read_file, write_file, read_small)
@@ -392,6 +402,7 @@ class Bench:
             self.plugin_startup()
             self.function_scope(ready["ours port forward"])
             device_log_rows(self)
+            self.remote_lab()
         finally:
             self.device.stop()
 
@@ -409,6 +420,7 @@ def main() -> int:
     parser.add_argument("--only-kernel-files", action="store_true", help="only figure 11 (direct_io's cost)")
     parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     parser.add_argument("--device-log", action="store_true", help="only figure 12 (device logs and watched files)")
+    parser.add_argument("--remote-lab", action="store_true", help="only figure 13 (0, 10, 40 ms away)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7
@@ -423,7 +435,7 @@ def main() -> int:
     bench = Bench(args, work)
     try:
         bench.run()
-        if not (args.only_small_files or args.only_kernel_files or args.device_log):
+        if not (args.only_small_files or args.only_kernel_files or args.device_log or args.remote_lab):
             bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]

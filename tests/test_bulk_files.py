@@ -99,7 +99,7 @@ def shape(result: Collection, dest: Path) -> tuple[object, ...]:
 def test_collection_in_bulk_is_the_same(tree: Path, tmp_path: Path, shell: LocalShell, max_bytes: int) -> None:
     globs = [f"{tree}/*.log", f"{tree}/many/*", f"{tree}/none/*"]
     one_by_one = collected(plain(tree), tree, globs, tmp_path / "a", max_bytes)
-    in_bulk = collected(BulkFS(plain(tree), shell), tree, globs, tmp_path / "b", max_bytes)
+    in_bulk = collected(BulkFS(plain(tree), shell, always=True), tree, globs, tmp_path / "b", max_bytes)
     assert shape(in_bulk, tmp_path / "b") == shape(one_by_one, tmp_path / "a")
     assert len(one_by_one.files) > 5 and one_by_one.notes
     assert shell.scripts == 2  # one per glob that matched
@@ -108,7 +108,7 @@ def test_collection_in_bulk_is_the_same(tree: Path, tmp_path: Path, shell: Local
 def test_kernel_files_that_claim_no_size_are_read_in_bulk(tmp_path: Path, shell: LocalShell) -> None:
     tree = Path("/proc/sys/kernel")
     globs = ["/proc/sys/kernel/osrelease", "/proc/sys/kernel/ostype"]
-    fs = BulkFS(LocalDirFS(tree, str(tree)), shell)
+    fs = BulkFS(LocalDirFS(tree, str(tree)), shell, always=True)
     result = collected(fs, tree, globs, tmp_path / "out", 1024)
     assert [f.read_bytes() for f in result.files] == [Path(g).read_bytes() for g in globs]
     assert all(f.read_bytes() for f in result.files)
@@ -126,14 +126,14 @@ def test_kernel_files_that_claim_no_size_are_read_in_bulk(tmp_path: Path, shell:
 def test_without_answers_the_work_goes_file_by_file(tree: Path, tmp_path: Path, runner: ScriptRunner) -> None:
     globs = [f"{tree}/*.log", f"{tree}/many/*"]
     one_by_one = collected(plain(tree), tree, globs, tmp_path / "a", 4000)
-    fallback = collected(BulkFS(plain(tree), runner), tree, globs, tmp_path / "b", 4000)
+    fallback = collected(BulkFS(plain(tree), runner, always=True), tree, globs, tmp_path / "b", 4000)
     assert shape(fallback, tmp_path / "b") == shape(one_by_one, tmp_path / "a")
 
 
 def test_a_device_without_the_tools_is_read_file_by_file(tree: Path, tmp_path: Path) -> None:
     no_tools = LocalShell(["/bin/sh", "-s"], env={"PATH": str(tmp_path / "empty")})
     globs = [f"{tree}/many/*"]
-    fallback = collected(BulkFS(plain(tree), no_tools), tree, globs, tmp_path / "b", 4000)
+    fallback = collected(BulkFS(plain(tree), no_tools, always=True), tree, globs, tmp_path / "b", 4000)
     assert shape(fallback, tmp_path / "b") == shape(
         collected(plain(tree), tree, globs, tmp_path / "a", 4000), tmp_path / "a"
     )
@@ -147,7 +147,7 @@ def test_an_output_cut_short_is_finished_file_by_file(tree: Path, tmp_path: Path
 
     globs = [f"{tree}/*.log", f"{tree}/many/*"]
     one_by_one = collected(plain(tree), tree, globs, tmp_path / "a", 4000)
-    cut = collected(BulkFS(plain(tree), stingy), tree, globs, tmp_path / "b", 4000)
+    cut = collected(BulkFS(plain(tree), stingy, always=True), tree, globs, tmp_path / "b", 4000)
     assert shape(cut, tmp_path / "b") == shape(one_by_one, tmp_path / "a")
 
 
@@ -181,7 +181,7 @@ def change_everything(tree: Path) -> None:
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 def test_snapshot_and_restore(tree: Path, shell: LocalShell, bulk: bool) -> None:
-    fs: DeviceFS = BulkFS(plain(tree), shell) if bulk else plain(tree)
+    fs: DeviceFS = BulkFS(plain(tree), shell, always=True) if bulk else plain(tree)
     paths = [str(tree / name) for name in ("many/f01.log", "mode.log", ODD_NAMES[0], ODD_NAMES[1], "created.log")]
     before = state(tree)
     snap = Snapshot.take(fs, lambda p: p, paths, max_bytes=1 << 20)
@@ -194,7 +194,7 @@ def test_snapshot_and_restore(tree: Path, shell: LocalShell, bulk: bool) -> None
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 def test_snapshot_refusals(tree: Path, shell: LocalShell, bulk: bool) -> None:
-    fs: DeviceFS = BulkFS(plain(tree), shell) if bulk else plain(tree)
+    fs: DeviceFS = BulkFS(plain(tree), shell, always=True) if bulk else plain(tree)
     for paths, why in (
         ([str(tree / "dir.log")], "not a regular file"),
         ([str(tree / "link.log")], "not a regular file"),
@@ -206,7 +206,7 @@ def test_snapshot_refusals(tree: Path, shell: LocalShell, bulk: bool) -> None:
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 def test_restore_failures_name_each_file(tree: Path, shell: LocalShell, bulk: bool) -> None:
-    fs: DeviceFS = BulkFS(plain(tree), shell) if bulk else plain(tree)
+    fs: DeviceFS = BulkFS(plain(tree), shell, always=True) if bulk else plain(tree)
     snap = Snapshot.of(
         fs, lambda p: p, [(str(tree / "gone/x.log"), b"x", 0o644), (str(tree / "many/f02.log"), b"ok", 0o644)]
     )
@@ -222,7 +222,7 @@ def reader(fs: DeviceFS, tree: Path) -> Callable[..., dict[str, bytes]]:
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 def test_read_many(tree: Path, shell: LocalShell, bulk: bool) -> None:
-    read = reader(BulkFS(plain(tree), shell) if bulk else plain(tree), tree)
+    read = reader(BulkFS(plain(tree), shell, always=True) if bulk else plain(tree), tree)
     got = read(f"{tree}/many/*.log", f"{tree}/*.log", str(tree / "mode.log"))
     expected = {str(p): p.read_bytes() for p in (tree / "many").iterdir()}
     expected |= {str(tree / n): (tree / n).read_bytes() for n in [*ODD_NAMES, "big.log", "mode.log"]}
@@ -236,3 +236,25 @@ def test_read_many(tree: Path, shell: LocalShell, bulk: bool) -> None:
         read(f"{tree}/many/*", max_bytes=1000)
     assert caught.value.errno == errno.EFBIG
     assert shell.scripts == (4 if bulk else 0)
+
+
+def test_next_to_the_device_few_files_go_one_by_one(tree: Path, tmp_path: Path) -> None:
+    """A script costs a shell start on the device: for a few files on a near device, file by file is cheaper."""
+
+    def slow_shell(script: bytes, timeout: float, max_bytes: int) -> bytes | None:
+        time.sleep(0.2)  # a device shell that takes its time to start
+        return LocalShell(["sh", "-s"])(script, timeout, max_bytes)
+
+    counting = LocalShell(["sh", "-s"])
+
+    def runner(script: bytes, timeout: float, max_bytes: int) -> bytes | None:
+        counting.scripts += 1
+        return slow_shell(script, timeout, max_bytes)
+
+    fs = BulkFS(plain(tree), runner, top=str(tree))
+    assert fs.worth_it(100_000, 3)  # before any script ran: very many files are worth one
+    assert fs.records([str(tree / "mode.log")], 100)[str(tree / "mode.log")].content == b"mode"
+    assert counting.scripts == 1  # now it knows what a script costs here
+    assert not fs.worth_it(30, 3)
+    result = collected(fs, tree, [f"{tree}/many/*"], tmp_path / "b", 1 << 20)
+    assert counting.scripts == 1 and len(result.files) == 30

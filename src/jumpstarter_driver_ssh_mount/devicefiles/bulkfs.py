@@ -21,12 +21,14 @@ import contextlib
 import errno
 import logging
 import posixpath
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 from jumpstarter_driver_ssh_mount.common.defaults import BULK_TIMEOUT
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS, FileStat, NotRegularFile, Reader
+from jumpstarter_driver_ssh_mount.devicefiles.roundtrip import round_trip
 from jumpstarter_driver_ssh_mount.devicefiles.shellscripts import (
     Nonce,
     ReadRecord,
@@ -41,6 +43,11 @@ logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 #: ``runner(script, timeout, max_bytes)``: the script's output (at most ``max_bytes``), or None
 #: when no script can run (no connection): then the work goes file by file.
 ScriptRunner = Callable[[bytes, float, int], bytes | None]
+#: Round trips one file costs done on its own through a mount: read (lookup, open, read) and put back
+#: (lookup, open with truncation, write, close, stat).
+READ_TRIPS, RESTORE_TRIPS = 3, 5
+#: What one script costs beyond its two round trips before any was timed: a shell started on the device.
+SCRIPT_START_GUESS = 0.05
 #: Output bytes allowed per path beyond the content (the records' markers and stat lines).
 RECORD_OVERHEAD = 160
 ELOOP_TEXT = "Too many levels of symbolic links"
@@ -111,19 +118,46 @@ class _Delegating:
 class BulkFS(_Delegating):
     """``base`` with bulk reads and restores over ``runner``; every other call goes to ``base``."""
 
-    def __init__(self, base: DeviceFS, runner: ScriptRunner, *, timeout: float = BULK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        base: DeviceFS,
+        runner: ScriptRunner,
+        *,
+        top: str = "/",
+        timeout: float = BULK_TIMEOUT,
+        always: bool = False,
+    ) -> None:
         self.base = base
         self.runner = runner
         self.timeout = timeout
         self.where = base.where
+        self._top = top  # a device directory of ``base``: where the round trip is measured
+        self._rtt: float | None = None
+        self._script_cost: float | None = None  # the quickest script so far, seconds
+        self.always = always  # one script whatever the distance (a caller that knows better than ``worth_it``)
+
+    def worth_it(self, files: int, trips_per_file: int) -> bool:
+        """True when ``files`` files done one by one (``trips_per_file`` round trips each) would cost more than
+        one script: at a distance, always; next to the device (a loopback one), only for many files."""
+        if self.always:
+            return True
+        if self._rtt is None:
+            self._rtt = round_trip(self.base, self._top) or 0.0
+        cost = self._script_cost if self._script_cost is not None else 2 * self._rtt + SCRIPT_START_GUESS
+        return files * trips_per_file * self._rtt > cost
 
     def _run(self, script: bytes, timeout: float, max_bytes: int) -> bytes | None:
         """The runner's answer; None (file by file, as without it) when it cannot run or fails."""
+        started = time.monotonic()
         try:
-            return self.runner(script, timeout, max_bytes)
+            output = self.runner(script, timeout, max_bytes)
         except Exception as exc:  # no connection, a refused host key...: the files' own backend says what is wrong
             logger.info("bulk device-file work unavailable (%s): file by file", exc)
             return None
+        took = time.monotonic() - started
+        if output is not None:
+            self._script_cost = took if self._script_cost is None else min(self._script_cost, took)
+        return output
 
     def records(self, paths: Sequence[str], max_bytes: int, timeout: float | None = None) -> dict[str, ReadRecord]:
         """What one script says of ``paths`` (each regular file read to ``max_bytes + 1``); {} if it cannot run."""
@@ -143,7 +177,10 @@ class BulkFS(_Delegating):
         return found
 
     def prefetched(self, paths: Sequence[str], max_bytes: int, timeout: float | None = None) -> DeviceFS:
-        """A view of ``base`` that knows ``paths`` as the device has them now (see the module docstring)."""
+        """A view of ``base`` that knows ``paths`` as the device has them now (see the module docstring);
+        ``base`` itself where one script would cost more (``worth_it``)."""
+        if not self.worth_it(len(paths), READ_TRIPS):
+            return self.base
         return Prefetched(self, self.records(paths, max_bytes, timeout))
 
     def read_many(self, paths: Sequence[str], max_bytes: int) -> dict[str, bytes | OSError]:
@@ -155,7 +192,7 @@ class BulkFS(_Delegating):
 
         An index missing from the answer was not handled (the caller puts that file back itself).
         """
-        if not files:
+        if not files or not self.worth_it(len(files), RESTORE_TRIPS):
             return {}
         nonce = Nonce()
         output = self._run(restore_script(nonce, files), self.timeout, RECORD_OVERHEAD * len(files) + 4096)

@@ -123,9 +123,10 @@ class DeviceFiles(ABC):
         """Do many-file work (collect, snapshot, restore, ``read_many``) in one device script over ``runner``.
 
         ``runner`` runs a shell script on the device over an open connection (the pytest plugin
-        hands in its shared ssh connection's); None goes back to file by file through ``fs``.
+        hands in its shared ssh connection's), where that costs less than file by file (always at a
+        distance; next to the device only for many files); None goes back to file by file through ``fs``.
         """
-        self._bulk = None if runner is None else BulkFS(self.fs, runner)
+        self._bulk = None if runner is None else BulkFS(self.fs, runner, top=self.remote_path)
 
     @property
     def chore_fs(self) -> DeviceFS:

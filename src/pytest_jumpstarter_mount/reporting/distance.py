@@ -1,6 +1,6 @@
 """Say what distance costs, once per run: the device's measured round trip, when it is far.
 
-At the first mount, ``sshfs.roundtrip.round_trip`` measures one request to the device. Over
+At the first mount, ``devicefiles.roundtrip.round_trip`` measures one request to the device. Over
 ``FAR_MS`` (a remote lab, not a device on the desk), one line goes to the terminal, next to the
 header's device line, with what helps at that distance.
 """
@@ -38,9 +38,9 @@ def tell_distance(config: pytest.Config, mount: Mount) -> float | None:
     if config.stash.get(_told, False):
         return None
     config.stash[_told] = True
-    from jumpstarter_driver_ssh_mount.sshfs.roundtrip import round_trip
+    from jumpstarter_driver_ssh_mount.devicefiles.roundtrip import round_trip
 
-    took = round_trip(mount.mountpoint)
+    took = round_trip(mount.fs, mount.remote_path)
     if took is None:
         return None
     logger.info("device round trip: %.1f ms", took * 1000)
