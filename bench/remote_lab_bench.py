@@ -21,6 +21,7 @@ import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,10 @@ class RemoteLab:
             point = self.bench.mountpoint("lab-plain")
             with t.plain_sshfs(device, point, self.remote(), []) as took:
                 ready.append(took)
-                reads.append(self.sizes.read_mib / t.timed(lambda: t.read_file(point / "big.bin")))
-                small.append(t.timed(lambda: read_small(point / "small", self.sizes.small)))
-                copies.append(t.timed(lambda: _copy_tree(point / "collect", self.bench.work / "plain-copy")))
-                rewrites.append(t.timed(lambda: _read_and_rewrite(point / "preserve")))
+                reads.append(self.sizes.read_mib / t.timed(partial(t.read_file, point / "big.bin")))
+                small.append(t.timed(partial(read_small, point / "small", self.sizes.small)))
+                copies.append(t.timed(partial(_copy_tree, point / "collect", self.bench.work / "plain-copy")))
+                rewrites.append(t.timed(partial(_read_and_rewrite, point / "preserve")))
         out = {"ready": med(ready), "read": med(reads), "small": med(small), "copy": med(copies)}
         out["rewrite"] = med(rewrites)
         at = f"{rtt_ms} ms"
@@ -195,19 +196,19 @@ class RemoteLab:
             how = f"{way}, {'bulk' if bulk else 'file by file (before)'}"
             runs = reps if bulk else 1
             collected: list[Any] = []
-            took = [self.tools.timed(lambda: collected.append(self.collect(mount))) for _ in range(runs)]
+            took = [self.tools.timed(partial(_append, collected, self.collect, mount)) for _ in range(runs)]
             files = len(collected[-1].files)
             note = f"{files} files" + (", cut short" if collected[-1].cut_short else "")
             note += f"; {med(took) / plain['copy']:.2f}x plain copy" + (f"; {targets['collect']}" if bulk else "")
             row(f"13. {at}: collect {s.collect} x 2 KiB, s", how, f"{med(took):.2f}", note)
             paths = [self.remote(f"preserve/f{i:03}.conf") for i in range(s.preserve)]
-            took = [self.tools.timed(lambda: self.preserve_restore(mount, paths)) for _ in range(runs)]
+            took = [self.tools.timed(partial(self.preserve_restore, mount, paths)) for _ in range(runs)]
             note = f"{med(took) / plain['rewrite']:.2f}x plain read+rewrite" + (
                 f"; {targets['preserve']}" if bulk else ""
             )
             row(f"13. {at}: preserve+restore {s.preserve} files, s", how, f"{med(took):.2f}", note)
             if bulk:
-                took = [self.tools.timed(lambda: mount.read_many(self.remote("many") + "/*.log")) for _ in range(runs)]
+                took = [self.tools.timed(partial(mount.read_many, self.remote("many") + "/*.log")) for _ in range(runs)]
                 row(f"13. {at}: read_many {s.read_many} x 4 KiB, s", how, f"{med(took):.2f}", targets["read_many"])
         mount.read_in_bulk(None)
 
@@ -271,3 +272,7 @@ def read_small(root: Path, count: int) -> None:
     for name in names:
         os.stat(root / name)
         (root / name).read_bytes()
+
+
+def _append(into: list[Any], make: Any, *args: Any) -> None:
+    into.append(make(*args))
