@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from jumpstarter_driver_composite.client import CompositeClient
@@ -42,6 +42,9 @@ from jumpstarter_driver_ssh_mount.ssh.sshoptions import validate_options
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.command import validate_cache
 from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_path
+
+if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -249,6 +252,14 @@ class SSHMountClient(TransportRoutes, CompositeClient):
     def run(self, command: str, **kwargs: Any) -> CommandResult:
         """Run a shell command on the device, reached as the mounts reach it (``device_command.run_on_device``)."""
         return run_on_device(self, command, **kwargs)
+
+    def connection(self, **kwargs: Any) -> DeviceConnection:
+        """One checked ssh connection for many commands (``.run``) and a mount's bulk file work
+        (``mount.read_in_bulk(...)``): ``reach.device_connection.DeviceConnection``; ``transport``,
+        ``insecure`` and ``options`` as for ``run``. Close it (or leave its ``with``) when done."""
+        from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
+
+        return DeviceConnection(self, **kwargs)
 
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
 from jumpstarter_driver_ssh_mount.reach.device_command import (
@@ -95,6 +95,15 @@ class DeviceConnection:
         return run_script(
             login.argv(SCRIPT_COMMAND), script, timeout=max(deadline - time.monotonic(), 0.1), max_bytes=max_bytes
         )
+
+    def script_runner(self) -> Callable[[bytes, float, int], bytes | None]:
+        """This connection as a mount's bulk file work takes it: ``mount.read_in_bulk(connection.script_runner())``."""
+
+        def run(script: bytes, timeout: float, max_bytes: int) -> bytes | None:
+            result = self.run_script(script, timeout=timeout, max_bytes=max_bytes)
+            return None if result is None else result.stdout
+
+        return run
 
     def _one_off(self, command: str, check: bool, timeout: float) -> CommandResult:
         return run_on_device(

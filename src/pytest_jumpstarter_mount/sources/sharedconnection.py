@@ -45,8 +45,7 @@ class SharedConnection:
         """Run a device shell script over the connection (for ``read_in_bulk``); None when it cannot be opened."""
 
         def run(script: bytes, timeout: float, max_bytes: int) -> bytes | None:
-            result = self.get(client).run_script(script, timeout=timeout, max_bytes=max_bytes)
-            return None if result is None else result.stdout
+            return self.get(client).script_runner()(script, timeout, max_bytes)
 
         return run
 
