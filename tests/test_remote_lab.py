@@ -216,8 +216,7 @@ def test_nothing_left_after_kill_9(own_device: Suite, tmp_path: Path) -> None:
             proc.wait()
     wait_until(lambda: not Path(f"/proc/{master}").exists(), 10, "the master's end (parent-death signal)")
     assert not (folder / "control").exists()
-    swept = MASTER_FOLDERS.sweep()  # what the next run does at start
-    assert str(folder) in swept.removed
+    MASTER_FOLDERS.sweep()  # what the next run does at start (another run's may have been first)
     assert not folder.exists()
 
 
