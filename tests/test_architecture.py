@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGES = ("jumpstarter_driver_ssh_mount", "pytest_jumpstarter_mount")
 
@@ -134,3 +136,71 @@ def test_mounts_and_device_commands_share_the_route_layer() -> None:
         assert "open_route(" in text and "TcpPortforwardAdapter" not in text, consumer
     device_command = _modules()["jumpstarter_driver_ssh_mount.reach.device_command"].read_text()
     assert "client._" not in device_command
+    plan = "jumpstarter_driver_ssh_mount.reach.routes"  # auto's order of ways: one plan for every consumer
+    for consumer in ("jumpstarter_driver_ssh_mount.client", "jumpstarter_driver_ssh_mount.reach.device_command"):
+        assert plan in graph[consumer] and "RoutePlan(" in _modules()[consumer].read_text(), consumer
+
+
+def test_the_route_layer_knows_no_consumer() -> None:
+    """``reach/`` hands ways to attempts; it imports neither the mount, the sshfs process nor device files."""
+    graph = import_graph()
+    for module, imports in graph.items():
+        if module.startswith("jumpstarter_driver_ssh_mount.reach."):
+            bad = [i for i in imports if i == "jumpstarter_driver_ssh_mount.mount" or ".devicefiles" in i]
+            assert not bad, (module, bad)
+
+
+def test_a_run_without_a_device_source_builds_no_device_parts(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unused plugin (no device source: most pytest runs in an environment) builds only the manager,
+    the marker check and the availability gate; reports, lease, journal and device logs are never imported."""
+    pytester.makeconftest(
+        """
+        import json, sys
+        def pytest_unconfigure(config):
+            names = [m for m in sys.modules if m.startswith("pytest_jumpstarter_mount.")]
+            print("LOADED " + json.dumps(names))
+        """
+    )
+    pytester.makepyfile("def test_nothing_of_the_device():\n    pass\n")
+    for variable in ("JUMPSTARTER_HOST", "JMP_MOUNT_EXPORTER_CONFIG", "JMP_MOUNT_TLS_GRPC", "JMP_MOUNT_CLIENT"):
+        monkeypatch.delenv(variable, raising=False)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    line = next(line for line in result.outlines if line.startswith("LOADED "))
+    loaded = set(json.loads(line.removeprefix("LOADED ")))
+    device_parts = {
+        "pytest_jumpstarter_mount.pertest.artifacts",
+        "pytest_jumpstarter_mount.pertest.devicelog",
+        "pytest_jumpstarter_mount.pertest.restoreguard",
+        "pytest_jumpstarter_mount.sources.farm",
+        "pytest_jumpstarter_mount.sources.rootclient",
+    }
+    assert "pytest_jumpstarter_mount.manager" in loaded and not loaded & device_parts
+
+
+#: The folders, lowest first: a module imports only from its own folder and the folders before it.
+DRIVER_LAYERS = ("common", "ssh", "sshfs", "devicefiles", "reach", "")  # "": the face (driver, client, cli, mount)
+PLUGIN_LAYERS = ("config", "reporting", "runstate", "sources", "pertest", "")  # "": manager, composition, plugin
+
+
+def _layer(module: str) -> tuple[str, int] | None:
+    package, _, rest = module.partition(".")
+    layers = {"jumpstarter_driver_ssh_mount": DRIVER_LAYERS, "pytest_jumpstarter_mount": PLUGIN_LAYERS}.get(package)
+    if layers is None or rest.startswith("testing"):
+        return None
+    folder = rest.split(".")[0] if "." in rest else ""
+    return package, layers.index(folder if folder in layers else "")
+
+
+def test_folders_import_one_way() -> None:
+    """The tree is the layering: no folder imports a folder above it (the plugin may use any driver layer)."""
+    wrong = []
+    for module, imports in import_graph().items():
+        here = _layer(module)
+        for imported in imports:
+            there = _layer(imported)
+            if here and there and here[0] == there[0] and there[1] > here[1]:
+                wrong.append(f"{module} -> {imported}")
+    assert not wrong, wrong

@@ -395,6 +395,7 @@ def test_sources_from_ini_lines_environment_and_marker(
     pytester.makeini("[pytest]\njmp_mount_log =\n    /var/log/a\n    /var/log/b\njmp_mount_log_keep = all\n")
     monkeypatch.setenv("JMP_MOUNT_WATCH", "/data '/with space'")
     monkeypatch.setenv("JMP_MOUNT_LOG_COMMAND", "'journalctl --since @{start}' dmesg")
+    monkeypatch.setenv("JMP_MOUNT_TLS_GRPC", "127.0.0.1:9")  # a device source (never dialled: no test needs it)
     pytester.makeconftest(
         """
         def pytest_collection_finish(session):

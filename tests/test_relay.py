@@ -149,6 +149,19 @@ def test_auto_uses_the_relay_when_the_address_is_unpublished(
     assert len(relay_driver._relays) == 0  # the mount's end closed its relay
 
 
+def test_device_commands_take_the_relay_as_mounts_do(relay_driver, device: LoopbackDevice) -> None:
+    """The route plan is shared: with no published address, ``auto`` runs a command through the relay too."""
+    (device.root / "data/relayed.txt").write_text("over the relay\n")
+    with serve(relay_driver) as client:
+        result = client.run(f"cat {device.remote('/data/relayed.txt')}", check=True)
+        assert result.transport == "relay" and result.warnings == []
+        assert result.stdout == "over the relay\n"
+        forced = client.run("true", transport="relay", check=True)
+        assert forced.transport == "relay"
+        assert client.run("true", transport="forward").transport == "forward"
+    assert len(relay_driver._relays) == 0  # each command released its relay
+
+
 def test_forced_relay_and_direct_first_in_auto(device: LoopbackDevice, mountpoint: Path) -> None:
     driver = make_driver(device, relay_listen="127.0.0.1")  # the address is published and reachable
     with serve(driver) as client:

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from helpers import LoopbackDevice, keygen, leftovers, make_driver, wait_until
-from jumpstarter_driver_ssh_mount import AuthenticationError, sealing
+from jumpstarter_driver_ssh_mount import AuthenticationError
 from jumpstarter_driver_ssh_mount.common.procfs import live_group_members, processes
+from jumpstarter_driver_ssh_mount.ssh import sealing
 from jumpstarter_driver_ssh_mount.ssh.sealing import SEALED_SSH_OPTIONS, allowed_config
 
 DEVICE_ADDR = "127.0.0.23"  # this test's own: the config block below matches it alone

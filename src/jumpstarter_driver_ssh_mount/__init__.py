@@ -81,18 +81,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        for module in _MODULES:
-            namespace = importlib.import_module(f".{module}", __name__)
-            if hasattr(namespace, name):
-                globals()[name] = value = getattr(namespace, name)
-                return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers read the imports below; a typo'd name stays an error for them
 
+    def __getattr__(name: str) -> Any:
+        if name in __all__:
+            for module in _MODULES:
+                namespace = importlib.import_module(f".{module}", __name__)
+                if hasattr(namespace, name):
+                    globals()[name] = value = getattr(namespace, name)
+                    return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
 
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,9 +20,8 @@ from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
 from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
 from jumpstarter_driver_ssh_mount.reach.route import open_route
-from jumpstarter_driver_ssh_mount.reach.routes import MountPlan, TransportRoutes
+from jumpstarter_driver_ssh_mount.reach.routes import RoutePlan, Way
 from jumpstarter_driver_ssh_mount.reach.transport import (
-    RelayOffer,
     parse_tcp_address,
     relay_options,
     release_relay,
@@ -36,7 +35,7 @@ from jumpstarter_driver_ssh_mount.reach.trust import (
     read_offered,
 )
 from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
-from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import OLD_EXPORTER, YOURS
+from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import EXPORTER, OLD_EXPORTER, YOURS, HostKeyTrust
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import VouchedKeys
 from jumpstarter_driver_ssh_mount.ssh.sshoptions import validate_options
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
@@ -49,8 +48,21 @@ if TYPE_CHECKING:
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
 
+@dataclass
+class MountPlan:
+    """What every mount attempt of one ``mounted()`` call shares."""
+
+    mountpoint: str | os.PathLike[str] | None
+    remote_path: str
+    options: list[str]
+    timeout: float
+    mount_dir: str | os.PathLike[str] | None
+    cache: str = DEFAULT_CACHE
+    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
+
+
 @dataclass(kw_only=True)
-class SSHMountClient(TransportRoutes, CompositeClient):
+class SSHMountClient(CompositeClient):
     """Mount the device's filesystem locally with sshfs.
 
     ``mounted()`` is the non-blocking core: it returns a ready ``Mount`` that is also a
@@ -123,31 +135,25 @@ class SSHMountClient(TransportRoutes, CompositeClient):
         options = list(validate_options(extra_args or ()))
         plan = MountPlan(mountpoint, remote_path, options, timeout, mount_dir, validate_cache(cache))
         plan.trust, vouched = establish_trust(self.call, self.logger, options, insecure, transport)
+        routes = RoutePlan(transport, plan.trust, options, self.call, self.ssh.tcp, self.logger)
         try:
-            return self._mount_via(transport, vouched, plan)
+            return routes.run(lambda way: self._start(plan, vouched, way))
         except Refused as refused:
             renewed = self._fetch_vouched(refresh=True) if vouched and not vouched.configured else None
             if renewed is None or renewed.lines == refused.vouched.lines:
                 raise self._mismatch(refused) from None
             self.logger.info("the device's host key changed; mounting with the one the exporter reads now")
             try:
-                return self._mount_via(transport, renewed, plan)
+                return routes.run(lambda way: self._start(plan, renewed, way))
             except Refused as again:
                 raise self._mismatch(again) from None
 
     def _fetch_vouched(self, refresh: bool = False) -> VouchedKeys | None:
         return fetch_vouched(self.call, self.logger, refresh)
 
-    def _start(
-        self,
-        plan: MountPlan,
-        vouched: VouchedKeys | None,
-        how: str,
-        address: tuple[str, int] | None = None,
-        note: str | None = None,
-        relay: RelayOffer | None = None,
-    ) -> Mount:
-        """One sshfs mount over ``how``: to ``address`` (direct, through ``relay``), or a new port forward."""
+    def _start(self, plan: MountPlan, vouched: VouchedKeys | None, way: Way) -> Mount:
+        """One sshfs mount over ``way``: to its address (direct, through its relay), or a new port forward."""
+        how, address, note, relay = way.how, way.address, way.note, way.relay
         with ExitStack() as resources:
             if relay is not None:
                 resources.callback(release_relay, self.call, relay.id, self.logger)

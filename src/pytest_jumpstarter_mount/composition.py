@@ -15,8 +15,6 @@ from pytest_jumpstarter_mount.config.markerusage import MarkerUsage
 from pytest_jumpstarter_mount.config.settings import load_settings
 from pytest_jumpstarter_mount.config.transportchoice import INSECURE_WARNING
 from pytest_jumpstarter_mount.manager import MountManager, manager_key
-from pytest_jumpstarter_mount.pertest.artifacts import FailureArtifacts
-from pytest_jumpstarter_mount.pertest.devicelog import DeviceLogContext, DeviceLogs
 from pytest_jumpstarter_mount.reporting.notices import InsecureMountWarning
 
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
@@ -35,13 +33,30 @@ def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     manager = config.stash[manager_key] = MountManager(config, load_settings(config))
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
+    config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
+    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
+    config.add_cleanup(manager.close)
+    if manager.settings.source is not None:  # no device source, no device: the rest is never needed
+        configure_device_parts(config, manager)
+    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
+        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
+    verbosity = config.get_verbosity()
+    if verbosity > 0:
+        for name in LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+
+
+def configure_device_parts(config: pytest.Config, manager: MountManager) -> None:
+    """The parts that matter only when a device can be used: failure reports, the lease, the restore
+    journal, device logs; and the sweep of what killed runs left."""
+    from pytest_jumpstarter_mount.pertest.artifacts import FailureArtifacts
+    from pytest_jumpstarter_mount.pertest.devicelog import DeviceLogContext, DeviceLogs
+
     artifacts = FailureArtifacts(manager)
     config.pluginmanager.register(artifacts, ARTIFACTS_PLUGIN)
     config.pluginmanager.register(artifacts.runs, RUNS_PLUGIN)
     config.pluginmanager.register(manager.farm, FARM_PLUGIN)
     config.pluginmanager.register(manager.guard, GUARD_PLUGIN)
-    config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
-    config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
     device_logs = DeviceLogs(
         DeviceLogContext.from_settings(
             manager.settings,
@@ -51,12 +66,5 @@ def configure(config: pytest.Config) -> None:
         )
     )
     config.pluginmanager.register(device_logs, DEVICE_LOG_PLUGIN)
-    config.add_cleanup(manager.close)
     config.add_cleanup(device_logs.close)  # runs first: the shell goes before the mounts' cleanup
-    if manager.settings.insecure and manager.worker_id == "main":  # once per run, not once per xdist worker
-        config.issue_config_time_warning(InsecureMountWarning(INSECURE_WARNING), stacklevel=2)
     manager.sweep()
-    verbosity = config.get_verbosity()
-    if verbosity > 0:
-        for name in LOGGERS:
-            logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)

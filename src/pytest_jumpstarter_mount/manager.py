@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,27 +25,15 @@ from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 from pytest_jumpstarter_mount.config.marker import NO_MARKER, MarkerSpec, marker_spec
 from pytest_jumpstarter_mount.config.settings import NO_DEVICE, SOURCES_HELP, Settings
 from pytest_jumpstarter_mount.config.transportchoice import describe_transport
-from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
-from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, preserve, restore
-from pytest_jumpstarter_mount.reporting.distance import tell_distance
-from pytest_jumpstarter_mount.reporting.notices import warn_mount
-from pytest_jumpstarter_mount.reporting.output import announce, one_copy_of_client_logs, say_mount
-from pytest_jumpstarter_mount.runstate.mountdir import (
-    MountDirError,
-    close_run_dir,
-    default_base,
-    remove_if_empty,
-    run_dir,
-)
-from pytest_jumpstarter_mount.runstate.stale import sweep_left
-from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability, session_wide
-from pytest_jumpstarter_mount.sources.farm import DeviceFarm
-from pytest_jumpstarter_mount.sources.leases import forget_released
-from pytest_jumpstarter_mount.sources.sharedconnection import SharedConnection
+from pytest_jumpstarter_mount.reporting.output import announce
+from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount import Mount
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
+    from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
+    from pytest_jumpstarter_mount.sources.farm import DeviceFarm
+    from pytest_jumpstarter_mount.sources.sharedconnection import SharedConnection
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
 
@@ -61,23 +50,46 @@ class MountManager:
         self.live: list[Mount] = []
         self.mount_client: SSHMountClient | None = None  # set once a test needed the device
         self.notices: list[str] = []  # what the sweep at start has to say, for the report header
-        self.farm = DeviceFarm(self)
-        self.guard = RestoreGuard(self)  # the restore journal
         # a plugin object: tests error at once when the device is not (or none is configured)
         self.availability = DeviceAvailability(NO_DEVICE if settings.source is None else None)
         self._lock = threading.Lock()
         self._run_dir: Path | None = None
-        self.connection = SharedConnection(settings)  # device_run's and bulk file work's ssh connection
         self._signals = SignalsAsInterrupt()
         self._atexit_registered = False
         workerinput = getattr(config, "workerinput", None) or {}
         self.worker_id: str = workerinput.get("workerid", "main")
         self.run_id: str = str(workerinput.get("testrunuid", os.urandom(6).hex()))[:12]
 
+    @cached_property
+    def farm(self) -> DeviceFarm:
+        """This process's controller lease, if it takes one (a plugin object once a device source is set)."""
+        from pytest_jumpstarter_mount.sources.farm import DeviceFarm
+
+        return DeviceFarm(self)
+
+    @cached_property
+    def connection(self) -> SharedConnection:
+        """The device's one ssh connection for ``device_run`` and the mounts' bulk file work."""
+        from pytest_jumpstarter_mount.sources.sharedconnection import SharedConnection
+
+        return SharedConnection(self.settings)
+
+    def close_connection(self) -> None:
+        """End the shared connection if one was made (before the device client: a forward may carry it)."""
+        if "connection" in self.__dict__:
+            self.connection.close()
+
+    @cached_property
+    def guard(self) -> RestoreGuard:
+        """The restore journal: what a test changed outlives this process until it is put back."""
+        from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
+
+        return RestoreGuard(self)
+
     # -- hooks ----------------------------------------------------------------------
     def pytest_report_header(self) -> list[str]:
         """The sweep's notices, and where mounts come from: device source, remote path, scope."""
-        lines = [*self.notices, *self.farm.header]
+        lines = [*self.notices, *(self.farm.header if "farm" in self.__dict__ else ())]
         s = self.settings
         if s.source is not None:
             lines.append(f"jumpstarter mount: device: {s.describe_source()}; remote: {s.remote}; scope: {s.scope}")
@@ -98,12 +110,16 @@ class MountManager:
         """Snapshot the marker's ``restore=[...]`` files before the test body runs."""
         paths = marker_spec(item).restore
         if paths:
+            from pytest_jumpstarter_mount.pertest.restoring import preserve
+
             preserve(self.used_mounts(item), paths, item.nodeid)
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
+        from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, restore
+
         problems = restore(self.used_mounts(item))
         result = yield
         if problems:
@@ -117,13 +133,14 @@ class MountManager:
         The xdist controller also sweeps, so a worker that was killed leaves nothing behind.
         """
         self.unmount_all()
-        if self.worker_id == "main":
+        if self.worker_id == "main" and self.settings.source is not None:  # no source: nothing was mounted
             self.sweep()
 
     # -- the device -----------------------------------------------------------------
     @contextmanager
     def device(self) -> Iterator[Any]:
         """The device's root client while the context lasts; a source that fails fails the test."""
+        from pytest_jumpstarter_mount.reporting.output import one_copy_of_client_logs
         from pytest_jumpstarter_mount.sources.rootclient import DeviceSourceError, open_device
 
         problem = None
@@ -134,7 +151,7 @@ class MountManager:
                 try:
                     yield device.client
                 finally:
-                    self.connection.close()  # before the client (a port forward may carry it)
+                    self.close_connection()
         except DeviceSourceError as exc:
             problem = self.availability.device_failed(str(exc))
         if problem:
@@ -182,6 +199,8 @@ class MountManager:
         path; when no later mount can succeed either (see ``failfast``), later tests error at once, in short.
         What went otherwise than asked (``Mount.warnings``) becomes a ``JumpstarterMountWarning``.
         """
+        from pytest_jumpstarter_mount.reporting.notices import warn_mount
+
         remote = spec.remote or self.settings.remote
         options = [*self.settings.options, *spec.options]
         self.config.hook.pytest_jmp_mount_options(config=self.config, remote_path=remote, options=options)
@@ -201,6 +220,9 @@ class MountManager:
 
     def _start(self, client: SSHMountClient, remote: str, options: list[str], transport: str, cache: str) -> Mount:
         from jumpstarter_driver_ssh_mount import MountError
+        from pytest_jumpstarter_mount.reporting.output import say_mount
+        from pytest_jumpstarter_mount.runstate.mountdir import MountDirError
+        from pytest_jumpstarter_mount.sources.failfast import session_wide
 
         self.availability.check_mount()
         self._arm()
@@ -221,6 +243,8 @@ class MountManager:
             if session_wide(exc):
                 self.availability.mount_failed(str(exc))
         else:
+            from pytest_jumpstarter_mount.reporting.distance import tell_distance
+
             mount.read_in_bulk(self.connection.runner(client))  # many files: one script over the shared ssh
             tell_distance(self.config, mount)
             with self._lock:
@@ -231,6 +255,8 @@ class MountManager:
 
     def _release(self, mount: Mount) -> None:
         """Teardown hook, then unmount (even if the hook fails)."""
+        from pytest_jumpstarter_mount.reporting.output import say_mount
+
         try:
             if mount.is_mounted():
                 self.config.hook.pytest_jmp_mount_teardown(mount=mount)
@@ -260,6 +286,8 @@ class MountManager:
     # -- directories and cleanup ----------------------------------------------------
     def mount_dir(self) -> Path:
         """This process's private mountpoint directory (made on first use)."""
+        from pytest_jumpstarter_mount.runstate.mountdir import default_base, run_dir
+
         if self._run_dir is None:
             self._run_dir = run_dir(self.settings.dir or default_base(), self.run_id, self.worker_id)
         return self._run_dir
@@ -269,6 +297,9 @@ class MountManager:
 
         The lines for the report header come from the sweep at start (``pytest_configure``).
         """
+        from pytest_jumpstarter_mount.runstate.mountdir import default_base
+        from pytest_jumpstarter_mount.runstate.stale import sweep_left
+
         self.notices = sweep_left(self.settings.dir or default_base(), self.farm.release_left)
 
     def unmount_all(self) -> None:
@@ -280,8 +311,11 @@ class MountManager:
                 mount.unmount()
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.mountpoint, exc)
-        self.connection.close()  # after the mounts: unmounting puts preserved files back through it
+        self.close_connection()  # after the mounts: unmounting puts preserved files back through it
         if self._run_dir is not None:
+            from pytest_jumpstarter_mount.runstate.mountdir import close_run_dir, remove_if_empty
+            from pytest_jumpstarter_mount.sources.leases import forget_released
+
             forget_released(self._run_dir)
             close_run_dir(self._run_dir)
             remove_if_empty(self._run_dir.parent)  # the per-user base too, when no other run uses it

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_COMMAND_TIMEOUT
 from pytest_jumpstarter_mount import hooks
 from pytest_jumpstarter_mount.config.options import add_options
 
@@ -102,7 +103,7 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
     """
     manager = _manager(pytestconfig)
 
-    def run(command: str, *, check: bool = False, timeout: float = 60.0) -> CommandResult:
+    def run(command: str, *, check: bool = False, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
         return manager.connection.get(jmp_mount_client).run(command, check=check, timeout=timeout)
 
     return run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 DEFAULT_MOUNT_TIMEOUT = 30.0  # seconds a mount may take to become ready
+DEFAULT_COMMAND_TIMEOUT = 60.0  # seconds a device command may run, connecting included
 DEFAULT_WAIT_TIMEOUT = 30.0  # seconds ``wait_for`` waits unless told otherwise
 COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
 COLLECT_TIMEOUT = 30.0  # seconds per collection

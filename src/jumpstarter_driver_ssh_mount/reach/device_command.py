@@ -1,22 +1,26 @@
-"""Running a shell command on the device the way the mounts reach it: ``run_on_device``.
+"""Running a shell command on the device the way the mounts reach it: ``run_on_device``, ``open_shell``.
 
 Credentials come from the SSH driver (user, key: in memory, never on disk), the host key is
-checked against the keys the exporter vouches for, and the transport is chosen as for a
-mount: ``auto`` uses the device's address when it answers with the vouched key, else a
-Jumpstarter port forward; ``direct`` and ``forward`` as named.
+checked against the keys the exporter vouches for, and the way there is the mounts' own
+``RoutePlan``: ``auto`` tries the device's address when it answers with the vouched key, then the
+exporter's relay, then a Jumpstarter port forward; ``direct``, ``relay`` and ``forward`` as named.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TypeVar
 
+from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_COMMAND_TIMEOUT
 from jumpstarter_driver_ssh_mount.common.errors import ConnectError, HostKeyError
-from jumpstarter_driver_ssh_mount.reach.route import DeviceClient, open_route, published_address
-from jumpstarter_driver_ssh_mount.reach.transport import probe_tcp, resolve_transport
-from jumpstarter_driver_ssh_mount.reach.trust import establish_trust
+from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
+from jumpstarter_driver_ssh_mount.reach.route import DeviceClient, open_route
+from jumpstarter_driver_ssh_mount.reach.routes import Reached, RoutePlan, Way
+from jumpstarter_driver_ssh_mount.reach.transport import relay_options, release_relay, resolve_transport
+from jumpstarter_driver_ssh_mount.reach.trust import Refused, establish_trust, mismatch_error
 from jumpstarter_driver_ssh_mount.ssh.commandresult import SSH_FAILED, CommandResult
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import YOURS, HostKeyTrust
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import VouchedKeys
@@ -28,11 +32,7 @@ from jumpstarter_driver_ssh_mount.ssh.sealing import sealed_config
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.diagnose import diagnose
 
-#: Seconds a device command may run unless the caller says otherwise.
-DEFAULT_COMMAND_TIMEOUT = 60.0
-
-#: Whose host keys a command checks, and the exporter's keys when they are the ones (``establish_trust``).
-Keys = tuple[HostKeyTrust, VouchedKeys | None]
+R = TypeVar("R", bound=Reached)
 
 
 def run_on_device(
@@ -49,21 +49,22 @@ def run_on_device(
 
     :param check: raise ``DeviceCommandError`` (command, code, stderr's tail) on a non-zero exit.
     :param timeout: seconds it may take, connecting included; then ``DeviceCommandTimeout``.
-    :param transport: ``"auto"`` (default), ``"direct"`` or ``"forward"``, as for ``mounted()``;
-        ``"relay"`` runs through the port forward (a relay carries one mount's connection).
+    :param transport: ``"auto"`` (default), ``"direct"``, ``"relay"`` or ``"forward"``, as for ``mounted()``.
     :param options: ssh ``-o`` options (sshfs-only options such as ``reconnect`` are left out);
         host key options as for ``mounted()``.
     :raises HostKeyError: the device's host key was refused (the command did not run).
     :raises InvalidOptionError: ssh refuses one of ``options`` (named).
     """
     deadline = time.monotonic() + timeout
-    address, keys, options, transport = route_for(client, transport, insecure, options)
-    if address is not None:  # nothing else took time yet
-        result = _run(client, command, address, keys, options, timeout, final=transport == "direct")
-        if transport == "direct" or not failed_before_login(result, address):
-            return result.check() if check else result
-        client.logger.info("transport auto: using the port forward (%s)", result.stderr.strip())
-    result = _run(client, command, None, keys, options, max(deadline - time.monotonic(), 0.1), final=True)
+
+    def attempt(way: Way, keys: Keys, final: bool) -> CommandResult:
+        with ExitStack() as resources:
+            argv, target, env = _ssh_argv(client, command, way, keys, resources)
+            result = run_command(argv, command, timeout=max(deadline - time.monotonic(), 0.1), env=env, stated=timeout)
+        refused_or_unreached(result, way, keys, target, final)
+        return CommandResult(result.command, result.returncode, result.stdout, result.stderr, way.how)
+
+    result = reach(client, transport, insecure, options, attempt)
     return result.check() if check else result
 
 
@@ -82,99 +83,94 @@ def open_shell(
     ``script`` is sent first and the shell is handed out when ``ready`` (a marker it prints)
     came back within ``timeout`` seconds; :raises ShellGone: it did not (ssh's stderr in it).
     """
-    address, keys, options, transport = route_for(client, transport, insecure, options)
-    if address is not None:
+
+    def attempt(way: Way, keys: Keys, final: bool) -> RemoteShell:
+        resources = ExitStack()
         try:
-            return _open_shell(client, address, keys, options, script, ready, timeout)
+            argv, target, env = _ssh_argv(client, "exec sh", way, keys, resources)
+            shell = RemoteShell(argv, resources, env=env)
+        except BaseException:
+            resources.close()
+            raise
+        try:
+            shell.exchange(script, ready, timeout=timeout, max_bytes=len(ready) + 4096)
         except ShellGone as exc:
+            shell.close()
             failed = CommandResult("exec sh", exc.returncode or 0, "", exc.stderr)
-            if transport == "direct" or not failed_before_login(failed, address):
-                raise
-            client.logger.info("transport auto: using the port forward (%s)", exc.stderr)
-    return _open_shell(client, None, keys, options, script, ready, timeout)
+            refused_or_unreached(failed, way, keys, target, final)
+            raise
+        except BaseException:
+            shell.close()
+            raise
+        return shell
+
+    return reach(client, transport, insecure, options, attempt)
 
 
-def route_for(
-    client: DeviceClient, transport: str | None, insecure: bool, options: Sequence[str]
-) -> tuple[tuple[str, int] | None, Keys, list[str], str]:
-    """Where a command goes (the device's address, or None: a port forward), whose keys it checks, ssh options."""
+@dataclass(frozen=True)
+class Keys:
+    """Whose host keys a command checks, the exporter's keys when they are the ones (``establish_trust``),
+    and the ssh options."""
+
+    trust: HostKeyTrust
+    vouched: VouchedKeys | None
+    options: list[str]
+
+
+def reach(
+    client: DeviceClient,
+    transport: str | None,
+    insecure: bool,
+    options: Sequence[str],
+    attempt: Callable[[Way, Keys, bool], R],
+) -> R:
+    """``attempt`` over the mounts' route plan; a host key the exporter does not vouch for is a ``HostKeyError``."""
     transport = resolve_transport(transport)
     options = ssh_options(options)
     trust, vouched = establish_trust(client.call, client.logger, options, insecure, transport)
-    address = None if transport in ("forward", "relay") else published_address(client.ssh.tcp)[0]
-    if address is not None and transport == "auto" and (not trust.verified or probe_tcp(*address) is not None):
-        address = None  # as a mount: the address only when it answers and the host key can be checked
-    if address is None and transport == "direct":
-        client.logger.warning("direct address unavailable; running the command through the port forward")
-    return address, (trust, vouched), options, transport
-
-
-def _open_shell(
-    client: DeviceClient,
-    address: tuple[str, int] | None,
-    keys: Keys,
-    options: list[str],
-    script: bytes,
-    ready: bytes,
-    timeout: float,
-) -> RemoteShell:
-    resources = ExitStack()
+    routes = RoutePlan(transport, trust, options, client.call, client.ssh.tcp, client.logger)
+    keys = Keys(trust, vouched, options)
     try:
-        argv, _ = _ssh_argv(client, "exec sh", address, keys, options, resources)
-        shell = RemoteShell(argv, resources)
-    except BaseException:
-        resources.close()
-        raise
-    try:
-        shell.exchange(script, ready, timeout=timeout, max_bytes=len(ready) + 4096)
-    except BaseException:
-        shell.close()
-        raise
-    return shell
+        return routes.run(lambda way: attempt(way, keys, _final(transport, way)))
+    except Refused as refused:
+        raise mismatch_error(refused, []) from None
 
 
-def _run(
-    client: DeviceClient,
-    command: str,
-    address: tuple[str, int] | None,
-    keys: Keys,
-    options: list[str],
-    timeout: float,
-    *,
-    final: bool,
-) -> CommandResult:
-    """One ssh run, to ``address`` or (None) through a new port forward, checking the host key as ``keys`` say.
+def _final(transport: str, way: Way) -> bool:
+    """True when no other way is tried after ``way`` (what it returns is the answer, failures included)."""
+    return way.how == "forward" or transport == way.how
 
-    :raises HostKeyError: ssh refused the device's host key (the command did not run), against your
-        keys, or on the ``final`` try (no other transport left).
-    """
-    with ExitStack() as resources:
-        argv, target = _ssh_argv(client, command, address, keys, options, resources)
-        result = run_command(argv, command, timeout=timeout)
-    how = "forward" if address is None else "direct"
-    trust = keys[0]
-    if result.returncode == SSH_FAILED and (final or trust.source == YOURS):
-        refused = diagnose(result.stderr, result.returncode, target, transport=how)
-        if isinstance(refused, HostKeyError):
-            raise (
-                HostKeyError(trust.refusal(refused.where, how, refused.reason, changed=refused.changed))
-                if trust.source == YOURS
-                else refused
-            )
-    return CommandResult(result.command, result.returncode, result.stdout, result.stderr, how)
+
+def refused_or_unreached(result: CommandResult, way: Way, keys: Keys, target: SshfsTarget, final: bool) -> None:
+    """Raise when ssh failed before logging in and the plan should know: a refused host key (``Refused``
+    or ``HostKeyError``), or, on a way that is not the last, an unreachable one (``ConnectError``)."""
+    if result.returncode != SSH_FAILED:
+        return
+    trust, vouched = keys.trust, keys.vouched
+    error = diagnose(result.stderr, result.returncode, target, transport=way.how)
+    if isinstance(error, HostKeyError):
+        if trust.source == YOURS:
+            raise HostKeyError(trust.refusal(error.where, way.how, error.reason, changed=error.changed))
+        if vouched is not None and not final:
+            raise Refused(vouched, way.how, way.address)
+        raise error
+    if isinstance(error, ConnectError) and not final:
+        raise error
 
 
 @dataclass(frozen=True)
 class Login:
-    """How ssh logs in to the device over one opened route: target, identity file, sealed config, options."""
+    """How ssh logs in to the device over one opened way: target, identity file, sealed config, options,
+    extra environment (a relay's dialer)."""
 
     target: SshfsTarget
     identity_path: str | None
     config_path: str
     options: list[str]
+    env: dict[str, str] | None
 
     def argv(self, command: str | None, extra: Sequence[str] = ()) -> list[str]:
-        """The ssh argv for ``command`` (None: ``-N``), with ``extra`` options after the route's."""
+        """The ssh argv for ``command`` (None: ``-N``), with ``extra`` options after the way's."""
         return ssh_argv(
             self.target,
             command,
@@ -184,39 +180,26 @@ class Login:
         )
 
 
-def open_login(
-    client: DeviceClient,
-    address: tuple[str, int] | None,
-    keys: Keys,
-    options: list[str],
-    resources: ExitStack,
-) -> Login:
-    """Open the route (``address`` or, None, a port forward) and the files ssh reads; all on ``resources``."""
-    trust, vouched = keys
-    route = open_route(client, address, trust, vouched, options, resources)
+def open_login(client: DeviceClient, way: Way, keys: Keys, resources: ExitStack) -> Login:
+    """Open ``way`` (a forward, a relay, the known-hosts file, the identity, the sealed config) on ``resources``."""
+    if way.relay is not None:
+        resources.callback(release_relay, client.call, way.relay.id, client.logger)
+    route = open_route(client, way.address, keys.trust, keys.vouched, keys.options, resources)
+    host, port, options = route.host, route.port, route.options
+    if way.relay is not None:
+        options = [*options, *relay_options(way.relay, options, resources)]
     key = client.identity
     identity = resources.enter_context(IdentityFile(key)) if key else None
-    target = SshfsTarget(host=route.host, port=route.port, user=client.username)
-    config = resources.enter_context(sealed_config(route.host, route.port, client.username))
-    return Login(target, identity.path if identity else None, config.path, route.options)
+    target = SshfsTarget(host=host, port=port, user=client.username)
+    config = resources.enter_context(sealed_config(host, port, client.username))
+    env = PROXY_ENVIRONMENT if way.relay is not None else None
+    return Login(target, identity.path if identity else None, config.path, options, env)
 
 
 def _ssh_argv(
-    client: DeviceClient,
-    command: str,
-    address: tuple[str, int] | None,
-    keys: Keys,
-    options: list[str],
-    resources: ExitStack,
-) -> tuple[list[str], SshfsTarget]:
-    """The ssh argv for ``command`` and its target; the forward, known-hosts and identity go on ``resources``."""
-    login = open_login(client, address, keys, options, resources)
-    return login.argv(command), login.target
-
-
-def failed_before_login(result: CommandResult, address: tuple[str, int]) -> bool:
-    """True when ssh itself failed to reach or trust ``address`` (the command did not run)."""
-    if result.returncode != SSH_FAILED:
-        return False
-    error = diagnose(result.stderr, result.returncode, SshfsTarget(*address), transport="direct")
-    return isinstance(error, ConnectError | HostKeyError)
+    client: DeviceClient, command: str, way: Way, keys: Keys, resources: ExitStack
+) -> tuple[list[str], SshfsTarget, dict[str, str] | None]:
+    """The ssh argv for ``command``, its target and extra environment; the forward, relay, known-hosts and
+    identity go on ``resources``."""
+    login = open_login(client, way, keys, resources)
+    return login.argv(command), login.target, login.env

@@ -1,16 +1,15 @@
-"""Which way sshfs reaches the device, in the order ``auto`` tries them: the device's address,
-the exporter's one-shot relay, the port forward. Each attempt is one ``_start``."""
+"""The plan of ways to the device, in the order ``auto`` tries them: the device's address, the exporter's
+one-shot relay, the port forward. ``RoutePlan.run`` hands each way to the caller's attempt (a mount, a
+device command, a shell) until one works; it knows nothing of what the attempt does with it."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from jumpstarter_driver_ssh_mount.common.choices import DEFAULT_CACHE
-from jumpstarter_driver_ssh_mount.common.errors import ConnectError, MountTimeoutError
-from jumpstarter_driver_ssh_mount.mount import Mount
+from jumpstarter_driver_ssh_mount.common.errors import ConnectError, InvalidOptionError, MountTimeoutError
 from jumpstarter_driver_ssh_mount.reach.route import published_address
 from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
@@ -22,85 +21,93 @@ from jumpstarter_driver_ssh_mount.reach.transport import (
 )
 from jumpstarter_driver_ssh_mount.reach.trust import Refused
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import EXPORTER, HostKeyTrust
-from jumpstarter_driver_ssh_mount.ssh.hostkeys import VouchedKeys
-from jumpstarter_driver_ssh_mount.sshfs.command import InvalidOptionError
+
+
+class Reached(Protocol):
+    """What an attempt returns: anything that carries warnings for the user (a ``Mount``, a connection)."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """What went otherwise than asked; the plan adds why it fell back to the port forward."""
+
+
+R = TypeVar("R", bound=Reached)
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way to try: ``how`` ("direct", "relay", "forward"), the address (None: a new port forward),
+    why it was taken (``note``), and the relay offer it goes through (the attempt releases it when done)."""
+
+    how: str
+    address: tuple[str, int] | None = None
+    note: str | None = None
+    relay: RelayOffer | None = None
+
+
+#: Tries one way; raises ``ConnectError``/``MountTimeoutError`` (could not get there) or ``Refused`` (the host
+#: key was not the vouched one) so that ``auto`` can try the next way.
+Attempt = Callable[[Way], R]
 
 
 @dataclass
-class MountPlan:
-    """What every mount attempt of one ``mounted()`` call shares."""
+class RoutePlan:
+    """The ways to one device for one transport, tried in ``auto``'s order by ``run``.
 
-    mountpoint: str | os.PathLike[str] | None
-    remote_path: str
-    options: list[str]
-    timeout: float
-    mount_dir: str | os.PathLike[str] | None
-    cache: str = DEFAULT_CACHE
-    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
+    ``call`` asks the exporter (a relay, the device's reachability), ``tcp`` is the SSH driver's TCP
+    child (the published address), ``trust`` says whose keys check the host key: the device's own
+    address is taken by ``auto`` only when a key is checked.
+    """
 
+    transport: str
+    trust: HostKeyTrust
+    options: Sequence[str]
+    call: Callable[..., Any]
+    tcp: Any
+    logger: logging.Logger
 
-class TransportRoutes:
-    """The choice of transport for ``SSHMountClient``; it provides ``_start``, ``call``, ``ssh``, ``logger``."""
-
-    if TYPE_CHECKING:
-        logger: logging.Logger
-        ssh: Any
-
-        def call(self, method: str, *args: Any) -> Any: ...
-
-    def _start(
-        self,
-        plan: MountPlan,
-        vouched: VouchedKeys | None,
-        how: str,
-        address: tuple[str, int] | None = None,
-        note: str | None = None,
-        relay: RelayOffer | None = None,
-    ) -> Mount:
-        raise NotImplementedError
-
-    def _mount_via(self, transport: str, vouched: VouchedKeys | None, plan: MountPlan) -> Mount:
-        """Mount over ``transport``; "auto" tries the address, then the relay, only when the host key is checked."""
-        if transport == "forward":
-            return self._start(plan, vouched, "forward")
-        if transport == "relay":
-            return self._via_relay(plan, vouched, forced=True)
-        if transport == "auto" and not plan.trust.verified:  # never the device's address unchecked
-            self.logger.info("transport auto: using the port forward (%s)", plan.trust.outcome)
-            return self._start(plan, vouched, "forward")
-        address, unpublished = published_address(self.ssh.tcp)
-        if address is None and transport == "direct":
+    def run(self, attempt: Attempt[R]) -> R:
+        """The first way that works for ``attempt``; "auto" tries the address, then the relay, then the forward."""
+        if self.transport == "forward":
+            return attempt(Way("forward"))
+        if self.transport == "relay":
+            return self._via_relay(attempt, forced=True)
+        if self.transport == "auto" and not self.trust.verified:  # never the device's address unchecked
+            self.logger.info("transport auto: using the port forward (%s)", self.trust.outcome)
+            return attempt(Way("forward"))
+        address, unpublished = published_address(self.tcp)
+        if address is None and self.transport == "direct":
             self.logger.warning("direct address unavailable (%s); using the port forward", unpublished)
-            return self._auto_forward(plan, vouched, unpublished)
+            return self._auto_forward(attempt, unpublished)
         if address is None:
-            return self._via_relay(plan, vouched, why=unpublished)
-        if transport == "direct":
-            return self._start(plan, vouched, "direct", address)
+            return self._via_relay(attempt, why=unpublished)
+        if self.transport == "direct":
+            return attempt(Way("direct", address))
         at, reason = format_address(*address), probe_tcp(*address)
         if reason is None:
             try:
-                return self._start(plan, vouched, "direct", address, note=f"{at} {answered(plan.trust)}")
+                return attempt(Way("direct", address, f"{at} {answered(self.trust)}"))
             except ConnectError as exc:
                 reason = str(exc)
             except Refused:
                 reason = f"{at} offered another host key than the exporter vouches for"
-        return self._via_relay(plan, vouched, why=reason)
+        return self._via_relay(attempt, why=reason)
 
-    def _via_relay(self, plan: MountPlan, vouched: VouchedKeys | None, *, forced: bool = False, why: str = "") -> Mount:
+    def _via_relay(self, attempt: Attempt[R], *, forced: bool = False, why: str = "") -> R:
         """Through a one-shot relay on the exporter host; the port forward (warned) if that fails.
 
         Without a relay offered, ``auto`` (``why``: why not direct) takes the forward and
-        ``relay`` (``forced``) is an error. A relay offered but unusable is a warning in
-        ``Mount.warnings`` (the plugin shows it as a ``JumpstarterMountWarning``).
+        ``relay`` (``forced``) is an error. A relay offered but unusable is a warning in the
+        result's ``warnings`` (the plugin shows it as a ``JumpstarterMountWarning``).
         """
-        if proxy := user_proxy_option(plan.options):
+        if proxy := user_proxy_option(self.options):
             if forced:
                 raise InvalidOptionError(
                     f"transport 'relay': the relay is reached through its own ProxyCommand (it sends the relay's "
                     f"token first); option {proxy!r} would replace it: drop it, or use transport 'forward' or 'direct'"
                 )
             reason = f"option {proxy!r} would replace the ProxyCommand that reaches the exporter's relay"
-            return self._auto_forward(plan, vouched, f"{why}; {reason}" if why else reason)
+            return self._auto_forward(attempt, f"{why}; {reason}" if why else reason)
         offer = request_relay(self.call)
         if not offer.offered:
             if forced:
@@ -108,7 +115,7 @@ class TransportRoutes:
                     f"transport 'relay': {offer.problem}; set relay_listen in the exporter's SSHMount config, "
                     "or use transport 'auto' or 'forward'"
                 )
-            return self._auto_forward(plan, vouched, f"{why}; {offer.problem}" if why else offer.problem)
+            return self._auto_forward(attempt, f"{why}; {offer.problem}" if why else offer.problem)
         if not offer.usable:
             problem = f"the exporter could not open a relay ({offer.problem})"
         elif not offer.token:
@@ -118,9 +125,9 @@ class TransportRoutes:
                 "without relay tokens); update the exporter's jumpstarter-driver-ssh-mount"
             )
         else:
-            note = f"the exporter's relay at {offer.address} {answered(plan.trust)}"
+            note = f"the exporter's relay at {offer.address} {answered(self.trust)}"
             try:
-                return self._start(plan, vouched, "relay", (offer.host, offer.port), f"{why}; {note}", offer)
+                return attempt(Way("relay", (offer.host, offer.port), f"{why}; {note}" if why else note, offer))
             except (ConnectError, MountTimeoutError) as exc:
                 problem = f"the relay at {offer.address} failed ({exc})"
             except Refused:
@@ -128,18 +135,18 @@ class TransportRoutes:
                     raise
                 problem = f"the relay at {offer.address} offered another host key than the exporter vouches for"
         self.logger.warning("%s; using the port forward", problem)
-        mount = self._start(plan, vouched, "forward", note=problem)
-        mount.warnings.append(f"using the Jumpstarter port forward, not the exporter's relay: {problem}")
-        return mount
+        reached = attempt(Way("forward", note=problem))
+        reached.warnings.append(f"using the Jumpstarter port forward, not the exporter's relay: {problem}")
+        return reached
 
-    def _auto_forward(self, plan: MountPlan, vouched: VouchedKeys | None, reason: str) -> Mount:
-        """The port forward, taken instead of the device's address because of ``reason`` (a mount warning)."""
+    def _auto_forward(self, attempt: Attempt[R], reason: str) -> R:
+        """The port forward, taken instead of the device's address because of ``reason`` (a warning)."""
         self.logger.info("transport auto: using the port forward (%s)", reason)
-        mount = self._start(plan, vouched, "forward", note=reason)
-        mount.warnings.append(f"using the Jumpstarter port forward, not the device's address: {reason}")
-        return mount
+        reached = attempt(Way("forward", note=reason))
+        reached.warnings.append(f"using the Jumpstarter port forward, not the device's address: {reason}")
+        return reached
 
 
 def answered(trust: HostKeyTrust) -> str:
-    """How an address that was mounted answered, for ``Mount.transport_note``."""
+    """How an address that was reached answered, for a ``transport_note``."""
     return "answered with the vouched host key" if trust.source == EXPORTER else "answered"

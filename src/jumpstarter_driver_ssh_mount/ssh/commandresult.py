@@ -5,7 +5,7 @@ Apart from ``errors.py`` so that the error family imports nothing that runs comm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jumpstarter_driver_ssh_mount.common.errors import MountError
 
@@ -18,7 +18,9 @@ class CommandResult:
     returncode: int
     stdout: str
     stderr: str
-    transport: str = ""  # "direct" or "forward"
+    transport: str = ""  # "direct", "relay" or "forward"
+    #: What went otherwise than asked on the way there (a fallback to the port forward)
+    warnings: list[str] = field(default_factory=list, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -26,7 +26,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.common.childprocess import die_with_parent_prefix, spawn_from_lasting_thread
@@ -84,8 +84,9 @@ class SshMaster:
         """True while the master runs and its socket is there."""
         return self.process is not None and self.process.poll() is None and self.socket.exists()
 
-    def start(self, argv: Sequence[str], timeout: float) -> None:
-        """Run ``argv`` (an ``ssh -N`` with ``master_options``); return once it logged in and listens.
+    def start(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> None:
+        """Run ``argv`` (an ``ssh -N`` with ``master_options``; ``env`` added to the sealed environment);
+        return once it logged in and listens.
 
         :raises MasterFailed: it exited first (its status and stderr) or ``timeout`` seconds passed
             (then it is ended).
@@ -99,7 +100,7 @@ class SshMaster:
                     stdout=subprocess.DEVNULL,
                     stderr=err,
                     start_new_session=True,
-                    env=sealed_environment(),
+                    env={**sealed_environment(), **(env or {})},
                 )
             )
         deadline = time.monotonic() + timeout

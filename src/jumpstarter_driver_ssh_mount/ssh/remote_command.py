@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult, DeviceCommandTimeout
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import host_key_options
@@ -52,8 +52,19 @@ def ssh_argv(
     return [*argv, "--", target.host, *([] if command is None else [command])]
 
 
-def run_command(argv: Sequence[str], command: str, *, timeout: float, check: bool = False) -> CommandResult:
+def run_command(
+    argv: Sequence[str],
+    command: str,
+    *,
+    timeout: float,
+    check: bool = False,
+    env: Mapping[str, str] | None = None,
+    stated: float | None = None,
+) -> CommandResult:
     """Run ``argv`` (from ``ssh_argv``) with no input; wait at most ``timeout`` seconds.
+
+    ``env`` adds to the sealed environment (the relay dialer's ``SHELL``); ``stated`` is the timeout the
+    caller was given, for the error (``timeout`` may be what is left of it).
 
     :raises DeviceCommandTimeout: it ran longer (ssh and what it started here are killed).
     :raises DeviceCommandError: ``check`` and it exited non-zero.
@@ -66,14 +77,14 @@ def run_command(argv: Sequence[str], command: str, *, timeout: float, check: boo
         text=True,
         errors="replace",
         start_new_session=True,
-        env=sealed_environment(),
+        env={**sealed_environment(), **(env or {})},
     )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         stdout, stderr = _kill(process)
         result = CommandResult(command, process.returncode, stdout, stderr)
-        raise DeviceCommandTimeout(result, f"did not finish within {timeout:g}s (ssh was killed)") from None
+        raise DeviceCommandTimeout(result, f"did not finish within {stated or timeout:g}s (ssh was killed)") from None
     except BaseException:  # Ctrl+C: do not leave ssh behind
         _kill(process)
         raise

@@ -17,7 +17,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 
 from jumpstarter_driver_ssh_mount.common.childprocess import die_with_parent_prefix
@@ -46,16 +46,20 @@ class RemoteShell:
     this process (and it ends anyway when its stdin, our pipe, closes).
     """
 
-    def __init__(self, argv: Sequence[str], resources: ExitStack | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], resources: ExitStack | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self._resources = resources or ExitStack()
         self._buffer = b""
+        #: What went otherwise than asked on the way there (a fallback to the port forward)
+        self.warnings: list[str] = []
         self.process = subprocess.Popen(
             [*die_with_parent_prefix(), *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            env=sealed_environment(),
+            env={**sealed_environment(), **(env or {})},
         )
 
     @property

@@ -15,7 +15,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -40,15 +40,20 @@ class ScriptResult:
     timed_out: bool = False
 
 
-def run_script(argv: Sequence[str], script: bytes, *, timeout: float, max_bytes: int) -> ScriptResult:
-    """Run ``argv`` (an ssh argv for ``SCRIPT_COMMAND``), write ``script`` to it, read its output to ``max_bytes``."""
+def run_script(
+    argv: Sequence[str], script: bytes, *, timeout: float, max_bytes: int, env: Mapping[str, str] | None = None
+) -> ScriptResult:
+    """Run ``argv`` (an ssh argv for ``SCRIPT_COMMAND``), write ``script`` to it, read its output to ``max_bytes``.
+
+    ``env`` adds to the sealed environment (a relay dialer's ``SHELL``).
+    """
     process = subprocess.Popen(
         list(argv),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        env=sealed_environment(),
+        env={**sealed_environment(), **(env or {})},
     )
     try:
         return _exchange(process, script, time.monotonic() + timeout, max_bytes)
