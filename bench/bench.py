@@ -4,7 +4,7 @@
     python bench/bench.py --smoke    # tiny sizes, one repetition: CI keeps it working
     python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
     python bench/bench.py --device-log   # only figure 12: the per-test cost of device logs and watched files
-    python bench/bench.py --remote-lab   # only figure 13: a remote lab, 0, 10 and 40 ms away (--smoke: 0 ms)
+    python bench/bench.py --remote-lab   # only figure 14: a remote lab, 0, 10 and 40 ms away (--smoke: 0 ms)
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -371,7 +371,7 @@ class Bench:
         KernelFileFigures(self, client, tools).run()
 
     def remote_lab(self) -> None:
-        """Figure 13: 0, 10 and 40 ms away, the device or the exporter (bench/remote_lab_bench.py)."""
+        """Figure 14: 0, 10 and 40 ms away, the device or the exporter (bench/remote_lab_bench.py)."""
         remote_lab_rows(self, SimpleNamespace(plain_sshfs=plain_sshfs, ours=ours, timed=timed, read_file=read_file))
 
     def run(self) -> None:
@@ -420,7 +420,7 @@ def main() -> int:
     parser.add_argument("--only-kernel-files", action="store_true", help="only figure 11 (direct_io's cost)")
     parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     parser.add_argument("--device-log", action="store_true", help="only figure 12 (device logs and watched files)")
-    parser.add_argument("--remote-lab", action="store_true", help="only figure 13 (0, 10, 40 ms away)")
+    parser.add_argument("--remote-lab", action="store_true", help="only figure 14 (0, 10, 40 ms away)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7

@@ -1,4 +1,4 @@
-"""Figure 13 of the benchmark: a remote lab, 0, 10 and 40 ms away (``testing.latency.LatencyProxy``).
+"""Figure 14 of the benchmark: a remote lab, 0, 10 and 40 ms away (``testing.latency.LatencyProxy``).
 
 Two placements of the delay, as in a lab: "direct", the device's sshd far away (the exporter
 reaches it through the delay too, and the client mounts its address); "port forward", the
@@ -136,13 +136,13 @@ class RemoteLab:
         out = {"ready": med(ready), "read": med(reads), "small": med(small), "copy": med(copies)}
         out["rewrite"] = med(rewrites)
         at = f"{rtt_ms} ms"
-        self.bench.row(f"13. {at}: mount ready, s", "plain sshfs", f"{out['ready']:.3f}")
-        self.bench.row(f"13. {at}: sequential read, MiB/s", "plain sshfs", f"{out['read']:.1f}")
+        self.bench.row(f"14. {at}: mount ready, s", "plain sshfs", f"{out['ready']:.3f}")
+        self.bench.row(f"14. {at}: sequential read, MiB/s", "plain sshfs", f"{out['read']:.1f}")
         self.bench.row(
-            f"13. {at}: {self.sizes.small} x 4 KiB listdir+stat+read, s", "plain sshfs", f"{out['small']:.2f}"
+            f"14. {at}: {self.sizes.small} x 4 KiB listdir+stat+read, s", "plain sshfs", f"{out['small']:.2f}"
         )
-        self.bench.row(f"13. {at}: copy {self.sizes.collect} x 2 KiB, s", "plain sshfs", f"{out['copy']:.2f}")
-        self.bench.row(f"13. {at}: read+rewrite {self.sizes.preserve} files, s", "plain sshfs", f"{out['rewrite']:.2f}")
+        self.bench.row(f"14. {at}: copy {self.sizes.collect} x 2 KiB, s", "plain sshfs", f"{out['copy']:.2f}")
+        self.bench.row(f"14. {at}: read+rewrite {self.sizes.preserve} files, s", "plain sshfs", f"{out['rewrite']:.2f}")
         return out
 
     # -- ours ------------------------------------------------------------------------------------
@@ -157,20 +157,20 @@ class RemoteLab:
             connection.close()
             once = [t.timed(lambda: [client.run("true", transport=transport, check=True) for _ in range(s.runs)])]
             row(
-                f"13. {at}: {s.runs} device_run, s",
+                f"14. {at}: {s.runs} device_run, s",
                 f"{way}, one connection",
                 f"{med(first):.2f}",
                 "target <= 1.5 s at 40 ms",
             )
-            row(f"13. {at}: {s.runs} device_run, s", f"{way}, a login each (before)", f"{med(once):.2f}")
+            row(f"14. {at}: {s.runs} device_run, s", f"{way}, a login each (before)", f"{med(once):.2f}")
             ready, reads = [], []
             for _ in range(reps):
                 with t.ours(client, self.bench.mounts, self.remote(), transport, []) as (mount, took):
                     ready.append(took)
                     reads.append(s.read_mib / t.timed(lambda m=mount: t.read_file(m.mountpoint / "big.bin")))
-            row(f"13. {at}: mount ready, s", way, f"{med(ready):.3f}", f"{med(ready) / plain['ready']:.2f}x plain")
+            row(f"14. {at}: mount ready, s", way, f"{med(ready):.3f}", f"{med(ready) / plain['ready']:.2f}x plain")
             row(
-                f"13. {at}: sequential read, MiB/s",
+                f"14. {at}: sequential read, MiB/s",
                 way,
                 f"{med(reads):.1f}",
                 f"{med(reads) / plain['read']:.2f}x plain",
@@ -180,7 +180,7 @@ class RemoteLab:
                 for _ in range(reps):
                     with t.ours(client, self.bench.mounts, self.remote(), transport, [], cache) as (mount, _):
                         small.append(t.timed(lambda m=mount: read_small(m.mountpoint / "small", s.small)))
-                label = f"13. {at}: {s.small} x 4 KiB listdir+stat+read, s"
+                label = f"14. {at}: {s.small} x 4 KiB listdir+stat+read, s"
                 row(label, f"{way} {cache}", f"{med(small):.2f}", f"{med(small) / plain['small']:.2f}x plain")
             with t.ours(client, self.bench.mounts, self.remote(), transport, []) as (mount, _):
                 self.bulk_figures(at, way, mount, connection, reps, plain)
@@ -202,16 +202,16 @@ class RemoteLab:
             files = len(collected[-1].files)
             note = f"{files} files" + (", cut short" if collected[-1].cut_short else "")
             note += f"; {med(took) / plain['copy']:.2f}x plain copy" + (f"; {targets['collect']}" if bulk else "")
-            row(f"13. {at}: collect {s.collect} x 2 KiB, s", how, f"{med(took):.2f}", note)
+            row(f"14. {at}: collect {s.collect} x 2 KiB, s", how, f"{med(took):.2f}", note)
             paths = [self.remote(f"preserve/f{i:03}.conf") for i in range(s.preserve)]
             took = [self.tools.timed(partial(self.preserve_restore, mount, paths)) for _ in range(runs)]
             note = f"{med(took) / plain['rewrite']:.2f}x plain read+rewrite" + (
                 f"; {targets['preserve']}" if bulk else ""
             )
-            row(f"13. {at}: preserve+restore {s.preserve} files, s", how, f"{med(took):.2f}", note)
+            row(f"14. {at}: preserve+restore {s.preserve} files, s", how, f"{med(took):.2f}", note)
             if bulk:
                 took = [self.tools.timed(partial(mount.read_many, self.remote("many") + "/*.log")) for _ in range(runs)]
-                row(f"13. {at}: read_many {s.read_many} x 4 KiB, s", how, f"{med(took):.2f}", targets["read_many"])
+                row(f"14. {at}: read_many {s.read_many} x 4 KiB, s", how, f"{med(took):.2f}", targets["read_many"])
         mount.read_in_bulk(None)
 
     def collect(self, mount: Any) -> Any:
@@ -263,7 +263,7 @@ def _read_and_rewrite(folder: Path) -> None:
 
 
 def remote_lab_rows(bench: Any, tools: Any) -> None:
-    """Add figure 13's rows to ``bench``."""
+    """Add figure 14's rows to ``bench``."""
     RemoteLab(bench, tools).figures()
 
 

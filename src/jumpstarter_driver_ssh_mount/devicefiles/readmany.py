@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
 from jumpstarter_driver_ssh_mount.devicefiles.bulkfs import prefetched
 from jumpstarter_driver_ssh_mount.devicefiles.collection import split_glob
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
@@ -41,7 +40,7 @@ def read_many(
             raise OSError(error.errno, f"cannot list {where}: {error.strerror or error}", where)
     view = prefetched(chore_fs, list(dict.fromkeys([*named, *matched])), max_bytes)
     paths = list(dict.fromkeys([*named, *(path for path in matched if _is_regular(view, path))]))
-    found = read_each(view, paths, max_bytes)
+    found = view.read_many(paths, max_bytes)  # the prefetched view's, or the backend's own bulk read
     for path, content in found.items():
         if isinstance(content, OSError):
             raise content if content.filename else OSError(content.errno, content.strerror, path)

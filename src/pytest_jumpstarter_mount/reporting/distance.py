@@ -29,7 +29,7 @@ def far_line(milliseconds: float) -> str:
     return (
         f"jumpstarter mount: device round trip {milliseconds:.0f} ms: every file opened through a mount pays "
         "a few of them; collection, preserve/restore and remote_fs.read_many() cost a few in all; "
-        "--jmp-mount-cache=fast suits trees that do not change (docs/performance.md#remote-labs-figure-13)"
+        "--jmp-mount-cache=fast suits trees that do not change (docs/performance.md#remote-labs-figure-14)"
     )
 
 
