@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -294,3 +295,25 @@ def test_a_near_device_gets_no_distance_line(suite: Suite) -> None:
     result.assert_outcomes(passed=2)
     assert "device round trip" not in result.stdout.str()
     suite.assert_clean()
+
+
+def test_the_shared_connection_is_no_side_door(far_device, client_for, tmp_path: Path) -> None:
+    """Its socket is ours alone (a 0700 folder of this user, a path only our command lines name); a caller's
+    ``Control*`` options never choose it, and nothing of it stays after close."""
+    device, far = far_device
+    foreign = tmp_path / "someone-elses-master"
+    options = [f"ControlPath={foreign}", "ControlMaster=auto", "ControlPersist=yes"]
+    with DeviceConnection(client_for(device, far), options=options) as connection:
+        assert connection.run("true").ok
+        (master,) = masters_of(os.getpid())
+        argv = next(p.argv() for p in processes() if p.pid == master) or []
+        (path,) = [a.split("=", 1)[1] for a in argv if a.startswith("ControlPath=")]
+        folder = Path(path).parent
+        assert folder.parent == MASTER_FOLDERS.parent and str(foreign) not in " ".join(argv)
+        assert "ControlPersist=no" in argv and "ControlPersist=yes" not in argv
+        for private in (folder, folder.parent):
+            info = private.lstat()
+            assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700
+        assert not foreign.exists()
+    assert not folder.exists()
+    assert masters_of(os.getpid()) == []
