@@ -5,6 +5,7 @@
     python bench/bench.py --relay    # only the exporter-relay section (relay_bench.py; needs root)
     python bench/bench.py --device-log   # only figure 12: the per-test cost of device logs and watched files
     python bench/bench.py --only-sftp    # only figure 13: the SFTP backend (no FUSE) against sshfs
+    python bench/bench.py --remote-lab   # only figure 14: a remote lab, 0, 10 and 40 ms away (--smoke: 0 ms)
 
 One loopback sshd serves everything. The exporter runs out of process
 (`jmp run --tls-grpc-listener`), as on a lab host, and the client reaches it over gRPC, so
@@ -28,10 +29,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 from devicelog_bench import device_log_rows
 from import_cost import TARGET_MS, plugin_import_ms
 from kernel_files import KernelFileFigures, Tools
+from remote_lab_bench import remote_lab_rows
 from sftp_bench import sftp_rows
 from transport_figures import Helpers, TransportFigures
 
@@ -369,6 +372,10 @@ class Bench:
         tools = Tools(plain_sshfs, ours, timed, read_file, write_file, read_small)
         KernelFileFigures(self, client, tools).run()
 
+    def remote_lab(self) -> None:
+        """Figure 14: 0, 10 and 40 ms away, the device or the exporter (bench/remote_lab_bench.py)."""
+        remote_lab_rows(self, SimpleNamespace(plain_sshfs=plain_sshfs, ours=ours, timed=timed, read_file=read_file))
+
     def run(self) -> None:
         print(f"loopback sshd on {self.device.host}:{self.device.port}; {os.cpu_count()} cores", flush=True)
         try:
@@ -387,6 +394,9 @@ class Bench:
                 with self.client() as client:
                     sftp_rows(self, client)
                 return
+            if self.args.remote_lab:
+                self.remote_lab()
+                return
             with self.client() as client:
                 ready = self.latency(client)
                 helpers = Helpers(plain_sshfs, timed, read_file, write_file, read_small)
@@ -399,6 +409,7 @@ class Bench:
             self.plugin_startup()
             self.function_scope(ready["ours port forward"])
             device_log_rows(self)
+            self.remote_lab()
         finally:
             self.device.stop()
 
@@ -417,6 +428,7 @@ def main() -> int:
     parser.add_argument("--relay", action="store_true", help="only the exporter-relay section (network namespaces)")
     parser.add_argument("--device-log", action="store_true", help="only figure 12 (device logs and watched files)")
     parser.add_argument("--only-sftp", action="store_true", help="only figure 13 (the SFTP backend vs sshfs)")
+    parser.add_argument("--remote-lab", action="store_true", help="only figure 14 (0, 10, 40 ms away)")
     args = parser.parse_args()
     small = args.smoke
     args.reps = 1 if small else 7
@@ -431,7 +443,9 @@ def main() -> int:
     bench = Bench(args, work)
     try:
         bench.run()
-        if not (args.only_small_files or args.only_kernel_files or args.device_log or args.only_sftp):
+        if not (
+            args.only_small_files or args.only_kernel_files or args.device_log or args.only_sftp or args.remote_lab
+        ):
             bench.rows += relay_rows(args)
     finally:
         left = [e.mountpoint for e in read_mounts() if e.mountpoint.startswith(str(work) + "/")]

@@ -109,15 +109,24 @@ def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
 
 
 def make_driver(
-    device: LoopbackDevice, *, enable_address: bool = True, identity: str | None = None, **mount_config: Any
+    device: LoopbackDevice,
+    *,
+    enable_address: bool = True,
+    identity: str | None = None,
+    address: tuple[str, int] | None = None,
+    **mount_config: Any,
 ):
-    """The SSHMount driver tree for ``device``, as an exporter would build it (``mount_config``: SSHMount fields)."""
+    """The SSHMount driver tree for ``device``, as an exporter would build it (``mount_config``: SSHMount fields).
+
+    ``address``: where the exporter reaches the device instead of its sshd (a ``LatencyProxy``).
+    """
     from jumpstarter_driver_network.driver import TcpNetwork
     from jumpstarter_driver_ssh.driver import SSHWrapper
 
     from jumpstarter_driver_ssh_mount.driver import SSHMount
 
-    tcp = TcpNetwork(host=device.host, port=device.port, enable_address=enable_address)
+    host, port = address or (device.host, device.port)
+    tcp = TcpNetwork(host=host, port=port, enable_address=enable_address)
     ssh = SSHWrapper(
         default_username=device.user,
         ssh_identity=device.identity() if identity is None else identity,

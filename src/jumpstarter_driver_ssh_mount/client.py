@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from jumpstarter_driver_composite.client import CompositeClient
@@ -43,6 +43,9 @@ from jumpstarter_driver_ssh_mount.ssh.sshoptions import validate_options
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.command import validate_cache
 from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_path
+
+if TYPE_CHECKING:
+    from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
 
@@ -307,6 +310,14 @@ class SSHMountClient(CompositeClient):
     def run(self, command: str, **kwargs: Any) -> CommandResult:
         """Run a shell command on the device, reached as the mounts reach it (``device_command.run_on_device``)."""
         return run_on_device(self, command, **kwargs)
+
+    def connection(self, **kwargs: Any) -> DeviceConnection:
+        """One checked ssh connection for many commands (``.run``) and a mount's bulk file work
+        (``mount.read_in_bulk(...)``): ``reach.device_connection.DeviceConnection``; ``transport``,
+        ``insecure`` and ``options`` as for ``run``. Close it (or leave its ``with``) when done."""
+        from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
+
+        return DeviceConnection(self, **kwargs)
 
     def umount(self, mountpoint: str | os.PathLike[str], *, lazy: bool = False) -> None:
         """Unmount an sshfs filesystem left behind by a killed client (``lazy``: detach now).

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.client import SSHMountClient
     from pytest_jumpstarter_mount.pertest.restoreguard import RestoreGuard
     from pytest_jumpstarter_mount.sources.farm import DeviceFarm
+    from pytest_jumpstarter_mount.sources.sharedconnection import SharedConnection
 
 logger = logging.getLogger("pytest_jumpstarter_mount")
 
@@ -68,6 +69,18 @@ class MountManager:
         from pytest_jumpstarter_mount.sources.farm import DeviceFarm
 
         return DeviceFarm(self)
+
+    @cached_property
+    def connection(self) -> SharedConnection:
+        """The device's one ssh connection for ``device_run`` and the mounts' bulk file work."""
+        from pytest_jumpstarter_mount.sources.sharedconnection import SharedConnection
+
+        return SharedConnection(self.settings)
+
+    def close_connection(self) -> None:
+        """End the shared connection if one was made (before the device client: a forward may carry it)."""
+        if "connection" in self.__dict__:
+            self.connection.close()
 
     @cached_property
     def guard(self) -> RestoreGuard:
@@ -139,7 +152,10 @@ class MountManager:
             with open_device(self.settings, self.farm) as device:
                 one_copy_of_client_logs(device.client)
                 self._announce(device.description)
-                yield device.client
+                try:
+                    yield device.client
+                finally:
+                    self.close_connection()
         except DeviceSourceError as exc:
             problem = self.availability.device_failed(str(exc))
         if problem:
@@ -227,6 +243,10 @@ class MountManager:
             if session_wide(exc):
                 self.availability.mount_failed(str(exc))
         else:
+            from pytest_jumpstarter_mount.reporting.distance import tell_distance
+
+            mount.read_in_bulk(self.connection.runner(client))  # many files: one script over the shared ssh
+            tell_distance(self.config, mount)
             with self._lock:
                 self.live.append(mount)
             say_mount(self.config, "mounted", mount, time.monotonic() - started)
@@ -291,6 +311,7 @@ class MountManager:
                 mount.unmount()
             except Exception as exc:
                 logger.warning("unmounting %s failed: %s", mount.where, exc)
+        self.close_connection()  # after the mounts: unmounting puts preserved files back through it
         if self._run_dir is not None:
             from pytest_jumpstarter_mount.runstate.mountdir import close_run_dir, remove_if_empty
             from pytest_jumpstarter_mount.sources.leases import forget_released

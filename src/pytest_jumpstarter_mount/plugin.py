@@ -99,18 +99,13 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
     device's address when ``auto`` finds it answering with the exporter-vouched host key,
     else a Jumpstarter port forward; ``--jmp-mount-transport`` chooses), host key checked
     unless ``--jmp-mount-insecure``, and the ssh options among ``--jmp-mount-option``.
+    The first call logs in; later ones share that connection (one new channel each), which
+    ends with the session.
     """
-    settings = _manager(pytestconfig).settings
+    manager = _manager(pytestconfig)
 
     def run(command: str, *, check: bool = False, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
-        return jmp_mount_client.run(
-            command,
-            check=check,
-            timeout=timeout,
-            transport=settings.transport,
-            insecure=settings.insecure,
-            options=settings.options,
-        )
+        return manager.connection.get(jmp_mount_client).run(command, check=check, timeout=timeout)
 
     return run
 

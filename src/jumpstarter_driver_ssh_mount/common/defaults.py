@@ -8,6 +8,8 @@ DEFAULT_WAIT_TIMEOUT = 30.0  # seconds ``wait_for`` waits unless told otherwise
 COLLECT_MAX_BYTES = 20 * 1024 * 1024  # per collection
 COLLECT_TIMEOUT = 30.0  # seconds per collection
 SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024  # per snapshot (all its files together)
+READ_MANY_MAX_BYTES = 16 * 1024 * 1024  # per Mount.read_many call (all its files together)
+BULK_TIMEOUT = 60.0  # seconds one bulk read or restore script may take (a collection's own timeout is shorter)
 WAIT_MAX_BYTES = 1024 * 1024  # ``wait_for(contains=...)`` reads at most the file's last MiB per look
 JOURNAL_MAX_BYTES = 64 * 1024 * 1024  # a restore journal on the test host (originals, base64): refused beyond
 PRIVATE_DIR_PREFIX = "jmp-mount-"  # of every directory the core makes

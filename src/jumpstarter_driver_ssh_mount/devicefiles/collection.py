@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jumpstarter_driver_ssh_mount.common.defaults import COLLECT_MAX_BYTES
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import ReadStopped, copy_at_most
+from jumpstarter_driver_ssh_mount.devicefiles.bulkfs import prefetched
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import shown
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 from jumpstarter_driver_ssh_mount.devicefiles.matching import Matcher
@@ -110,6 +111,8 @@ def _collect_glob(
         result.notes.append(f"{shown(device_glob)}: cannot read {shown(where)}: {describe_error(error)}")
     if not matches and not matcher.errors:
         result.notes.append(f"{shown(device_glob)}: no match")
+    if matches and time.monotonic() < reading.deadline:  # one script for them all where the backend can
+        fs = prefetched(fs, matches, reading.max_bytes - result.bytes, reading.deadline - time.monotonic())
     for device_path in matches:
         if reading.stop.is_set():
             return

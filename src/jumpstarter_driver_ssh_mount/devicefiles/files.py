@@ -25,10 +25,12 @@ from jumpstarter_driver_ssh_mount.common.defaults import (
     COLLECT_TIMEOUT,
     DEFAULT_COME_BACK_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
+    READ_MANY_MAX_BYTES,
     SNAPSHOT_MAX_BYTES,
     WAIT_MAX_BYTES,
 )
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
+from jumpstarter_driver_ssh_mount.devicefiles.bulkfs import BulkFS, ScriptRunner
 from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect, run_bounded, split_glob
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import (
     OutsideMountError,
@@ -37,6 +39,7 @@ from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import (
     relative_to_mount,
 )
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
+from jumpstarter_driver_ssh_mount.devicefiles.readmany import read_many
 from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
 from jumpstarter_driver_ssh_mount.devicefiles.waiting import wait_for
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
@@ -98,6 +101,7 @@ class DeviceFiles(ABC):
         self.reachable: Callable[[], str | None] | None = None
         #: Set by the client: why the device's host key was last refused (both fingerprints), else None.
         self.key_refused: Callable[[], str | None] | None = None
+        self._bulk: BulkFS | None = None
 
     @property
     @abstractmethod
@@ -145,6 +149,33 @@ class DeviceFiles(ABC):
     def unmount(self, lazy: bool = False) -> None:
         """Put back what is preserved, then let go of the device's files and everything held for them."""
 
+    def read_in_bulk(self, runner: ScriptRunner | None) -> None:
+        """Do many-file work (collect, snapshot, restore, ``read_many``) in one device script over ``runner``.
+
+        ``runner`` runs a shell script on the device over an open connection (the pytest plugin
+        hands in its shared ssh connection's), where that costs less than file by file (always at a
+        distance; next to the device only for many files); None goes back to file by file through ``fs``.
+        """
+        self._bulk = None if runner is None else BulkFS(self.fs, runner, top=self.remote_path)
+
+    @property
+    def chore_fs(self) -> DeviceFS:
+        """What the chores read and write through: ``fs``, in bulk where ``read_in_bulk`` was given a runner."""
+        return self._bulk if self._bulk is not None else self.fs
+
+    def read_many(self, *device_paths_or_globs: str, max_bytes: int = READ_MANY_MAX_BYTES) -> dict[str, bytes]:
+        """The content of many device files at once: each path given, and each regular file a glob matches.
+
+        Paths and globs by the rule of every method (absolute: on the device; relative: below
+        ``remote_path``); the keys are absolute device paths. In bulk (``read_in_bulk``), all of
+        it costs one device script. At most ``max_bytes`` are read in all, counting what is read;
+        a glob never follows a symlink, and neither does a file read (as ``collect``).
+
+        :raises OSError: a file given by name, or matched, could not be read (its errno; ``EFBIG``
+            when it would pass ``max_bytes``).
+        """
+        return read_many(self.fs, self.chore_fs, self.remote_path, self.device_path, device_paths_or_globs, max_bytes)
+
     def device_path(self, path: str | os.PathLike[str], usage: str = "") -> str:
         """``path`` as an absolute device path, by the rule above (``OutsideMountError`` if not covered)."""
         relative_to_mount(self.remote_path, path, usage)
@@ -177,11 +208,11 @@ class DeviceFiles(ABC):
 
     def snapshot(self, *device_paths: str, max_bytes: int = SNAPSHOT_MAX_BYTES) -> Snapshot:
         """Save these device files (content, mode, or their absence); ``.restore()`` puts them back."""
-        return Snapshot.take(self.fs, self.device_path, device_paths, max_bytes=max_bytes)
+        return Snapshot.take(self.chore_fs, self.device_path, device_paths, max_bytes=max_bytes)
 
     def snapshot_of(self, originals: Sequence[tuple[str, bytes | None, int | None]]) -> Snapshot:
         """A snapshot of files saved earlier (device path, content or None, mode), to ``restore`` here."""
-        return Snapshot.of(self.fs, self.device_path, originals)
+        return Snapshot.of(self.chore_fs, self.device_path, originals)
 
     def preserve(self, *device_paths: str) -> None:
         """Snapshot these device files now; ``restore_preserved()`` puts them back.
@@ -280,7 +311,7 @@ class DeviceFiles(ABC):
                     work_result.notes.append(f"{device_glob}: not collected, {self.where} is no longer mounted")
                     continue
                 collect(
-                    self.fs,
+                    self.chore_fs,
                     self.remote_path,
                     self.device_path,
                     device_glob,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
 from jumpstarter_driver_ssh_mount.devicefiles.boundedread import NotRegularFile, read_at_most
+from jumpstarter_driver_ssh_mount.devicefiles.bulkfs import BulkFS, prefetched
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import shown
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS
 
@@ -40,10 +41,12 @@ class Snapshot:
         reports (``/proc`` files say 0; a file may grow while it is read): more is a RestoreError.
         """
         saved, total = [], 0
+        device_paths = list(device_paths)
+        view = prefetched(fs, [resolve(path) for path in device_paths], max_bytes)  # one script, where it can
         for device_path in device_paths:
             full = resolve(device_path)
             try:
-                info = fs.lstat(full)
+                info = view.lstat(full)
             except FileNotFoundError:
                 saved.append(_Saved(device_path, full, None, None))
                 continue
@@ -53,7 +56,7 @@ class Snapshot:
             if total + info.size > max_bytes:
                 raise too_big
             try:
-                content, opened = read_at_most(fs, full, max_bytes - total)
+                content, opened = read_at_most(view, full, max_bytes - total)
             except NotRegularFile:
                 raise _refused(device_path, "not a regular file; preserve files one by one") from None
             total += len(content)
@@ -85,7 +88,16 @@ class Snapshot:
         """Put every file back (content and mode; delete what did not exist). Raises RestoreError
         naming each file that could not be restored, after trying them all."""
         failed: list[tuple[str, str]] = []
-        for f in reversed(self._files):
+        files = list(reversed(self._files))
+        done: dict[int, OSError | None] = {}
+        if isinstance(self._fs, BulkFS):  # one script for them all; what it did not answer, one by one
+            done = self._fs.put_back_many([(f.full, f.content, f.mode) for f in files])
+        for index, f in enumerate(files):
+            if index in done:
+                refused = done[index]
+                if refused is not None:
+                    failed.append((f.device_path, str(refused.strerror or refused)))
+                continue
             try:
                 self._put_back(f)
             except OSError as exc:

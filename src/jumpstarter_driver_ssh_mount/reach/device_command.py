@@ -61,10 +61,10 @@ def run_on_device(
         with ExitStack() as resources:
             argv, target, env = _ssh_argv(client, command, way, keys, resources)
             result = run_command(argv, command, timeout=max(deadline - time.monotonic(), 0.1), env=env, stated=timeout)
-        _refused_or_unreached(result, way, keys, target, final)
+        refused_or_unreached(result, way, keys, target, final)
         return CommandResult(result.command, result.returncode, result.stdout, result.stderr, way.how)
 
-    result = _reach(client, transport, insecure, options, attempt)
+    result = reach(client, transport, insecure, options, attempt)
     return result.check() if check else result
 
 
@@ -97,14 +97,14 @@ def open_shell(
         except ShellGone as exc:
             shell.close()
             failed = CommandResult("exec sh", exc.returncode or 0, "", exc.stderr)
-            _refused_or_unreached(failed, way, keys, target, final)
+            refused_or_unreached(failed, way, keys, target, final)
             raise
         except BaseException:
             shell.close()
             raise
         return shell
 
-    return _reach(client, transport, insecure, options, attempt)
+    return reach(client, transport, insecure, options, attempt)
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class Keys:
     options: list[str]
 
 
-def _reach(
+def reach(
     client: DeviceClient,
     transport: str | None,
     insecure: bool,
@@ -141,7 +141,7 @@ def _final(transport: str, way: Way) -> bool:
     return way.how == "forward" or transport == way.how
 
 
-def _refused_or_unreached(result: CommandResult, way: Way, keys: Keys, target: SshfsTarget, final: bool) -> None:
+def refused_or_unreached(result: CommandResult, way: Way, keys: Keys, target: SshfsTarget, final: bool) -> None:
     """Raise when ssh failed before logging in and the plan should know: a refused host key (``Refused``
     or ``HostKeyError``), or, on a way that is not the last, an unreachable one (``ConnectError``)."""
     if result.returncode != SSH_FAILED:
@@ -158,11 +158,30 @@ def _refused_or_unreached(result: CommandResult, way: Way, keys: Keys, target: S
         raise error
 
 
-def _ssh_argv(
-    client: DeviceClient, command: str, way: Way, keys: Keys, resources: ExitStack
-) -> tuple[list[str], SshfsTarget, dict[str, str] | None]:
-    """The ssh argv for ``command``, its target and extra environment; the forward, relay, known-hosts and
-    identity go on ``resources``."""
+@dataclass(frozen=True)
+class Login:
+    """How ssh logs in to the device over one opened way: target, identity file, sealed config, options,
+    extra environment (a relay's dialer)."""
+
+    target: SshfsTarget
+    identity_path: str | None
+    config_path: str
+    options: list[str]
+    env: dict[str, str] | None
+
+    def argv(self, command: str | None, extra: Sequence[str] = ()) -> list[str]:
+        """The ssh argv for ``command`` (None: ``-N``), with ``extra`` options after the way's."""
+        return ssh_argv(
+            self.target,
+            command,
+            identity_path=self.identity_path,
+            options=[*self.options, *extra],
+            config_path=self.config_path,
+        )
+
+
+def open_login(client: DeviceClient, way: Way, keys: Keys, resources: ExitStack) -> Login:
+    """Open ``way`` (a forward, a relay, the known-hosts file, the identity, the sealed config) on ``resources``."""
     if way.relay is not None:
         resources.callback(release_relay, client.call, way.relay.id, client.logger)
     route = open_route(client, way.address, keys.trust, keys.vouched, keys.options, resources)
@@ -173,7 +192,14 @@ def _ssh_argv(
     identity = resources.enter_context(IdentityFile(key)) if key else None
     target = SshfsTarget(host=host, port=port, user=client.username)
     config = resources.enter_context(sealed_config(host, port, client.username))
-    argv = ssh_argv(
-        target, command, identity_path=identity.path if identity else None, options=options, config_path=config.path
-    )
-    return argv, target, PROXY_ENVIRONMENT if way.relay is not None else None
+    env = PROXY_ENVIRONMENT if way.relay is not None else None
+    return Login(target, identity.path if identity else None, config.path, options, env)
+
+
+def _ssh_argv(
+    client: DeviceClient, command: str, way: Way, keys: Keys, resources: ExitStack
+) -> tuple[list[str], SshfsTarget, dict[str, str] | None]:
+    """The ssh argv for ``command``, its target and extra environment; the forward, relay, known-hosts and
+    identity go on ``resources``."""
+    login = open_login(client, way, keys, resources)
+    return login.argv(command), login.target, login.env

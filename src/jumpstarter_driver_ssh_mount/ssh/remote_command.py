@@ -28,13 +28,13 @@ COMMAND_SSH_OPTIONS: tuple[str, ...] = (*DEFAULT_SSH_OPTIONS, "ConnectTimeout=10
 
 def ssh_argv(
     target: SshfsTarget,
-    command: str,
+    command: str | None,
     *,
     identity_path: str | None = None,
     options: Sequence[str] = (),
     config_path: str | None = None,
 ) -> list[str]:
-    """The ``ssh`` argv running ``command`` (one shell command line) on ``target``.
+    """The ``ssh`` argv running ``command`` (one shell command line) on ``target``; ``-N`` for None (no command).
 
     Default options first (the seal against the user's ssh config), each replaced by an option
     in ``options`` with the same key; host key options as ``hostkeypolicy.host_key_options`` says.
@@ -43,13 +43,13 @@ def ssh_argv(
     merged = merge_options(COMMAND_SSH_OPTIONS, [*host_key_options(options), *options])
     if identity_path:
         merged.append(f"IdentityFile={identity_path}")
-    argv = ["ssh", "-T", "-p", str(target.port or 22), *(["-F", config_path] if config_path else [])]
+    argv = ["ssh", "-T", *(["-N"] if command is None else []), "-p", str(target.port or 22)]
+    argv += ["-F", config_path] if config_path else []
     if target.user:
         argv += ["-l", target.user]
     for option in merged:
         argv += ["-o", option]
-    host = target.host
-    return [*argv, "--", host, command]
+    return [*argv, "--", target.host, *([] if command is None else [command])]
 
 
 def run_command(

@@ -23,6 +23,7 @@ logger = logging.getLogger("pytest_jumpstarter_mount")
 def sweep_left(base: Path, on_stale: Callable[[Path], None] | None = None) -> list[str]:
     """Sweep ``base`` (``on_stale`` gets each dead run's directory) and the known-hosts folders; the header lines."""
     from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS
+    from jumpstarter_driver_ssh_mount.ssh.master import MASTER_FOLDERS
 
     swept = Swept()
     if base.is_dir():
@@ -33,6 +34,9 @@ def sweep_left(base: Path, on_stale: Callable[[Path], None] | None = None) -> li
     folders = KNOWN_HOSTS_FOLDERS.sweep()
     for folder in folders.removed:
         logger.info("removed the known-hosts folder %s of a killed process", folder)
+    masters = MASTER_FOLDERS.sweep()
+    for folder in masters.removed:
+        logger.info("removed the ssh control folder %s of a killed process", folder)
     lines = []
     if swept.mountpoints:
         lines.append(
@@ -41,6 +45,7 @@ def sweep_left(base: Path, on_stale: Callable[[Path], None] | None = None) -> li
         logger.warning(lines[-1])
     unseen: list[tuple[Verdict, str]] = [(v, str(base)) for v in swept.unseen]
     unseen += [(v, str(folders.parent)) for v in folders.unseen]
+    unseen += [(v, str(masters.parent)) for v in masters.unseen]
     if unseen:
         lines.append(describe_unseen([v for v, _ in unseen], [where for _, where in unseen]))
         logger.info(lines[-1])

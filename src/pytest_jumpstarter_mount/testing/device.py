@@ -236,11 +236,17 @@ class LoopbackDevice:
         self.process = None
 
     def exporter_config(
-        self, path: str | os.PathLike[str], *, host: str | None = None, mount_config: dict[str, str] | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        mount_config: dict[str, str] | None = None,
     ) -> Path:
         """Write an exporter config for this device, in the upstream README's shape; its path.
 
-        ``host`` overrides the address the exporter's TCP driver gives for the device;
+        ``host`` and ``port`` override the address the exporter's TCP driver gives for the device
+        (a ``latency.LatencyProxy`` in front of it, say);
         ``mount_config`` is SSHMount's ``config`` (``relay_listen``...).
         """
         path = Path(path)
@@ -262,7 +268,7 @@ class LoopbackDevice:
             "        type: jumpstarter_driver_network.driver.TcpNetwork\n"
             "        config:\n"
             f'          host: "{host or self.host}"\n'
-            f"          port: {self.port}\n"
+            f"          port: {port or self.port}\n"
             "  mount:\n"
             "    type: jumpstarter_driver_ssh_mount.driver.SSHMount\n"
             + ("    config:\n" + config if config else "")
