@@ -188,7 +188,7 @@ class SSHMountClient(CompositeClient):
             target = SshfsTarget(host=route.host, port=route.port, user=self.username, remote_path=plan.remote_path)
             try:
                 if plan.backend == "sftp":
-                    mount = self._sftp(target, plan, without_hook(route), how, relay, resources)
+                    mount = self._sftp(target, plan, route, how, relay, resources)
                 else:
                     options = route.options
                     if relay is not None:
@@ -221,15 +221,18 @@ class SSHMountClient(CompositeClient):
         self,
         target: SshfsTarget,
         plan: MountPlan,
-        options: list[str],
+        route: Route,
         how: str,
         relay: RelayOffer | None,
         resources: ExitStack,
     ) -> DeviceFiles:
-        """An SFTP session over the route just opened (``resources``: what it holds); a relay is dialled here."""
+        """An SFTP session over the route just opened (``resources``: what it holds); a relay is dialled here,
+        and again (the same token) when the session logs in again after a reboot; the route's key hook checks
+        a key the known-hosts file lacks."""
         from jumpstarter_driver_ssh_mount.sftp.files import start_sftp  # asyncssh: only once SFTP is used
 
-        sock = relay_socket(relay, options) if relay is not None else None
+        options = without_hook(route)
+        dial = (lambda: relay_socket(relay, options)) if relay is not None else None
         return start_sftp(
             target,
             identity=self.identity,
@@ -237,7 +240,9 @@ class SSHMountClient(CompositeClient):
             timeout=plan.timeout,
             resources=resources.pop_all(),
             transport=how,
-            sock=sock,
+            sock=dial() if dial is not None else None,
+            dial=dial,
+            hook=route.hook,
         )
 
     def _follow_reboots(self, mount: DeviceFiles, route: Route) -> None:
@@ -330,7 +335,7 @@ class SSHMountClient(CompositeClient):
 
 def without_hook(route: Route) -> list[str]:
     """The route's ssh options for the in-process SFTP client: our own ``KnownHostsCommand`` hook (an ssh
-    feature) goes back to ``none``; the SFTP session checks the same vouched keys itself."""
+    feature) goes back to ``none``; the SFTP session asks the hook in-process (``sftp.hostkeycheck``)."""
     if route.hook is None:
         return route.options
     return ["KnownHostsCommand=none" if option == route.hook.option else option for option in route.options]

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import ExitStack
 
@@ -22,10 +22,11 @@ from jumpstarter_driver_ssh_mount.common.choices import transport_label
 from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_MOUNT_TIMEOUT
 from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
 from jumpstarter_driver_ssh_mount.sftp.devicepath import DevicePath
-from jumpstarter_driver_ssh_mount.sftp.session import SftpSession, open_session
+from jumpstarter_driver_ssh_mount.sftp.session import Redial, SftpSession, open_session
 from jumpstarter_driver_ssh_mount.sftp.sftpfs import SftpFS
 from jumpstarter_driver_ssh_mount.sftp.sshsettings import ssh_settings
 from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import host_key_options
+from jumpstarter_driver_ssh_mount.ssh.keyhook import KeyHook
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
@@ -48,7 +49,7 @@ class SftpFiles(DeviceFiles):
         self._resources = resources
         self._lock = threading.Lock()
         self._closed = False
-        self._fs = SftpFS(session.loop, session.sftp, target.remote_path, self._describe())
+        self._fs = SftpFS(session, target.remote_path, self._describe())
         self.transport = transport
         #: Why this transport was chosen, and whose keys verified the host key (set by the client; None here)
         self.transport_note: str | None = None
@@ -109,8 +110,8 @@ class SftpFiles(DeviceFiles):
         return self.transport == "direct"
 
     def is_mounted(self) -> bool:
-        """True while the SFTP session is open."""
-        return not self._closed and self._session.connected
+        """True until ``unmount``, also while the device reboots (the next call logs in again)."""
+        return not self._closed and self._session.alive
 
     def __repr__(self) -> str:
         state = "open" if self.is_mounted() else "closed"
@@ -152,13 +153,18 @@ def start_sftp(
     resources: ExitStack | None = None,
     transport: str = "direct",
     sock: socket.socket | None = None,
+    dial: Callable[[], socket.socket] | None = None,
+    hook: KeyHook | None = None,
 ) -> SftpFiles:
     """Open an SFTP session to ``target`` and return as soon as ``remote_path`` is there.
 
     ``identity`` is private key text, imported in memory. ``options`` are the route's ssh options
     (``sshsettings`` reads them; host keys as ``hostkeypolicy`` says). ``sock`` is a connection
     already made (the exporter's relay, its token sent). ``resources`` is an ExitStack the files
-    take over and close after the session, on success and on failure.
+    take over and close after the session, on success and on failure. After the device dropped the
+    session (a reboot), the next call logs in again the same way: ``dial`` makes a new ``sock`` (the
+    relay, its token sent again), and ``hook`` (the route's ``KeyHook``) decides on a host key the
+    known-hosts file lacks (a reflash: what the exporter vouches for now).
     """
     with ExitStack() as undo:
         if resources is not None:
@@ -167,7 +173,8 @@ def start_sftp(
             undo.callback(sock.close)
         options = [*host_key_options(options), *options]
         settings = ssh_settings(target.host, target.port or 22, target.user, identity, options)
-        session = open_session(target, settings, timeout, transport, sock)
+        redial = Redial(target, settings, transport, dial, hook)
+        session = open_session(target, settings, timeout, transport, sock, redial)
         undo.callback(session.close)
         owned = undo.pop_all()
     files = SftpFiles(target=target, session=session, resources=owned, transport=transport, ignored=settings.ignored)

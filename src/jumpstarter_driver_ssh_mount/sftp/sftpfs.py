@@ -4,7 +4,8 @@ Every call asks the device: nothing is cached, so a listing or an ``exists`` is 
 state now. Paths go to the device as bytes (``os.fsencode``), so names that are not UTF-8 round
 trip. SFTP opens follow symlinks on the device; a chore that must not follow one (``collect``,
 ``snapshot``) checks with ``lstat`` first, and every open checks the type before it opens: an
-SFTP server opening a FIFO would wait for a writer, and the whole session with it.
+SFTP server opening a FIFO would wait for a writer, and the whole session with it. A call that finds
+the connection gone (the device rebooted) has the session log in again (``SftpSession.revive``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
 from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile
 from jumpstarter_driver_ssh_mount.sftp.errno_map import as_oserror, oserrors
 from jumpstarter_driver_ssh_mount.sftp.loop import LoopThread
+from jumpstarter_driver_ssh_mount.sftp.session import SftpSession
 
 NS = 1_000_000_000
 
@@ -62,9 +64,8 @@ class SftpReader:
 class SftpFS:
     """The device's files through ``sftp`` (an asyncssh ``SFTPClient`` living on ``loop``)."""
 
-    def __init__(self, loop: LoopThread, sftp: asyncssh.SFTPClient, remote_path: str, where: str) -> None:
-        self._loop = loop
-        self._sftp = sftp
+    def __init__(self, session: SftpSession, remote_path: str, where: str) -> None:
+        self._session = session
         self._closing: set[asyncio.Task[None]] = set()  # handles being closed in the background
         self.remote_path = posixpath.normpath(remote_path)
         self.where = where
@@ -72,11 +73,35 @@ class SftpFS:
     @property
     def loop(self) -> LoopThread:
         """The event loop thread the session lives on."""
-        return self._loop
+        return self._session.loop
+
+    @property
+    def _loop(self) -> LoopThread:
+        return self._session.loop
+
+    @property
+    def _sftp(self) -> asyncssh.SFTPClient:
+        """The session's SFTP client now (a new one after the session logged in again)."""
+        return self._session.sftp
 
     def _run(self, path: str, call: Any) -> Any:
-        """Run ``call()`` (a coroutine function) on the loop; errors as ``OSError`` about ``path``."""
-        return self._loop.run(oserrors(call, path))
+        """Run ``call()`` (a coroutine function) on the loop; errors as ``OSError`` about ``path``.
+
+        A connection the device dropped (a reboot) is logged in again first, or once the call finds it
+        lost, and the call made again once: over the same route, failing at once while the device is down.
+        """
+        session = self._session
+        seen = session.generation
+        if not session.connected:
+            session.revive(seen, path)
+            seen = session.generation
+        try:
+            return session.loop.run(oserrors(call, path))
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+        session.revive(seen, path)
+        return session.loop.run(oserrors(call, path))
 
     def lstat(self, path: str) -> FileStat:
         return file_stat(self._run(path, lambda: self._sftp.lstat(os.fsencode(path))))
@@ -133,7 +158,7 @@ class SftpFS:
         then the size it reports, in parallel requests; a file that reports 0 (``/proc``) is read on
         until its end.
         """
-        return self._loop.run(oserrors(lambda: self._read_whole(path), path))
+        return self._run(path, lambda: self._read_whole(path))
 
     async def _read_whole(self, path: str) -> bytes:
         name = os.fsencode(path)

@@ -104,6 +104,12 @@ class KeyHook:
                 self._ask_exporter(offered)
             return "".join(f"{self.alias} {key.line}\n" for key in self.keys)
 
+    def vouches_for(self, offered: HostKey) -> bool:
+        """True when ``offered`` is among the keys ``answer`` gives (the exporter asked again, at most every
+        ``ASK_AGAIN_AFTER`` s, when it is not): an in-process SSH client's check of a key that is not in the
+        known-hosts file, by ssh's rule for ``KnownHostsCommand``."""
+        return any(line.split(" ", 1)[-1] == offered.line for line in self.answer(offered).splitlines())
+
     def _ask_exporter(self, offered: HostKey) -> None:
         try:
             renewed = self._refresh()
