@@ -8,11 +8,12 @@ device, or has it configured (``host_key``: then a new key is nobody's).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.etree import ElementTree
 
 import pytest
@@ -20,6 +21,8 @@ from jumpstarter.common.utils import serve
 
 from helpers import LoopbackDevice, Suite, chrooted_device, make_driver
 from jumpstarter_driver_ssh_mount import DeviceUnreachableError, HostKeyError
+from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
+from jumpstarter_driver_ssh_mount.sftp.loop import THREAD_NAME
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey
 from pytest_jumpstarter_mount.pertest.reboots import PROPERTY
 from pytest_jumpstarter_mount.testing.power import power_off, power_on
@@ -48,23 +51,38 @@ def relay_config(transport: str) -> dict[str, Any]:
     return {"relay_listen": "127.0.0.1"} if transport == "relay" else {}
 
 
+def opened(
+    client: Any, backend: str, mountpoint: Path, remote_path: str, transport: str | None = None
+) -> contextlib.AbstractContextManager[DeviceFiles]:
+    """The device's files over ``backend``: an sshfs mount on ``mountpoint``, or an SFTP session."""
+    if backend == "sshfs":
+        return cast(Any, client.mounted(mountpoint, remote_path=remote_path, transport=transport))
+    return cast(Any, client.files(remote_path, backend="sftp", transport=transport))
+
+
+def sftp_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
 @pytest.mark.parametrize("reflash", [False, True], ids=["reboot", "reflash"])
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_mount_keeps_serving_after_the_device_comes_back(
-    own: LoopbackDevice, mountpoint: Path, transport: str, reflash: bool
+    own: LoopbackDevice, mountpoint: Path, transport: str, reflash: bool, backend: str
 ) -> None:
     driver = make_driver(own, **relay_config(transport))
-    with serve(driver) as client, client.mounted(mountpoint, remote_path=own.remote("/"), transport=transport) as m:
-        assert m.transport == transport
+    with serve(driver) as client, opened(client, backend, mountpoint, own.remote("/"), transport) as m:
+        assert m.transport == transport and m.backend == backend
         release = m / "etc/os-release"
         assert "Loopback" in release.read_text()
         assert client.run("echo before", timeout=30, transport=transport).stdout == "before\n"
         power_off(own)
-        with pytest.raises(OSError):  # EIO, at once: never a hang
+        with pytest.raises(OSError) as down:  # at once: never a hang
             release.read_text()
+        if backend == "sftp":
+            assert "the device is unreachable" in str(down.value)
         power_on(own, new_host_key=reflash)
         m.wait_until_back(timeout=60)
-        assert "Loopback" in release.read_text()  # the same Mount, the same path
+        assert "Loopback" in release.read_text()  # the same files object, the same path
         (m / "data/after.txt").write_text("written after the reboot")
         assert (own.root / "data/after.txt").read_text() == "written after the reboot"
         # device_run's way works too (a connection kept from before the reboot would be reopened)
@@ -78,6 +96,9 @@ def test_a_mount_keeps_serving_after_the_device_comes_back(
         else:
             assert changed == []
         (m / "data/after.txt").unlink()
+        assert m.is_mounted()
+    assert not m.is_mounted() and not (own.root / "data/after.txt").exists()
+    assert sftp_threads() == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -94,10 +115,12 @@ def test_device_run_alone_follows_a_reflash(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_key_nobody_vouches_for_is_still_refused(own: LoopbackDevice, mountpoint: Path, transport: str) -> None:
+def test_a_key_nobody_vouches_for_is_still_refused(
+    own: LoopbackDevice, mountpoint: Path, transport: str, backend: str
+) -> None:
     old = offered(own)
     driver = make_driver(own, host_key=old.line, **relay_config(transport))  # configured: never re-read
-    with serve(driver) as client, client.mounted(mountpoint, remote_path=own.remote("/"), transport=transport) as m:
+    with serve(driver) as client, opened(client, backend, mountpoint, own.remote("/"), transport) as m:
         power_off(own)
         power_on(own, new_host_key=True)
         logins = accepted_logins(own)
@@ -107,14 +130,17 @@ def test_a_key_nobody_vouches_for_is_still_refused(own: LoopbackDevice, mountpoi
         message = str(refused.value)
         assert new.fingerprint in message and old.fingerprint in message
         assert "the configured host_key" in message and "no login was attempted" in message
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as again:
             (m / "etc/os-release").read_text()
-        assert accepted_logins(own) == logins  # ssh refused before it authenticated
+        if backend == "sftp":  # the call says why, both fingerprints
+            assert new.fingerprint in str(again.value) and old.fingerprint in str(again.value)
+        assert accepted_logins(own) == logins  # refused before it authenticated
         assert [w for w in m.warnings if w.startswith("host key mismatch")] == [message.split(" (after")[0]]
+    assert sftp_threads() == []
 
 
-def test_wait_until_back_names_the_address_and_the_wait(own: LoopbackDevice, mountpoint: Path) -> None:
-    with serve(make_driver(own)) as client, client.mounted(mountpoint, remote_path=own.remote("/")) as m:
+def test_wait_until_back_names_the_address_and_the_wait(own: LoopbackDevice, mountpoint: Path, backend: str) -> None:
+    with serve(make_driver(own)) as client, opened(client, backend, mountpoint, own.remote("/")) as m:
         power_off(own)
         with pytest.raises(DeviceUnreachableError) as down:
             m.wait_until_back(timeout=1)
@@ -124,8 +150,10 @@ def test_wait_until_back_names_the_address_and_the_wait(own: LoopbackDevice, mou
         m.wait_until_back(timeout=60)
 
 
-def test_preserved_files_are_put_back_on_the_device_that_came_back(own: LoopbackDevice, mountpoint: Path) -> None:
-    with serve(make_driver(own)) as client, client.mounted(mountpoint, remote_path=own.remote("/")) as m:
+def test_preserved_files_are_put_back_on_the_device_that_came_back(
+    own: LoopbackDevice, mountpoint: Path, backend: str
+) -> None:
+    with serve(make_driver(own)) as client, opened(client, backend, mountpoint, own.remote("/")) as m:
         device_path = own.remote("/etc/os-release")
         original = (own.root / "etc/os-release").read_text()
         m.preserve(device_path)
