@@ -8,6 +8,7 @@ device, or has it configured (``host_key``: then a new key is nobody's).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -22,7 +23,8 @@ from jumpstarter.common.utils import serve
 from helpers import LoopbackDevice, Suite, chrooted_device, make_driver
 from jumpstarter_driver_ssh_mount import DeviceUnreachableError, HostKeyError
 from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
-from jumpstarter_driver_ssh_mount.sftp.loop import THREAD_NAME
+from jumpstarter_driver_ssh_mount.sftp.loop import THREAD_NAME, LoopThread
+from jumpstarter_driver_ssh_mount.sftp.stall import run_watched
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import HostKey
 from pytest_jumpstarter_mount.pertest.reboots import PROPERTY
 from pytest_jumpstarter_mount.testing.power import power_off, power_on
@@ -265,10 +267,15 @@ def test_after(remote_path):
 
 
 def run_with_power(
-    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tests: str, files: dict[str, str] | None = None
+    suite: Suite,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tests: str,
+    files: dict[str, str] | None = None,
+    backend: str = "sshfs",
 ) -> tuple[pytest.RunResult, LoopbackDevice, list[str]]:
-    """Run ``tests`` (with ``power_cycle``) against a device of their own (with ``files`` added), its power
-    switch held here; the result, the device (stopped) and the power cycles done."""
+    """Run ``tests`` (with ``power_cycle``) against a device of their own (with ``files`` added) over ``backend``,
+    its power switch held here; the result, the device (stopped) and the power cycles done."""
     own = LoopbackDevice(tmp_path / "device").setup()
     for name, text in (files or {}).items():
         (own.root / name).write_text(text)
@@ -281,7 +288,7 @@ def run_with_power(
     switch = PowerSwitch(own, request, done)
     try:
         result = suite.pytester.runpytest_subprocess(
-            *Suite(suite.pytester, own, suite.log, suite.mount_dir).args(), timeout=120
+            *Suite(suite.pytester, own, suite.log, suite.mount_dir).args(f"--jmp-mount-backend={backend}"), timeout=120
         )
     finally:
         switch.stop()
@@ -290,9 +297,9 @@ def run_with_power(
 
 
 def test_a_session_mount_follows_a_reflash_through_the_plugin(
-    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    result, own, cycles = run_with_power(suite, tmp_path, monkeypatch, POWER_TESTS)
+    result, own, cycles = run_with_power(suite, tmp_path, monkeypatch, POWER_TESTS, backend=backend)
     result.assert_outcomes(passed=3)
     assert cycles == ["reflash"]
     new = offered(own).fingerprint
@@ -312,13 +319,17 @@ def test_reads_while_the_device_is_off(remote_fs):
 
 
 def test_a_failure_while_the_device_is_off_says_unreachable(
-    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    result, own, _ = run_with_power(suite, tmp_path, monkeypatch, DOWN_TESTS)
+    result, own, _ = run_with_power(suite, tmp_path, monkeypatch, DOWN_TESTS, backend=backend)
     result.assert_outcomes(failed=1)
+    error = {
+        "sshfs": "*OSError: [[]Errno 5[]] Input/output error*",
+        "sftp": "*OSError: [[]Errno 107[]] the device is unreachable: *",
+    }[backend]
     result.stdout.fnmatch_lines(
         [
-            "*OSError: [[]Errno 5[]] Input/output error*",
+            error,
             f"device:        unreachable: the exporter cannot reach the device's sshd at 127.0.0.1:{own.port}: *",
         ]
     )
@@ -339,11 +350,11 @@ def test_changes_then_reflash(remote_path):
 
 
 def test_preserved_files_are_restored_through_a_reflash_by_the_plugin(
-    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     monkeypatch.setenv("CONF", str(tmp_path / "device" / "fs" / "etc" / "app.conf"))  # the device's path
     files = {"etc/app.conf": "factory settings\n"}
-    result, own, cycles = run_with_power(suite, tmp_path, monkeypatch, RESTORE_TESTS, files)
+    result, own, cycles = run_with_power(suite, tmp_path, monkeypatch, RESTORE_TESTS, files, backend)
     result.assert_outcomes(passed=1)
     assert cycles == ["reflash"]
     assert (own.root / "etc/app.conf").read_text() == "factory settings\n"
@@ -374,3 +385,37 @@ class PowerSwitch:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def test_a_stalled_sftp_call_is_aborted_once_the_exporter_says_the_device_is_down() -> None:
+    """A connection the device left without a word (the port forward does not always pass its end on) is
+    simulated by a call that never answers; the exporter's check is a function saying the device is down."""
+    loop = LoopThread()
+    try:
+        stuck: asyncio.Future[None] = asyncio.run_coroutine_threadsafe(make_future(), loop.loop).result(5)
+
+        async def call() -> None:
+            await stuck
+
+        def abort() -> None:  # what aborting the connection does to the calls waiting on it
+            loop.loop.call_soon_threadsafe(stuck.set_exception, ConnectionResetError("connection lost"))
+
+        asked: list[str] = []
+
+        def down() -> str | None:
+            asked.append("down?")
+            return "127.0.0.1:22: Connection refused" if len(asked) > 1 else None  # up at the first ask
+
+        with pytest.raises(ConnectionResetError):
+            run_watched(loop, call(), down, abort, checks=(0.05, 0.05))
+        assert asked == ["down?", "down?"]
+        assert run_watched(loop, asyncio.sleep(0.2, "slow but there"), lambda: None, abort, (0.05, 0.05)) == (
+            "slow but there"
+        )
+    finally:
+        loop.close()
+    assert sftp_threads() == []
+
+
+async def make_future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()

@@ -21,6 +21,8 @@ DEVICE_READING_RETRY = 30.0  # seconds before the device is tried again after it
 SFTP_CONNECT_TIMEOUT = 10.0  # seconds the SFTP backend's connection and login may take (ssh's ConnectTimeout)
 SFTP_KEEPALIVE_INTERVAL = 5.0  # seconds between the SFTP backend's keep-alives (ssh's ServerAliveInterval)
 SFTP_KEEPALIVE_COUNT = 3  # unanswered keep-alives that end an SFTP session (ssh's ServerAliveCountMax)
+#: seconds an SFTP call waits before the exporter is asked whether the device answers, then between two asks
+SFTP_STALL_CHECK = (1.0, 5.0)
 SFTP_BLOCK_SIZE = 64 * 1024  # bytes per SFTP read or write request
 DEFAULT_COME_BACK_TIMEOUT = 120.0  # seconds ``wait_until_back`` waits for a rebooting device unless told otherwise
 COME_BACK_POLL = 0.5  # seconds between two looks for a device that is coming back

@@ -49,7 +49,7 @@ class SftpFiles(DeviceFiles):
         self._resources = resources
         self._lock = threading.Lock()
         self._closed = False
-        self._fs = SftpFS(session, target.remote_path, self._describe())
+        self._fs = SftpFS(session, target.remote_path, self._describe(), down=self._down)
         self.transport = transport
         #: Why this transport was chosen, and whose keys verified the host key (set by the client; None here)
         self.transport_note: str | None = None
@@ -57,6 +57,10 @@ class SftpFiles(DeviceFiles):
         self.warnings: list[str] = []
         if ignored:
             self.warnings.append(f"files via sftp: these sshfs options do not apply and were ignored: {ignored}")
+
+    def _down(self) -> str | None:
+        """Why the device does not answer, as the exporter sees it (``reachable``, set by the client); None: it does."""
+        return self.reachable() if self.reachable is not None else None
 
     def _describe(self) -> str:
         return f"sftp {self._target.spec.rsplit(':', 1)[0]} port {self._target.port}"

@@ -46,6 +46,10 @@ class LoopThread:
             future.cancel()
             raise
 
+    def is_current(self) -> bool:
+        """True when called from the loop's own thread."""
+        return threading.current_thread() is self._thread
+
     @property
     def running(self) -> bool:
         """True until ``close``."""

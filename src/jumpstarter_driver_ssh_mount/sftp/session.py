@@ -84,6 +84,11 @@ class SftpSession:
         """True until ``close``, the device down or not (the next call logs in again)."""
         return not self.closed and self.loop.running
 
+    def abort(self) -> None:
+        """Drop the connection now, without a goodbye (calls waiting on it fail as on a lost connection)."""
+        if self.loop.running:
+            self.loop.loop.call_soon_threadsafe(self.connection.abort)
+
     def revive(self, seen: int, path: str) -> None:
         """Log in again over the same route, in place of generation ``seen``'s lost connection (nothing to do
         if another call did already), each step bounded by ``ConnectTimeout``.

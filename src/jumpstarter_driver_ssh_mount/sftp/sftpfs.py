@@ -16,7 +16,7 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile
 from jumpstarter_driver_ssh_mount.sftp.errno_map import as_oserror, oserrors
 from jumpstarter_driver_ssh_mount.sftp.loop import LoopThread
 from jumpstarter_driver_ssh_mount.sftp.session import SftpSession
+from jumpstarter_driver_ssh_mount.sftp.stall import run_watched
 
 NS = 1_000_000_000
 
@@ -64,8 +65,11 @@ class SftpReader:
 class SftpFS:
     """The device's files through ``sftp`` (an asyncssh ``SFTPClient`` living on ``loop``)."""
 
-    def __init__(self, session: SftpSession, remote_path: str, where: str) -> None:
+    def __init__(
+        self, session: SftpSession, remote_path: str, where: str, down: Callable[[], str | None] | None = None
+    ) -> None:
         self._session = session
+        self._down = down  # why the device does not answer (the exporter's check), asked when a call stalls
         self._closing: set[asyncio.Task[None]] = set()  # handles being closed in the background
         self.remote_path = posixpath.normpath(remote_path)
         self.where = where
@@ -96,12 +100,12 @@ class SftpFS:
             session.revive(seen, path)
             seen = session.generation
         try:
-            return session.loop.run(oserrors(call, path))
+            return run_watched(session.loop, oserrors(call, path), self._down, session.abort)
         except OSError as exc:
             if exc.errno != errno.ENOTCONN:
                 raise
         session.revive(seen, path)
-        return session.loop.run(oserrors(call, path))
+        return run_watched(session.loop, oserrors(call, path), self._down, session.abort)
 
     def lstat(self, path: str) -> FileStat:
         return file_stat(self._run(path, lambda: self._sftp.lstat(os.fsencode(path))))
