@@ -113,11 +113,6 @@ class Mount(DeviceFiles):
         return self._target
 
     @property
-    def remote_path(self) -> str:
-        """The device directory that is mounted."""
-        return self._target.remote_path
-
-    @property
     def host(self) -> str:
         """The host sshfs connects to (the device, or the local end of the port forward)."""
         return self._target.host

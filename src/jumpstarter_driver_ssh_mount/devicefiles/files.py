@@ -94,9 +94,9 @@ class DeviceFiles(ABC):
         """The device's files, as the chores reach them."""
 
     @property
-    @abstractmethod
     def remote_path(self) -> str:
-        """The device directory these files are below."""
+        """The device directory these files are below (``target.remote_path``)."""
+        return self.target.remote_path
 
     @property
     @abstractmethod
