@@ -14,7 +14,7 @@ import pytest
 
 from helpers import LoopbackDevice, Suite, artifacts_run, device_files
 from jumpstarter_driver_ssh_mount import RestoreError, WaitTimeoutError
-from jumpstarter_driver_ssh_mount.devicefiles.files import split_glob
+from jumpstarter_driver_ssh_mount.devicefiles.collection import split_glob
 
 
 @pytest.fixture

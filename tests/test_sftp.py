@@ -227,3 +227,22 @@ def test_auto_takes_sftp_once_a_fuse_mount_fails_for_want_of_fuse() -> None:
     with pytest.raises(FuseUnavailableError):  # asked for sshfs: no fallback
         BackendChoice("sshfs").open(files, None, said.append)
     assert BackendChoice("sshfs").open(files, "sftp", said.append) == "sftp"  # a marker's backend= wins
+
+
+def test_bulk_work_over_sftp_rides_the_shared_connection(client, device: LoopbackDevice, tmp_path: Path) -> None:
+    """The many-file work of a remote lab (one device script over the shared ssh) serves the SFTP backend too."""
+    (device.root / "data/bulk").mkdir(exist_ok=True)
+    for i in range(20):
+        (device.root / f"data/bulk/f{i:02}.log").write_text(f"line {i}\n")
+    with client.connection() as connection, client.files(device.remote("/"), backend="sftp") as files:
+        files.read_in_bulk(connection.script_runner())
+        read = files.read_many("data/bulk/*.log")
+        assert read == {
+            f"{files.remote_path.rstrip('/')}/data/bulk/f{i:02}.log": f"line {i}\n".encode() for i in range(20)
+        }
+        collected = files.collect(["data/bulk/*.log"], tmp_path / "out")
+        assert len(collected.files) == 20 and not collected.notes
+        files.preserve("data/bulk/f00.log")
+        (files / "data/bulk/f00.log").write_text("changed")
+        files.restore_preserved()
+    assert (device.root / "data/bulk/f00.log").read_text() == "line 0\n"

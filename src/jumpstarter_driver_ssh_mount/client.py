@@ -5,24 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 from jumpstarter_driver_composite.client import CompositeClient
 
-from jumpstarter_driver_ssh_mount.common.choices import BACKENDS, DEFAULT_CACHE, transport_label
+from jumpstarter_driver_ssh_mount.common.choices import BACKENDS, DEFAULT_CACHE
 from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_MOUNT_TIMEOUT
 from jumpstarter_driver_ssh_mount.common.errors import HostKeyError
 from jumpstarter_driver_ssh_mount.devicefiles.files import DeviceFiles
+from jumpstarter_driver_ssh_mount.fileplan import MountPlan, follow_reboots, without_hook
 from jumpstarter_driver_ssh_mount.mount import Mount, start_mount
 from jumpstarter_driver_ssh_mount.reach.device_command import run_on_device
 from jumpstarter_driver_ssh_mount.reach.relaydial import PROXY_ENVIRONMENT
-from jumpstarter_driver_ssh_mount.reach.route import Route, open_route, published_address, reach_problem
+from jumpstarter_driver_ssh_mount.reach.route import Route, open_route
 from jumpstarter_driver_ssh_mount.reach.routes import RoutePlan, Way
 from jumpstarter_driver_ssh_mount.reach.transport import (
     RelayOffer,
-    format_address,
     parse_tcp_address,
     relay_options,
     relay_socket,
@@ -37,7 +37,7 @@ from jumpstarter_driver_ssh_mount.reach.trust import (
     read_offered,
 )
 from jumpstarter_driver_ssh_mount.ssh.commandresult import CommandResult
-from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import EXPORTER, OLD_EXPORTER, YOURS, HostKeyTrust
+from jumpstarter_driver_ssh_mount.ssh.hostkeypolicy import OLD_EXPORTER, YOURS
 from jumpstarter_driver_ssh_mount.ssh.hostkeys import VouchedKeys
 from jumpstarter_driver_ssh_mount.ssh.sshoptions import validate_options
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
@@ -47,21 +47,8 @@ from jumpstarter_driver_ssh_mount.sshfs.unmount import unmount_path
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 
+
 __all__ = ["SSHMountClient", "parse_tcp_address", "resolve_transport"]
-
-
-@dataclass
-class MountPlan:
-    """What every mount attempt of one ``mounted()`` call shares."""
-
-    mountpoint: str | os.PathLike[str] | None
-    remote_path: str
-    options: list[str]
-    timeout: float
-    mount_dir: str | os.PathLike[str] | None
-    cache: str = DEFAULT_CACHE
-    trust: HostKeyTrust = field(default_factory=lambda: HostKeyTrust(EXPORTER))  # whose keys are checked
-    backend: str = "sshfs"  # what carries the files: "sshfs" (a FUSE mount) or "sftp"
 
 
 @dataclass(kw_only=True)
@@ -212,7 +199,7 @@ class SSHMountClient(CompositeClient):
                     raise HostKeyError(plan.trust.refusal(exc.where, how, exc.reason, changed=exc.changed)) from None
                 raise
         mount.transport_note = "; ".join(filter(None, [way.note, plan.trust.outcome]))
-        self._follow_reboots(mount, route)
+        follow_reboots(mount, route, self.call, self.ssh.tcp)
         if plan.trust.why == OLD_EXPORTER:
             mount.warnings.append(f"{plan.trust.outcome}; update jumpstarter-driver-ssh-mount on the exporter")
         return mount
@@ -245,23 +232,6 @@ class SSHMountClient(CompositeClient):
             hook=route.hook,
         )
 
-    def _follow_reboots(self, mount: DeviceFiles, route: Route) -> None:
-        """Let ``mount`` follow a device through a reboot: its name, the exporter's check whether it answers,
-        the key hook's notes (a changed host key, vouched for or not) in ``mount.warnings``."""
-        if route.hook is not None:
-            hook = route.hook
-            mount.device_name = hook.where
-            mount.key_refused = lambda: hook.refused
-            hook.report_to(mount.warnings.append)
-        elif (address := published_address(self.ssh.tcp)[0]) is not None:
-            mount.device_name = format_address(*address)
-
-        def reachable() -> str | None:
-            problem = reach_problem(self.call)
-            return f"the exporter cannot reach the device's sshd at {problem}" if problem else None
-
-        mount.reachable = reachable
-
     def _mismatch(self, refused: Refused) -> HostKeyError:
         """The error naming the vouched keys and those offered (read again, best effort)."""
         return mismatch_error(refused, read_offered(refused, self.ssh.tcp, self.logger))
@@ -285,16 +255,10 @@ class SSHMountClient(CompositeClient):
         ``MountLostError`` when sshfs dies while it waits. First, the known-hosts folders
         that killed processes left are removed (``ownedfolders.OwnedFolders.sweep``).
         """
-        from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS
-        from jumpstarter_driver_ssh_mount.interactive import hold_foreground, interruptible_wait, run_subshell
-        from jumpstarter_driver_ssh_mount.signals import signals_interrupt
+        from jumpstarter_driver_ssh_mount.interactive import hold_mount
 
-        swept = KNOWN_HOSTS_FOLDERS.sweep()
-        if swept.unseen:
-            self.logger.info("left alone in %s: %s", swept.parent, ", ".join(v.why for v in swept.unseen))
-
-        with signals_interrupt():
-            with self.mounted(
+        def opened() -> Mount:
+            return self.mounted(
                 mountpoint,
                 remote_path=remote_path,
                 transport=transport,
@@ -302,15 +266,9 @@ class SSHMountClient(CompositeClient):
                 insecure=insecure,
                 extra_args=extra_args,
                 cache=cache,
-            ) as m:
-                click.echo(
-                    f"Mounted {m.target.spec} on {m.mountpoint} via {transport_label(m.transport)} ({m.transport_note})"
-                )
-                if foreground:
-                    hold_foreground(m, interruptible_wait(m, self.portal))
-                else:
-                    run_subshell(m)
-            click.echo(f"Unmounted {m.mountpoint}")
+            )
+
+        hold_mount(opened, self.logger, self.portal, foreground=foreground)
 
     def run(self, command: str, **kwargs: Any) -> CommandResult:
         """Run a shell command on the device, reached as the mounts reach it (``device_command.run_on_device``)."""
@@ -331,11 +289,3 @@ class SSHMountClient(CompositeClient):
         """
         path = unmount_path(mountpoint, lazy=lazy)
         click.echo(f"Unmounted {path}")
-
-
-def without_hook(route: Route) -> list[str]:
-    """The route's ssh options for the in-process SFTP client: our own ``KnownHostsCommand`` hook (an ssh
-    feature) goes back to ``none``; the SFTP session asks the hook in-process (``sftp.hostkeycheck``)."""
-    if route.hook is None:
-        return route.options
-    return ["KnownHostsCommand=none" if option == route.hook.option else option for option in route.options]

@@ -6,6 +6,7 @@ Knows nothing of Jumpstarter: it works on any ``Mount``.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,9 @@ from typing import Any
 
 import click
 
+from jumpstarter_driver_ssh_mount.common.choices import transport_label
 from jumpstarter_driver_ssh_mount.common.errors import MountLostError
+from jumpstarter_driver_ssh_mount.common.ownedfolders import KNOWN_HOSTS_FOLDERS
 from jumpstarter_driver_ssh_mount.mount import Mount
 from jumpstarter_driver_ssh_mount.signals import signals_interrupt
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import is_mountpoint
@@ -120,3 +123,21 @@ def interruptible_wait(mount: Mount, portal: Any) -> Callable[[], int]:
         return mount.wait()
 
     return wait
+
+
+def hold_mount(opened: Callable[[], Mount], logger: logging.Logger, portal: Any, *, foreground: bool) -> None:
+    """``j mount``: sweep what killed processes left, mount (``opened``), say so, hold it (a subshell, or until
+    Ctrl+C with ``foreground``), unmount and say so. SIGTERM and SIGHUP end it like Ctrl+C."""
+    swept = KNOWN_HOSTS_FOLDERS.sweep()
+    if swept.unseen:
+        logger.info("left alone in %s: %s", swept.parent, ", ".join(v.why for v in swept.unseen))
+    with signals_interrupt():
+        with opened() as m:
+            click.echo(
+                f"Mounted {m.target.spec} on {m.mountpoint} via {transport_label(m.transport)} ({m.transport_note})"
+            )
+            if foreground:
+                hold_foreground(m, interruptible_wait(m, portal))
+            else:
+                run_subshell(m)
+        click.echo(f"Unmounted {m.mountpoint}")

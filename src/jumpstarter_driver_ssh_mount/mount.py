@@ -25,7 +25,6 @@ from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_MOUNT_TIMEOUT
 from jumpstarter_driver_ssh_mount.common.errors import (
     FuseUnavailableError,
     SshfsNotFoundError,
-    UnmountError,
     install_hint,
 )
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import local_path
@@ -38,12 +37,11 @@ from jumpstarter_driver_ssh_mount.ssh.sealing import for_sshfs, sealed_config
 from jumpstarter_driver_ssh_mount.ssh.sshoptions import merge_options
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
 from jumpstarter_driver_ssh_mount.sshfs.command import default_options, validate_cache, validate_remote_path
-from jumpstarter_driver_ssh_mount.sshfs.diagnose import last_line
 from jumpstarter_driver_ssh_mount.sshfs.mountinfo import mounts_at
 from jumpstarter_driver_ssh_mount.sshfs.mountpoint import Mountpoint
 from jumpstarter_driver_ssh_mount.sshfs.ready import spawn_ready
 from jumpstarter_driver_ssh_mount.sshfs.symlinks import is_noise, symlink_options
-from jumpstarter_driver_ssh_mount.sshfs.unmount import holders, is_busy, run_unmount, unmount_command
+from jumpstarter_driver_ssh_mount.sshfs.unmount import detach, unmount_command
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
@@ -113,11 +111,6 @@ class Mount(DeviceFiles):
     def target(self) -> SshfsTarget:
         """Where sshfs connects: host, port, user and the device directory."""
         return self._target
-
-    @property
-    def remote_path(self) -> str:
-        """The device directory that is mounted."""
-        return self._target.remote_path
 
     @property
     def host(self) -> str:
@@ -205,30 +198,13 @@ class Mount(DeviceFiles):
             self._closed = True
             grace = 0.0  # if detaching itself fails, stop sshfs at once: on SIGTERM it unmounts itself
             try:
-                error, detached_lazily = self._detach(lazy)
+                error, detached_lazily = detach(str(self.mountpoint), lazy, self.warnings)
                 grace = LAZY_EXIT_GRACE if detached_lazily else EXIT_GRACE
             finally:
                 self._release(grace)
             if error is not None and mounts_at(self.mountpoint):
                 raise error
             logger.info("unmounted %s in %.3fs", self.mountpoint, time.monotonic() - started)
-
-    def _detach(self, lazy: bool) -> tuple[UnmountError | None, bool]:
-        """Unmount; returns (error if still mounted, whether it was detached lazily)."""
-        path = str(self.mountpoint)
-        if not mounts_at(path):
-            return None, False
-        result = run_unmount(path, lazy=lazy)
-        if result.returncode == 0 or not mounts_at(path):
-            return None, lazy
-        if is_busy(result) and not lazy:
-            busy = ", ".join(holders(path)) or "unknown processes"
-            logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
-            self.warnings.append(f"{path} is busy (used by {busy}); detached it lazily")
-            result = run_unmount(path, lazy=True)
-            if result.returncode == 0 or not mounts_at(path):
-                return None, True
-        return UnmountError(f"cannot unmount {path}: {last_line(result.stderr)}; try a lazy unmount (-l)"), lazy
 
     def _release(self, grace: float) -> None:
         """Let sshfs exit (stop it after ``grace``), then release helpers, resources, directories."""

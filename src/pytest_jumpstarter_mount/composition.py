@@ -15,10 +15,12 @@ from pytest_jumpstarter_mount.config.markerusage import MarkerUsage
 from pytest_jumpstarter_mount.config.settings import load_settings
 from pytest_jumpstarter_mount.config.transportchoice import INSECURE_WARNING
 from pytest_jumpstarter_mount.manager import MountManager, manager_key
+from pytest_jumpstarter_mount.pertest.restoring import MarkerRestores
 from pytest_jumpstarter_mount.reporting.notices import InsecureMountWarning
 
 LOGGERS = ("pytest_jumpstarter_mount", "jumpstarter_driver_ssh_mount")
 MANAGER_PLUGIN = "jumpstarter_mount_manager"
+RESTORES_PLUGIN = "jumpstarter_mount_marker_restores"
 ARTIFACTS_PLUGIN = "jumpstarter_mount_artifacts"
 FARM_PLUGIN = "jumpstarter_mount_farm"
 GUARD_PLUGIN = "jumpstarter_mount_restore_guard"
@@ -34,6 +36,7 @@ def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     manager = config.stash[manager_key] = MountManager(config, load_settings(config))
     config.pluginmanager.register(manager, MANAGER_PLUGIN)
+    config.pluginmanager.register(MarkerRestores(manager.used_mounts), RESTORES_PLUGIN)
     config.pluginmanager.register(manager.availability, AVAILABILITY_PLUGIN)
     config.pluginmanager.register(MarkerUsage(config), MARKER_USAGE_PLUGIN)
     config.add_cleanup(manager.close)

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -24,10 +24,10 @@ import pytest
 
 from jumpstarter_driver_ssh_mount.signals import SignalsAsInterrupt
 from pytest_jumpstarter_mount.config.backendchoice import BackendChoice
-from pytest_jumpstarter_mount.config.marker import NO_MARKER, MarkerSpec, marker_spec
+from pytest_jumpstarter_mount.config.marker import NO_MARKER, MarkerSpec
 from pytest_jumpstarter_mount.config.settings import NO_DEVICE, SOURCES_HELP, Settings
 from pytest_jumpstarter_mount.config.transportchoice import describe_transport
-from pytest_jumpstarter_mount.reporting.output import announce
+from pytest_jumpstarter_mount.reporting.output import announce, announce_device
 from pytest_jumpstarter_mount.sources.failfast import DeviceAvailability
 
 if TYPE_CHECKING:
@@ -102,34 +102,6 @@ class MountManager:
             lines.append(f"jumpstarter mount: device: none configured; the tests that use it error: {SOURCES_HELP}")
         return lines
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Check every test's marker once (a bad one is a usage error); restoring needs the test's mount."""
-        for item in items:
-            spec = marker_spec(item)
-            if spec.restore and isinstance(item, pytest.Function) and "remote_path" not in item.fixturenames:
-                item.fixturenames.append("remote_path")
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        """Snapshot the marker's ``restore=[...]`` files before the test body runs."""
-        paths = marker_spec(item).restore
-        if paths:
-            from pytest_jumpstarter_mount.pertest.restoring import preserve
-
-            preserve(self.used_mounts(item), paths, item.nodeid)
-        return (yield)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
-        from pytest_jumpstarter_mount.pertest.restoring import RestoreFailed, restore
-
-        problems = restore(self.used_mounts(item))
-        result = yield
-        if problems:
-            raise RestoreFailed("; ".join(problems))
-        return result
-
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
         """After pytest's own teardown: unmount whatever is left (an interrupted run), remove dirs.
@@ -151,7 +123,8 @@ class MountManager:
         try:
             with open_device(self.settings, self.farm) as device:
                 one_copy_of_client_logs(device.client)
-                self._announce(device.description)
+                if device.description != self.settings.describe_source():  # the header could not say it
+                    announce_device(self.config, self.worker_id, device.description)
                 try:
                     yield device.client
                 finally:
@@ -173,14 +146,6 @@ class MountManager:
             self.guard.device_ready(self.mount_client)  # what killed runs left changed goes back first
             return self.mount_client
         pytest.fail(problem, pytrace=False)
-
-    def _announce(self, description: str) -> None:
-        """Say which device was reached when the header could not (which lease, on which exporter; which worker)."""
-        if description == self.settings.describe_source():
-            return
-        who = f"{self.worker_id} " if self.worker_id != "main" else ""
-        announce(self.config, f"\njumpstarter mount: {who}device: {description}")
-        logger.info("device: %s", description)
 
     # -- the one mount path ---------------------------------------------------------
     @contextmanager

@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,8 @@ from jumpstarter_driver_ssh_mount.common.defaults import (
 )
 from jumpstarter_driver_ssh_mount.common.errors import RestoreError
 from jumpstarter_driver_ssh_mount.devicefiles.bulkfs import BulkFS, ScriptRunner
-from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection, collect, run_bounded, split_glob
+from jumpstarter_driver_ssh_mount.devicefiles.collecting import collect_globs
+from jumpstarter_driver_ssh_mount.devicefiles.collection import Collection
 from jumpstarter_driver_ssh_mount.devicefiles.devicepaths import (
     OutsideMountError,
     covers,
@@ -43,21 +43,6 @@ from jumpstarter_driver_ssh_mount.devicefiles.readmany import read_many
 from jumpstarter_driver_ssh_mount.devicefiles.snapshot import Snapshot
 from jumpstarter_driver_ssh_mount.devicefiles.waiting import wait_for
 from jumpstarter_driver_ssh_mount.ssh.target import SshfsTarget
-
-__all__ = [
-    "COLLECT_MAX_BYTES",
-    "COLLECT_TIMEOUT",
-    "DEFAULT_WAIT_TIMEOUT",
-    "SNAPSHOT_MAX_BYTES",
-    "WAIT_MAX_BYTES",
-    "Collection",
-    "DeviceFiles",
-    "PreserveJournal",
-    "Snapshot",
-    "collect",
-    "split_glob",
-    "wait_for",
-]
 
 logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
@@ -109,9 +94,9 @@ class DeviceFiles(ABC):
         """The device's files, as the chores reach them."""
 
     @property
-    @abstractmethod
     def remote_path(self) -> str:
-        """The device directory these files are below."""
+        """The device directory these files are below (``target.remote_path``)."""
+        return self.target.remote_path
 
     @property
     @abstractmethod
@@ -299,35 +284,5 @@ class DeviceFiles(ABC):
         Each glob is handled on its own: an error is a note and the next glob is still
         collected. Never raises.
         """
-        device_globs = [device_path(self.remote_path, g) for g in device_globs]
-        work_result = Collection()
-        deadline = time.monotonic() + timeout
-
-        def work(stop: threading.Event) -> None:
-            for device_glob in device_globs:
-                if stop.is_set():
-                    return
-                if not self.is_mounted():
-                    work_result.notes.append(f"{device_glob}: not collected, {self.where} is no longer mounted")
-                    continue
-                collect(
-                    self.chore_fs,
-                    self.remote_path,
-                    self.device_path,
-                    device_glob,
-                    Path(dest),
-                    work_result,
-                    max_bytes=max_bytes,
-                    deadline=deadline,
-                    stop=stop,
-                )
-
-        problem = run_bounded(work, timeout + 1.0)
-        # a copy: an abandoned thread may still add to its own
-        result = Collection(
-            list(work_result.files), list(work_result.notes), work_result.bytes, list(work_result.cut_short)
-        )
-        if problem is not None:
-            result.notes.append(f"collection {problem}")
-            result.cut(f"it {problem}")
-        return result
+        globs = [device_path(self.remote_path, g) for g in device_globs]
+        return collect_globs(self, globs, Path(dest), max_bytes=max_bytes, timeout=timeout)

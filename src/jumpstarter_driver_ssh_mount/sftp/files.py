@@ -86,11 +86,6 @@ class SftpFiles(DeviceFiles):
         return self._target
 
     @property
-    def remote_path(self) -> str:
-        """The device directory."""
-        return self._target.remote_path
-
-    @property
     def root(self) -> DevicePath:
         """``remote_path`` as a ``DevicePath`` (what the ``remote_path`` fixture hands out)."""
         return DevicePath(self._fs, self.remote_path)

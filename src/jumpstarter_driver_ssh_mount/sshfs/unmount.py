@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -9,7 +10,10 @@ import sys
 
 from jumpstarter_driver_ssh_mount.common.errors import UnmountError
 from jumpstarter_driver_ssh_mount.common.procfs import processes
-from jumpstarter_driver_ssh_mount.sshfs.mountinfo import is_mountpoint
+from jumpstarter_driver_ssh_mount.sshfs.diagnose import last_line
+from jumpstarter_driver_ssh_mount.sshfs.mountinfo import is_mountpoint, mounts_at
+
+logger = logging.getLogger("jumpstarter_driver_ssh_mount")
 
 UNMOUNT_TIMEOUT = 30.0  # seconds; a normal FUSE unmount takes milliseconds
 
@@ -73,3 +77,23 @@ def holders(mountpoint: str, *, limit: int = 5) -> list[str]:
         if any(path == base or path.startswith(base + "/") for path in process.open_paths()):
             found.append(f"{process.pid} ({process.name})")
     return found
+
+
+def detach(path: str, lazy: bool, warnings: list[str]) -> tuple[UnmountError | None, bool]:
+    """Unmount ``path``; (the error if it is still mounted, whether it was detached lazily).
+
+    A busy filesystem is detached lazily, with a warning in ``warnings`` naming who keeps it busy.
+    """
+    if not mounts_at(path):
+        return None, False
+    result = run_unmount(path, lazy=lazy)
+    if result.returncode == 0 or not mounts_at(path):
+        return None, lazy
+    if is_busy(result) and not lazy:
+        busy = ", ".join(holders(path)) or "unknown processes"
+        logger.warning("%s is busy (used by %s); detaching it lazily", path, busy)
+        warnings.append(f"{path} is busy (used by {busy}); detached it lazily")
+        result = run_unmount(path, lazy=True)
+        if result.returncode == 0 or not mounts_at(path):
+            return None, True
+    return UnmountError(f"cannot unmount {path}: {last_line(result.stderr)}; try a lazy unmount (-l)"), lazy

@@ -123,7 +123,7 @@ class FailureArtifacts:
 
 def plan(mounts: Sequence[DeviceFiles], globs: Sequence[str]) -> tuple[list[tuple[DeviceFiles, list[str]]], list[str]]:
     """Which mount collects which globs (in order, neighbours on one mount grouped); the uncovered globs."""
-    from jumpstarter_driver_ssh_mount.devicefiles.files import split_glob
+    from jumpstarter_driver_ssh_mount.devicefiles.collection import split_glob
 
     jobs: list[tuple[DeviceFiles, list[str]]] = []
     uncovered = []

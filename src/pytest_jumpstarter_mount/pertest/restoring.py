@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING
 
 import pytest
@@ -51,3 +51,39 @@ def restore(mounts: Sequence[DeviceFiles]) -> list[str]:
         except RestoreError as exc:
             problems.append(str(exc))
     return problems
+
+
+class MarkerRestores:
+    """Plugin object: the ``jmp_mount(restore=[...])`` files of each test, snapshotted before its body runs and
+    put back before its mounts are torn down (the test fails when they cannot be)."""
+
+    def __init__(self, used_mounts: Callable[[pytest.Item], list[DeviceFiles]]) -> None:
+        self.used_mounts = used_mounts
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Restoring needs the test's mount: a test with ``restore=`` gets ``remote_path``."""
+        from pytest_jumpstarter_mount.config.marker import marker_spec
+
+        for item in items:
+            spec = marker_spec(item)
+            if spec.restore and isinstance(item, pytest.Function) and "remote_path" not in item.fixturenames:
+                item.fixturenames.append("remote_path")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Snapshot the marker's ``restore=[...]`` files before the test body runs."""
+        from pytest_jumpstarter_mount.config.marker import marker_spec
+
+        paths = marker_spec(item).restore
+        if paths:
+            preserve(self.used_mounts(item), paths, item.nodeid)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Put preserved device files back before the test's mounts are torn down; fail if that fails."""
+        problems = restore(self.used_mounts(item))
+        result = yield
+        if problems:
+            raise RestoreFailed("; ".join(problems))
+        return result

@@ -99,3 +99,10 @@ def one_copy_of_client_logs(root: Any) -> None:
             for handler in [h for h in logger.handlers if isinstance(h, RichHandler)]:
                 logger.removeHandler(handler)
         pending.extend((getattr(client, "children", None) or {}).values())
+
+
+def announce_device(config: pytest.Config, worker_id: str, description: str) -> None:
+    """Say which device was reached (which lease, on which exporter), and by which xdist worker."""
+    who = f"{worker_id} " if worker_id != "main" else ""
+    announce(config, f"\njumpstarter mount: {who}device: {description}")
+    logging.getLogger("pytest_jumpstarter_mount").info("device: %s", description)
