@@ -220,6 +220,7 @@ class SSHMountClient(CompositeClient):
 
         options = without_hook(route)
         dial = (lambda: relay_socket(relay, options)) if relay is not None else None
+        sock = dial() if dial is not None else None  # while the caller's stack still holds what the route opened
         return start_sftp(
             target,
             identity=self.identity,
@@ -227,7 +228,7 @@ class SSHMountClient(CompositeClient):
             timeout=plan.timeout,
             resources=resources.pop_all(),
             transport=how,
-            sock=dial() if dial is not None else None,
+            sock=sock,
             dial=dial,
             hook=route.hook,
         )

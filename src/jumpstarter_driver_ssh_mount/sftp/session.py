@@ -113,7 +113,9 @@ class SftpSession:
                 if sock is not None:
                     sock.close()
                 refused = redial.hook.refused if redial.hook is not None else None
-                reason = refused if isinstance(exc, HostKeyError) and refused else f"the device is unreachable: {exc}"
+                unreachable = f"the device is unreachable: {exc}"
+                # a HostKeyError: it answers, with a key nobody vouches for (the hook's note: both fingerprints)
+                reason = (refused or str(exc)) if isinstance(exc, HostKeyError) else unreachable
                 raise OSError(errno.ENOTCONN, reason, path) from None
             self.generation += 1
             logger.info("logged in again to %s", where(redial.target, redial.transport))

@@ -102,7 +102,7 @@ class SftpFS:
         try:
             return run_watched(session.loop, oserrors(call, path), self._down, session.abort)
         except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
+            if exc.errno != errno.ENOTCONN or session.connected:  # a live connection: the error is the call's
                 raise
         session.revive(seen, path)
         return run_watched(session.loop, oserrors(call, path), self._down, session.abort)
