@@ -37,7 +37,8 @@ class SftpFiles(DeviceFiles):
 
     ``root`` (what the ``remote_path`` fixture hands out) and ``files / "x"`` are ``DevicePath``
     objects: pathlib's file API, asking the device each time. Device-file chores (``snapshot``,
-    ``preserve``, ``restore_preserved``, ``wait_for``, ``collect``) come from ``DeviceFiles``.
+    ``preserve``, ``restore_preserved``, ``wait_for``, ``collect``) come from ``DeviceFiles``. It outlives
+    a device reboot: the first call after the device answers again logs in again (``SftpSession.revive``).
     """
 
     def __init__(
