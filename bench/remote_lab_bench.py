@@ -25,6 +25,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sftp_bench import sftp_far_rows
+
 from jumpstarter_driver_ssh_mount.reach.device_connection import DeviceConnection
 from pytest_jumpstarter_mount.testing import LoopbackDevice, StandaloneExporter, can_chroot
 from pytest_jumpstarter_mount.testing.latency import LatencyProxy
@@ -184,6 +186,7 @@ class RemoteLab:
                 row(label, f"{way} {cache}", f"{med(small):.2f}", f"{med(small) / plain['small']:.2f}x plain")
             with t.ours(client, self.bench.mounts, self.remote(), transport, []) as (mount, _):
                 self.bulk_figures(at, way, mount, connection, reps, plain)
+            sftp_far_rows(self, at, way, transport, client, plain)
         finally:
             connection.close()
 

@@ -71,3 +71,20 @@ def spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def sftp_far_rows(lab: Any, at: str, way: str, transport: str, client: Any, plain: dict[str, float]) -> None:
+    """Figure 14's SFTP rows (no FUSE) at one distance: session ready, sequential read, small files one by one,
+    ``read_many``; ratios against plain sshfs at the same distance, in the same run."""
+    s, row, timed = lab.sizes, lab.bench.row, lab.tools.timed
+    started = time.monotonic()
+    with client.files(lab.remote(), backend="sftp", transport=transport) as files:
+        ready = time.monotonic() - started
+        row(f"14. {at}: mount ready, s", f"{way} sftp", f"{ready:.3f}", f"{ready / plain['ready']:.2f}x plain")
+        read = s.read_mib / timed(lambda: (files / "big.bin").read_bytes())
+        row(f"14. {at}: sequential read, MiB/s", f"{way} sftp", f"{read:.1f}", f"{read / plain['read']:.2f}x plain")
+        small = timed(lambda: read_tree(files / "small", s.small))
+        label = f"14. {at}: {s.small} x 4 KiB listdir+stat+read, s"
+        row(label, f"{way} sftp", f"{small:.2f}", f"{small / plain['small']:.2f}x plain")
+        many = timed(lambda: files.read_many(lab.remote("many") + "/*.log"))
+        row(f"14. {at}: read_many {s.read_many} x 4 KiB, s", f"{way} sftp", f"{many:.2f}")
