@@ -112,8 +112,11 @@ def test_device_run_alone_follows_a_reflash(
         power_off(own)
         power_on(own, new_host_key=True)  # the exporter still vouches for the old key: nobody asked it since
         with caplog.at_level("WARNING", logger="jumpstarter_driver_ssh_mount"):
-            assert client.run("echo after", timeout=30, transport=transport).stdout == "after\n"
-    assert f"host key changed on 127.0.0.1:{own.port}: now {offered(own).fingerprint}" in caplog.text
+            after = client.run("echo after", timeout=30, transport=transport)
+            assert after.stdout == "after\n"
+    changed = f"host key changed on 127.0.0.1:{own.port}: now {offered(own).fingerprint}"
+    assert changed in caplog.text
+    assert [note for note in after.warnings if note.startswith(changed)]  # the device_run fixture warns with it
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -8,6 +8,7 @@ they run. Jumpstarter is imported only when a fixture needs the device (see ``so
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import pytest
 from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_COMMAND_TIMEOUT
 from pytest_jumpstarter_mount import hooks
 from pytest_jumpstarter_mount.config.options import add_options
+from pytest_jumpstarter_mount.reporting.notices import JumpstarterMountWarning
 
 if TYPE_CHECKING:
     from jumpstarter_driver_ssh_mount import DeviceFiles
@@ -103,9 +105,15 @@ def device_run(pytestconfig: pytest.Config, jmp_mount_client: SSHMountClient) ->
     ends with the session.
     """
     manager = _manager(pytestconfig)
+    told: set[str] = set()
 
     def run(command: str, *, check: bool = False, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
-        return manager.connection.get(jmp_mount_client).run(command, check=check, timeout=timeout)
+        result = manager.connection.get(jmp_mount_client).run(command, timeout=timeout)
+        for note in result.warnings:  # a host key that changed (vouched for, or refused): once a session
+            if note not in told:
+                told.add(note)
+                warnings.warn(JumpstarterMountWarning(f"device_run: {note}"), stacklevel=2)
+        return result.check() if check else result
 
     return run
 

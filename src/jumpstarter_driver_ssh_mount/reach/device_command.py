@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from jumpstarter_driver_ssh_mount.common.defaults import DEFAULT_COMMAND_TIMEOUT
@@ -59,10 +59,13 @@ def run_on_device(
 
     def attempt(way: Way, keys: Keys, final: bool) -> CommandResult:
         with ExitStack() as resources:
-            argv, target, env = _ssh_argv(client, command, way, keys, resources)
-            result = run_command(argv, command, timeout=max(deadline - time.monotonic(), 0.1), env=env, stated=timeout)
-        refused_or_unreached(result, way, keys, target, final)
-        return CommandResult(result.command, result.returncode, result.stdout, result.stderr, way.how)
+            login = open_login(client, way, keys, resources)
+            left = max(deadline - time.monotonic(), 0.1)
+            result = run_command(login.argv(command), command, timeout=left, env=login.env, stated=timeout)
+        refused_or_unreached(result, way, keys, login.target, final)
+        return CommandResult(
+            result.command, result.returncode, result.stdout, result.stderr, way.how, list(login.notes)
+        )
 
     result = reach(client, transport, insecure, options, attempt)
     return result.check() if check else result
@@ -168,6 +171,8 @@ class Login:
     config_path: str
     options: list[str]
     env: dict[str, str] | None
+    #: What the route's key hook noted (a host key that changed and is vouched for, or refused), each once
+    notes: list[str] = field(default_factory=list)
 
     def argv(self, command: str | None, extra: Sequence[str] = ()) -> list[str]:
         """The ssh argv for ``command`` (None: ``-N``), with ``extra`` options after the way's."""
@@ -193,7 +198,8 @@ def open_login(client: DeviceClient, way: Way, keys: Keys, resources: ExitStack)
     target = SshfsTarget(host=host, port=port, user=client.username)
     config = resources.enter_context(sealed_config(host, port, client.username))
     env = PROXY_ENVIRONMENT if way.relay is not None else None
-    return Login(target, identity.path if identity else None, config.path, options, env)
+    notes = route.hook.notes if route.hook is not None else []  # the hook's own list: later notes show too
+    return Login(target, identity.path if identity else None, config.path, options, env, notes)
 
 
 def _ssh_argv(

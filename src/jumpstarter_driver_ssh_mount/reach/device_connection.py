@@ -99,7 +99,9 @@ class DeviceConnection:
             )
         left = max(deadline - time.monotonic(), 0.1)
         result = run_command(opened.argv(command), command, timeout=left, env=opened.login.env, stated=timeout)
-        result = CommandResult(result.command, result.returncode, result.stdout, result.stderr, opened.how)
+        result = CommandResult(
+            result.command, result.returncode, result.stdout, result.stderr, opened.how, list(opened.login.notes)
+        )
         return result.check() if check else result
 
     def run_script(self, script: bytes, *, timeout: float, max_bytes: int) -> ScriptResult | None:
