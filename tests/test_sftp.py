@@ -246,3 +246,32 @@ def test_bulk_work_over_sftp_rides_the_shared_connection(client, device: Loopbac
         (files / "data/bulk/f00.log").write_text("changed")
         files.restore_preserved()
     assert (device.root / "data/bulk/f00.log").read_text() == "line 0\n"
+
+
+def test_read_many_in_flight_gives_what_one_by_one_gives(files: SftpFiles, device: LoopbackDevice) -> None:
+    """All looks and reads in flight at once, the result file for file as ``read_each``'s, caps included."""
+    from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
+
+    top = device.root / "data/many"
+    top.mkdir(exist_ok=True)
+    for i in range(12):
+        (top / f"f{i:02}.txt").write_bytes(bytes([65 + i]) * (100 * i))
+    (top / "link").symlink_to("f01.txt")
+    (top / "dir").mkdir(exist_ok=True)
+    os.mkfifo(top / "fifo")
+    names = [*(f"f{i:02}.txt" for i in range(12)), "link", "dir", "fifo", "missing", "f03.txt"]
+    paths = [device.remote(f"/data/many/{name}") for name in names] + ["/proc/self/status", "/proc/uptime"]
+    try:
+        for cap in (10_000, 2_500, 150, 0):
+            fast, slow = files.fs.read_many(paths, cap), read_each(files.fs, paths, cap)
+            assert fast.keys() == slow.keys()
+            for path in paths:
+                a, b = fast[path], slow[path]
+                if isinstance(b, OSError):
+                    assert type(a) is type(b) and a.errno == b.errno, (cap, path, a, b)
+                elif path.startswith("/proc/"):  # the kernel's text changes from one read to the next
+                    assert isinstance(a, bytes) and a, (cap, path, a)
+                else:
+                    assert a == b, (cap, path)
+    finally:
+        (top / "fifo").unlink()

@@ -23,10 +23,11 @@ from typing import Any
 import asyncssh
 
 from jumpstarter_driver_ssh_mount.common.defaults import SFTP_BLOCK_SIZE
-from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
-from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile
+from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_at_most, read_each
+from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile, OverLimit
 from jumpstarter_driver_ssh_mount.sftp.errno_map import as_oserror, oserrors
 from jumpstarter_driver_ssh_mount.sftp.loop import LoopThread
+from jumpstarter_driver_ssh_mount.sftp.readmany import fetch_many, lost_connection
 from jumpstarter_driver_ssh_mount.sftp.session import SftpSession
 from jumpstarter_driver_ssh_mount.sftp.stall import run_watched
 
@@ -248,7 +249,32 @@ class SftpFS:
         return resolved == self.remote_path or resolved.startswith(self.remote_path + "/")
 
     def read_many(self, paths: Sequence[str], max_bytes: int) -> dict[str, bytes | OSError]:
-        return read_each(self, paths, max_bytes)
+        """``read_each``'s result, with every file's look and read in flight together (``readmany``)."""
+        paths = list(paths)
+        if len(paths) < 2:
+            return read_each(self, paths, max_bytes)
+        settled = self._run(paths[0], lambda: fetch_many(self._sftp, paths, max_bytes, file_stat))
+        if lost_connection(settled):
+            return read_each(self, paths, max_bytes)  # logs in again, as every call does
+        found: dict[str, bytes | OSError] = {}
+        left = max_bytes
+        for path in paths:
+            got = settled[path]
+            if isinstance(got, OSError):
+                found[path] = got
+                continue
+            if got is None:
+                try:
+                    got, _ = read_at_most(self, path, left)
+                except OSError as exc:
+                    found[path] = exc
+                    continue
+            if len(got) > left:
+                found[path] = OverLimit(path, left)
+                continue
+            left -= len(got)
+            found[path] = got
+        return found
 
 
 __all__ = ["SftpFS", "SftpReader", "as_oserror", "file_stat"]
