@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from jumpstarter_driver_ssh_mount.devicefiles.fs import DeviceFS, FileStat, NotRegularFile, OverLimit, Reader
 
@@ -118,16 +118,27 @@ def read_tail(fs: DeviceFS, path: str, limit: int) -> bytes:
         return b"".join(chunks(reader, limit - 1)) if limit > 0 else b""
 
 
-def read_each(fs: DeviceFS, paths: Iterable[str], max_bytes: int) -> dict[str, bytes | OSError]:
+def read_each(
+    fs: DeviceFS,
+    paths: Iterable[str],
+    max_bytes: int,
+    settled: Mapping[str, bytes | OSError | None] | None = None,
+) -> dict[str, bytes | OSError]:
     """``DeviceFS.read_many`` one file after the other (the default): ``max_bytes`` in all.
 
-    A file holding more than what is left is an ``OverLimit`` and reads nothing of the cap.
+    A file holding more than what is left is an ``OverLimit`` and reads nothing of the cap. ``settled``:
+    what is known already of some paths (their content, or their error; None: read it here), held to the
+    same cap in the same order.
     """
     found: dict[str, bytes | OSError] = {}
     left = max_bytes
     for path in paths:
+        known = settled.get(path) if settled is not None else None
+        if isinstance(known, OSError):
+            found[path] = known
+            continue
         try:
-            content, _ = read_at_most(fs, path, left)
+            content = known if known is not None else read_at_most(fs, path, left)[0]
         except OSError as exc:
             found[path] = exc
             continue

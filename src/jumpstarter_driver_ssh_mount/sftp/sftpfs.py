@@ -23,8 +23,8 @@ from typing import Any
 import asyncssh
 
 from jumpstarter_driver_ssh_mount.common.defaults import SFTP_BLOCK_SIZE
-from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_at_most, read_each
-from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile, OverLimit
+from jumpstarter_driver_ssh_mount.devicefiles.boundedread import read_each
+from jumpstarter_driver_ssh_mount.devicefiles.fs import FileStat, NotRegularFile
 from jumpstarter_driver_ssh_mount.sftp.errno_map import as_oserror, oserrors
 from jumpstarter_driver_ssh_mount.sftp.loop import LoopThread
 from jumpstarter_driver_ssh_mount.sftp.readmany import fetch_many, lost_connection
@@ -256,25 +256,7 @@ class SftpFS:
         settled = self._run(paths[0], lambda: fetch_many(self._sftp, paths, max_bytes, file_stat))
         if lost_connection(settled):
             return read_each(self, paths, max_bytes)  # logs in again, as every call does
-        found: dict[str, bytes | OSError] = {}
-        left = max_bytes
-        for path in paths:
-            got = settled[path]
-            if isinstance(got, OSError):
-                found[path] = got
-                continue
-            if got is None:
-                try:
-                    got, _ = read_at_most(self, path, left)
-                except OSError as exc:
-                    found[path] = exc
-                    continue
-            if len(got) > left:
-                found[path] = OverLimit(path, left)
-                continue
-            left -= len(got)
-            found[path] = got
-        return found
+        return read_each(self, paths, max_bytes, settled)
 
 
 __all__ = ["SftpFS", "SftpReader", "as_oserror", "file_stat"]
